@@ -1,0 +1,47 @@
+"""Timing helpers shared by the benchmark scripts.
+
+Machines here are noisy, so every script measures its baseline in the same run,
+interleaved with the subject, and reports ratios next to absolute times.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def summary(label: str, values: Sequence[float], unit: str = "ms", scale: float = 1000.0) -> str:
+    return (
+        f"{label:<34} n={len(values):<4} median={statistics.median(values) * scale:9.2f}{unit}"
+        f"  p95={pct(values, 95) * scale:9.2f}{unit}  min={min(values) * scale:9.2f}{unit}"
+    )
+
+
+def verdict(name: str, value: float, target: str, ok: bool) -> str:
+    return f"{'PASS' if ok else 'FAIL'}  {name} = {value:.3f} (target {target})"
+
+
+@contextmanager
+def temp_state_dir() -> Iterator[Path]:
+    """A throwaway state dir whose tmux server and jobs are cleaned up afterwards."""
+    with tempfile.TemporaryDirectory(prefix="rmcp-bench-") as tmp:
+        root = Path(tmp) / "state"
+        try:
+            yield root
+        finally:
+            from mcp_server.core.paths import StateDir
+
+            if root.exists():
+                subprocess.run(["tmux", "-L", StateDir(root).tmux_socket, "kill-server"], capture_output=True)

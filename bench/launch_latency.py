@@ -1,0 +1,89 @@
+"""create_run → the user's command started, through the MCP tool over stdio; median over N.
+
+The command records its own start time (time.time() in the job), so the figure includes
+the tool call, the store writes, tmux opening the window and the launch script. As a
+same-run baseline, the same command is started by `tmux new-window` directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+from mcp import Client, StdioServerParameters
+
+from bench.common import summary, temp_state_dir, verdict
+
+STAMP = "import time,sys; open(sys.argv[1],'w').write(repr(time.time()))"
+
+
+def wait_file(path: Path, timeout: float = 30) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            text = path.read_text()
+            if text:
+                return float(text)
+        except FileNotFoundError:
+            pass
+        time.sleep(0.002)
+    raise TimeoutError(path)
+
+
+async def main(n: int) -> int:
+    ours: list[float] = []
+    raw: list[float] = []
+    with temp_state_dir() as state, tempfile.TemporaryDirectory() as work:
+        workdir = Path(work)
+        params = StdioServerParameters(
+            command=sys.executable, args=["-m", "mcp_server", "serve", "--state-dir", str(state)]
+        )
+        sock = f"rmcp-bench-raw-{time.time_ns()}"
+        subprocess.run(["tmux", "-L", sock, "new-session", "-d", "-s", "b"], check=True)
+        try:
+            async with Client(params, mode="legacy", cache=None) as c:
+                for i in range(n + 1):
+                    stamp = workdir / f"ours-{i}"
+                    cmd = f"{shlex.quote(sys.executable)} -c {shlex.quote(STAMP)} {shlex.quote(str(stamp))}"
+                    t0 = time.time()
+                    res = await c.call_tool(
+                        "create_run", {"name": f"lat{i}", "command": cmd, "workdir": str(workdir)}
+                    )
+                    assert not res.is_error, res.content
+                    started = await anyio.to_thread.run_sync(wait_file, stamp)
+                    if i:  # the first one warms caches
+                        ours.append(started - t0)
+
+                    stamp = workdir / f"raw-{i}"
+                    cmd = f"{shlex.quote(sys.executable)} -c {shlex.quote(STAMP)} {shlex.quote(str(stamp))}"
+                    t0 = time.time()
+                    subprocess.run(["tmux", "-L", sock, "new-window", "-d", "-t", "b:", cmd], check=True)
+                    started = await anyio.to_thread.run_sync(wait_file, stamp)
+                    if i:
+                        raw.append(started - t0)
+        finally:
+            subprocess.run(["tmux", "-L", sock, "kill-server"], capture_output=True)
+    print("create_run → command started (python -c stamp), over stdio MCP")
+    print(summary("raw tmux new-window", raw))
+    print(summary("research-mcp create_run", ours))
+    overhead = statistics.median(ours) - statistics.median(raw)
+    print(f"median overhead over raw tmux: {overhead * 1000:.1f} ms")
+    print(
+        verdict(
+            "median create_run → started (s)", statistics.median(ours), "< 1 s", statistics.median(ours) < 1
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-n", type=int, default=20)
+    raise SystemExit(anyio.run(main, parser.parse_args().n))

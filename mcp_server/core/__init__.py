@@ -1,0 +1,1 @@
+"""Core services: store, runs, backends, reconcile. No MCP SDK imports live here."""

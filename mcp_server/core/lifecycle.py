@@ -1,0 +1,122 @@
+"""Run statuses and the one function that decides a run's next status.
+
+``decide`` is pure: it takes what a backend observed about a job and returns the
+transition, if any. The server's reconcile and the sidecar both call it, so a run's end
+is decided the same way no matter who looks first; the store applies the result with a
+compare-and-set, so two lookers can never record two different ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class RunStatus(StrEnum):
+    READY = "ready"
+    QUEUED = "queued"
+    LAUNCHING = "launching"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    STOPPED = "stopped"
+    LOST = "lost"
+
+
+TERMINAL: frozenset[RunStatus] = frozenset(
+    {RunStatus.FINISHED, RunStatus.FAILED, RunStatus.STOPPED, RunStatus.LOST}
+)
+ACTIVE: frozenset[RunStatus] = frozenset({RunStatus.QUEUED, RunStatus.LAUNCHING, RunStatus.RUNNING})
+
+# LOST may still be corrected to an exit-code ending: a job can outlive a scheduler hiccup.
+_ALLOWED: dict[RunStatus, frozenset[RunStatus]] = {
+    RunStatus.READY: frozenset({RunStatus.QUEUED, RunStatus.LAUNCHING, RunStatus.FAILED, RunStatus.STOPPED}),
+    RunStatus.QUEUED: frozenset({RunStatus.LAUNCHING, RunStatus.RUNNING} | TERMINAL),
+    RunStatus.LAUNCHING: frozenset({RunStatus.QUEUED, RunStatus.RUNNING} | TERMINAL),
+    RunStatus.RUNNING: frozenset({RunStatus.QUEUED} | TERMINAL),
+    RunStatus.LOST: frozenset({RunStatus.FINISHED, RunStatus.FAILED, RunStatus.STOPPED}),
+    RunStatus.FINISHED: frozenset(),
+    RunStatus.FAILED: frozenset(),
+    RunStatus.STOPPED: frozenset(),
+}
+
+
+def can_transition(current: RunStatus, new: RunStatus) -> bool:
+    return new in _ALLOWED[current]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a backend saw of one run's job.
+
+    ``present`` is None when the backend could not tell (a scheduler that did not answer):
+    an unknown is never turned into ``lost``.
+    """
+
+    present: bool | None
+    started_at: float | None = None
+    exit_code: int | None = None
+    ended_at: float | None = None
+    waiting: bool = False  # job exists but the user's command has not started (queued by backend)
+    detail: str = ""  # backend's own words, e.g. a Slurm state and reason
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: RunStatus
+    reason: str
+    exit_code: int | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+
+
+def describe_exit(code: int) -> str:
+    if code == 0:
+        return "command exited with code 0"
+    if code > 128 and code - 128 <= 64:
+        import signal
+
+        try:
+            name = signal.Signals(code - 128).name
+        except ValueError:
+            name = f"signal {code - 128}"
+        return f"command was killed by {name} (exit code {code})"
+    return f"command exited with code {code}"
+
+
+def decide(
+    status: RunStatus,
+    obs: Observation,
+    *,
+    stop_requested: bool,
+    launched_at: float | None,
+    now: float,
+    launch_grace_s: float,
+) -> Decision | None:
+    """Return the transition ``obs`` implies for a run in ``status``, or None to leave it."""
+    if status in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.STOPPED, RunStatus.READY):
+        return None
+    if obs.exit_code is not None:
+        code = obs.exit_code
+        if stop_requested:
+            reason = f"stopped on request; {describe_exit(code)}"
+            return Decision(RunStatus.STOPPED, reason, code, obs.started_at, obs.ended_at)
+        new = RunStatus.FINISHED if code == 0 else RunStatus.FAILED
+        return Decision(new, describe_exit(code), code, obs.started_at, obs.ended_at)
+    if status is RunStatus.LOST:
+        return None
+    if obs.present is False:
+        if stop_requested:
+            return Decision(RunStatus.STOPPED, "stopped on request before the command wrote an exit code")
+        if launched_at is None:
+            return None  # never handed to a backend (e.g. held back by a queue): nothing to lose
+        never_started = status is not RunStatus.RUNNING and obs.started_at is None
+        if never_started and now - launched_at < launch_grace_s:
+            return None  # the backend job may not be visible yet
+        why = obs.detail or "the job vanished without writing an exit code"
+        return Decision(RunStatus.LOST, why)
+    if obs.present and obs.started_at is not None and status in (RunStatus.QUEUED, RunStatus.LAUNCHING):
+        return Decision(RunStatus.RUNNING, obs.detail or "command started", started_at=obs.started_at)
+    if obs.present and obs.waiting and obs.detail and status is RunStatus.LAUNCHING:
+        return Decision(RunStatus.QUEUED, obs.detail)
+    return None

@@ -1,0 +1,65 @@
+"""Tables of the store (sqlmodel on SQLite).
+
+Timestamps are epoch seconds (REAL): cheap to compare in SQL and across processes;
+views turn them into ISO strings for people and models.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index
+from sqlmodel import Field, SQLModel
+
+
+class Meta(SQLModel, table=True):
+    __tablename__ = "meta"
+    key: str = Field(primary_key=True)
+    value: str
+
+
+class Run(SQLModel, table=True):
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_status_pk", "status", "pk"),)
+
+    # Integer key: insertion (commit) order, which is the FIFO order of queues.
+    pk: int | None = Field(default=None, primary_key=True)
+    id: str = Field(unique=True)
+    name: str = Field(index=True)
+    command: str
+    workdir: str
+    status: str
+    status_reason: str = ""
+    error: str | None = None
+    exit_code: int | None = None
+    backend: str = "local"
+    backend_ref: str | None = None
+    sweep_id: str | None = Field(default=None, index=True)
+    parent_run_id: str | None = None
+    gpus: int = 0
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    env_keys: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    options: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: float
+    updated_at: float
+    queued_at: float | None = None
+    launched_at: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    stop_requested_at: float | None = None
+
+
+class Event(SQLModel, table=True):
+    """Append-only feed of things an agent waits for (run endings, alerts).
+
+    AUTOINCREMENT keeps ids strictly increasing even after deletes, so an id is a cursor.
+    """
+
+    __tablename__ = "events"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: int | None = Field(default=None, primary_key=True)
+    ts: float
+    kind: str = Field(index=True)
+    run_id: str | None = Field(default=None, index=True)
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -1,0 +1,70 @@
+"""The state dir: where the store and every run's files live.
+
+The state dir is the rendezvous between server processes and sidecars (DESIGN invariant
+1), so its location must be computed the same way everywhere: an explicit argument, else
+``$RESEARCH_MCP_HOME``, else ``.research-mcp/`` under the current working directory.
+Every file path handed out to a caller is built here and checked to stay inside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from mcp_server.core.errors import InvalidInput
+
+STATE_DIR_ENV = "RESEARCH_MCP_HOME"
+DEFAULT_DIRNAME = ".research-mcp"
+
+
+def resolve_state_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    if explicit:
+        root = Path(explicit)
+    elif os.environ.get(STATE_DIR_ENV):
+        root = Path(os.environ[STATE_DIR_ENV])
+    else:
+        root = Path.cwd() / DEFAULT_DIRNAME
+    return root.expanduser().absolute()
+
+
+@dataclass(frozen=True)
+class StateDir:
+    root: Path
+
+    @classmethod
+    def open(cls, explicit: str | os.PathLike[str] | None = None) -> StateDir:
+        """Resolve and create (0700: run logs and env files are private) the state dir."""
+        root = resolve_state_dir(explicit)
+        created = not root.exists()
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if created:
+            os.chmod(root, 0o700)
+        (root / "runs").mkdir(mode=0o700, exist_ok=True)
+        return cls(root.resolve())
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / "research.db"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    def run_dir(self, run_id: str) -> Path:
+        # run ids are validated before they get here; the containment check is a second lock.
+        return self.inside(self.runs_dir / run_id)
+
+    def inside(self, path: Path) -> Path:
+        """Return ``path`` resolved, or refuse it if it leaves the state dir (symlinks included)."""
+        resolved = path.resolve()
+        if resolved != self.root and self.root not in resolved.parents:
+            raise InvalidInput(f"path {str(path)!r} is outside the state dir {str(self.root)!r}; refused.")
+        return resolved
+
+    @property
+    def tmux_socket(self) -> str:
+        """One private tmux server per state dir, so tests and projects never share windows."""
+        digest = hashlib.sha1(str(self.root).encode()).hexdigest()[:12]
+        return f"research-mcp-{digest}"

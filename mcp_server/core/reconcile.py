@@ -1,0 +1,141 @@
+"""Settle runs from what their backends observe; the single place a run's end is decided.
+
+Server processes call ``Reconciler.reconcile`` at start and before answering run
+queries; the sidecar calls it for its own run. Every status change goes through
+``transition``: a compare-and-set on the run's current status plus an event row, in one
+write transaction, so concurrent lookers cannot record an ending twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from mcp_server.core.backends.registry import Backends
+from mcp_server.core.errors import ResearchError
+from mcp_server.core.jobfiles import JobFiles
+from mcp_server.core.lifecycle import ACTIVE, TERMINAL, Decision, RunStatus, can_transition, decide
+from mcp_server.core.models import Event, Run
+from mcp_server.core.paths import StateDir
+from mcp_server.core.settings import Settings
+from mcp_server.core.store import Store, now
+
+log = logging.getLogger(__name__)
+
+WATCHED: tuple[str, ...] = tuple(s.value for s in (*ACTIVE, RunStatus.LOST))
+
+
+def transition(
+    session: Session,
+    run: Run,
+    new: RunStatus,
+    reason: str,
+    *,
+    expected: RunStatus | None = None,
+    **fields: Any,
+) -> bool:
+    """Move ``run`` from ``expected`` (default: its status as read) to ``new``; False if it had moved on."""
+    current = RunStatus(expected or run.status)
+    if not can_transition(current, new):
+        return False
+    t = now()
+    values: dict[str, Any] = {"status": new.value, "status_reason": reason, "updated_at": t, **fields}
+    if new in TERMINAL and "ended_at" not in fields:
+        values["ended_at"] = t
+    result = session.execute(
+        update(Run).where(col(Run.id) == run.id, col(Run.status) == current.value).values(**values)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    data = {"status": new.value, "previous": current.value, "reason": reason, "name": run.name}
+    if "exit_code" in values:
+        data["exit_code"] = values["exit_code"]
+    session.add(Event(ts=t, kind="run_status", run_id=run.id, data=data))
+    for key, value in values.items():
+        setattr(run, key, value)
+    return True
+
+
+class Reconciler:
+    def __init__(self, state: StateDir, store: Store, backends: Backends, settings: Settings) -> None:
+        self.state = state
+        self.store = store
+        self.backends = backends
+        self.settings = settings
+        # Called with each run that reached a terminal status (queues use it to admit the next).
+        self.on_terminal: list[Callable[[Run], None]] = []
+
+    def files(self, run_id: str) -> JobFiles:
+        return JobFiles(self.state.run_dir(run_id))
+
+    def watched_runs(self, run_ids: Iterable[str] | None = None) -> list[Run]:
+        query = select(Run).where(col(Run.status).in_(WATCHED))
+        if run_ids is not None:
+            ids = list(run_ids)
+            if not ids:
+                return []
+            query = query.where(col(Run.id).in_(ids))
+        with self.store.read() as s:
+            return list(s.exec(query.order_by(col(Run.pk))).all())
+
+    def reconcile(self, run_ids: Iterable[str] | None = None) -> list[Run]:
+        """Observe watched runs (all, or ``run_ids``) and apply what they imply; returns changed runs."""
+        runs = self.watched_runs(run_ids)
+        if not runs:
+            return []
+        by_backend: dict[str, list[Run]] = defaultdict(list)
+        for run in runs:
+            by_backend[run.backend].append(run)
+        decisions: list[tuple[Run, Decision]] = []
+        t = now()
+        for name, group in by_backend.items():
+            files = {r.id: self.files(r.id) for r in group}
+            try:
+                observed = self.backends.get(name).observe(group, files)
+            except ResearchError as err:
+                log.warning("could not observe %d %s run(s): %s", len(group), name, err)
+                continue
+            for run in group:
+                obs = observed.get(run.id)
+                if obs is None:
+                    continue
+                d = decide(
+                    RunStatus(run.status),
+                    obs,
+                    stop_requested=run.stop_requested_at is not None,
+                    launched_at=run.launched_at,
+                    now=t,
+                    launch_grace_s=self.settings.launch_grace_s,
+                )
+                if d is not None:
+                    decisions.append((run, d))
+        return self.apply(decisions)
+
+    def apply(self, decisions: list[tuple[Run, Decision]]) -> list[Run]:
+        changed: list[Run] = []
+        if not decisions:
+            return changed
+        with self.store.write() as s:
+            for run, d in decisions:
+                fields: dict[str, Any] = {}
+                if d.exit_code is not None:
+                    fields["exit_code"] = d.exit_code
+                if d.started_at is not None and run.started_at is None:
+                    fields["started_at"] = d.started_at
+                if d.ended_at is not None:
+                    fields["ended_at"] = d.ended_at
+                if transition(s, run, d.status, d.reason, **fields):
+                    changed.append(run)
+        for run in changed:
+            if RunStatus(run.status) in TERMINAL:
+                for hook in self.on_terminal:
+                    try:
+                        hook(run)
+                    except Exception:  # a queue hook must never break settling
+                        log.exception("on_terminal hook failed for %s", run.id)
+        return changed

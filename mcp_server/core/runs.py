@@ -1,0 +1,466 @@
+"""Runs: create, start, stop, rerun, list, get and read logs.
+
+Every entry point validates all of its input before it writes anything, so a rejected
+call leaves the store and the state dir as they were.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, func, update
+from sqlmodel import col, select
+
+from mcp_server.core.backends.registry import BACKEND_NAMES, Backends
+from mcp_server.core.errors import Conflict, InvalidInput, NotFound, ResearchError
+from mcp_server.core.ids import new_id, validate_env_key, validate_id, validate_name
+from mcp_server.core.jobfiles import JobFiles
+from mcp_server.core.launch import render_launch_script, write_command, write_env, write_launch_script
+from mcp_server.core.lifecycle import TERMINAL, RunStatus
+from mcp_server.core.logs import read_window, tail_lines
+from mcp_server.core.models import Run
+from mcp_server.core.paths import StateDir
+from mcp_server.core.reconcile import WATCHED, Reconciler, transition
+from mcp_server.core.settings import Settings
+from mcp_server.core.store import Store, now
+from mcp_server.core.views import LogChunk, RunDetail, RunPage, RunRow, iso
+
+MAX_COMMAND_CHARS = 64 * 1024
+MAX_GPUS = 64
+MAX_PARAMS_BYTES = 64 * 1024
+MAX_ENV_VALUE_CHARS = 32 * 1024
+MAX_LOG_LINES = 5000
+MAX_LOG_BYTES = 1024 * 1024
+MAX_PAGE = 500
+STATUS_CHOICES = ", ".join(s.value for s in RunStatus)
+
+
+def to_row(run: Run) -> RunRow:
+    duration = None
+    if run.started_at is not None:
+        duration = round((run.ended_at or time.time()) - run.started_at, 3)
+    return RunRow(
+        id=run.id,
+        name=run.name,
+        status=run.status,
+        status_reason=run.status_reason,
+        exit_code=run.exit_code,
+        backend=run.backend,
+        gpus=run.gpus,
+        sweep_id=run.sweep_id,
+        created_at=iso(run.created_at) or "",
+        started_at=iso(run.started_at),
+        ended_at=iso(run.ended_at),
+        duration_s=duration,
+    )
+
+
+def to_detail(run: Run, run_dir: Path) -> RunDetail:
+    return RunDetail(
+        **to_row(run).model_dump(),
+        command=run.command,
+        workdir=run.workdir,
+        params=run.params,
+        env_keys=run.env_keys,
+        options=run.options,
+        error=run.error,
+        parent_run_id=run.parent_run_id,
+        backend_ref=run.backend_ref,
+        run_dir=str(run_dir),
+        queued_at=iso(run.queued_at),
+        launched_at=iso(run.launched_at),
+        updated_at=iso(run.updated_at) or "",
+        stop_requested_at=iso(run.stop_requested_at),
+    )
+
+
+def _validate_command(command: str) -> str:
+    if not isinstance(command, str) or not command.strip():
+        raise InvalidInput(
+            "command is empty: give the shell command to run, e.g. 'python train.py --lr 0.1'."
+        )
+    if len(command) > MAX_COMMAND_CHARS:
+        raise InvalidInput(
+            f"command is {len(command)} characters; the limit is {MAX_COMMAND_CHARS}. Put it in a script."
+        )
+    if "\x00" in command:
+        raise InvalidInput("command contains a NUL byte; remove it.")
+    return command
+
+
+def _validate_workdir(workdir: str | None) -> str:
+    path = Path(workdir).expanduser() if workdir else Path.cwd()
+    if "\x00" in str(path):
+        raise InvalidInput("workdir contains a NUL byte.")
+    path = path.absolute()
+    if not path.exists():
+        raise InvalidInput(
+            f"workdir {str(path)!r} does not exist; give an existing directory (default: the server's cwd)."
+        )
+    if not path.is_dir():
+        raise InvalidInput(f"workdir {str(path)!r} is not a directory.")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise InvalidInput(f"workdir {str(path)!r} is not accessible (needs read and execute permission).")
+    return str(path)
+
+
+def _validate_env(env: Mapping[str, str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in (env or {}).items():
+        validate_env_key(key)
+        if key.startswith("RESEARCH_"):
+            raise InvalidInput(f"env key {key!r} is reserved: research-mcp sets RESEARCH_* variables itself.")
+        if not isinstance(value, str):
+            raise InvalidInput(f"env value for {key!r} must be a string.")
+        if "\x00" in value or len(value) > MAX_ENV_VALUE_CHARS:
+            raise InvalidInput(f"env value for {key!r} is too long or contains a NUL byte.")
+        out[key] = value
+    return out
+
+
+def _validate_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    if not params:
+        return {}
+    try:
+        encoded = json.dumps(params, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise InvalidInput(
+            f"params must be JSON (strings, numbers, booleans, lists, objects): {err}."
+        ) from None
+    if len(encoded) > MAX_PARAMS_BYTES:
+        raise InvalidInput(f"params are {len(encoded)} bytes as JSON; the limit is {MAX_PARAMS_BYTES}.")
+    return dict(params)
+
+
+def _validate_gpus(gpus: int) -> int:
+    if not isinstance(gpus, int) or isinstance(gpus, bool) or not 0 <= gpus <= MAX_GPUS:
+        raise InvalidInput(f"gpus={gpus!r} is out of range; give a whole number from 0 to {MAX_GPUS}.")
+    return gpus
+
+
+class RunService:
+    def __init__(
+        self, state: StateDir, store: Store, backends: Backends, reconciler: Reconciler, settings: Settings
+    ) -> None:
+        self.state = state
+        self.store = store
+        self.backends = backends
+        self.reconciler = reconciler
+        self.settings = settings
+
+    # ---- lookups -------------------------------------------------------------------------
+
+    def files(self, run_id: str) -> JobFiles:
+        return JobFiles(self.state.run_dir(run_id))
+
+    def load(self, run_id: str) -> Run:
+        validate_id(run_id, "run", "run_id")
+        with self.store.read() as s:
+            run = s.exec(select(Run).where(Run.id == run_id)).first()
+        if run is None:
+            raise NotFound(f"no run with id {run_id!r}; use list_runs to see existing runs.")
+        return run
+
+    def _fresh(self, run_id: str) -> Run:
+        run = self.load(run_id)
+        if run.status in WATCHED and self.reconciler.reconcile([run_id]):
+            run = self.load(run_id)
+        return run
+
+    # ---- create / start ------------------------------------------------------------------
+
+    def create(
+        self,
+        *,
+        name: str,
+        command: str,
+        workdir: str | None = None,
+        sweep_id: str | None = None,
+        gpus: int = 0,
+        env: Mapping[str, str] | None = None,
+        auto_start: bool = True,
+        parent_run_id: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        backend: str = "auto",
+        options: Mapping[str, Any] | None = None,
+    ) -> RunDetail:
+        validate_name(name, "run name")
+        _validate_command(command)
+        wd = _validate_workdir(workdir)
+        _validate_gpus(gpus)
+        clean_env = _validate_env(env)
+        clean_params = _validate_params(params)
+        if sweep_id is not None:
+            validate_id(sweep_id, "sweep", "sweep_id")
+        if parent_run_id is not None:
+            self.load(parent_run_id)
+        chosen = self.resolve_backend(backend)
+        fields = dict(
+            name=name,
+            command=command,
+            workdir=wd,
+            sweep_id=sweep_id,
+            gpus=gpus,
+            params=clean_params,
+            env_keys=sorted(clean_env),
+            options=dict(options or {}),
+            parent_run_id=parent_run_id,
+            backend=chosen,
+        )
+        run = self._insert(fields, lambda files: write_env(files, clean_env))
+        return self._after_insert(run, auto_start)
+
+    def resolve_backend(self, backend: str) -> str:
+        if backend == "auto":
+            return "local"
+        if backend not in BACKEND_NAMES:
+            raise InvalidInput(f"backend {backend!r} is not known; valid: auto, {', '.join(BACKEND_NAMES)}.")
+        return backend
+
+    def _insert(self, fields: dict[str, Any], write_env_file: Callable[[JobFiles], None]) -> Run:
+        run_id = new_id("run")
+        files = self.files(run_id)
+        files.run_dir.mkdir(mode=0o700)
+        try:
+            write_command(files, fields["command"])
+            write_env_file(files)
+            files.output.touch(mode=0o600)
+            files.metrics.touch(mode=0o600)
+            t = now()
+            run = Run(
+                id=run_id,
+                status=RunStatus.READY.value,
+                status_reason="created",
+                created_at=t,
+                updated_at=t,
+                **fields,
+            )
+            with self.store.write() as s:
+                s.add(run)
+        except BaseException:
+            shutil.rmtree(files.run_dir, ignore_errors=True)
+            raise
+        return run
+
+    def _after_insert(self, run: Run, auto_start: bool) -> RunDetail:
+        if auto_start:
+            try:
+                self.launch(run)
+            except ResearchError:
+                self._discard(run)
+                raise
+        return to_detail(self.load(run.id), self.files(run.id).run_dir)
+
+    def _discard(self, run: Run) -> None:
+        """Undo a create whose launch was refused, so no half-created run remains."""
+        with self.store.write() as s:
+            s.execute(delete(Run).where(col(Run.id) == run.id))
+        shutil.rmtree(self.files(run.id).run_dir, ignore_errors=True)
+
+    def start(self, run_id: str) -> RunDetail:
+        run = self.load(run_id)
+        if run.status != RunStatus.READY:
+            raise Conflict(
+                f"run {run_id} is {run.status}; start_run starts only runs in status 'ready' "
+                "(created with auto_start=false). Use rerun to run an ended run again."
+            )
+        try:
+            self.launch(run)
+        except ResearchError as err:
+            with self.store.write() as s:
+                transition(s, self.load(run_id), RunStatus.FAILED, f"launch refused: {err}", error=str(err))
+            raise
+        return to_detail(self.load(run_id), self.files(run_id).run_dir)
+
+    def launch(self, run: Run) -> None:
+        """Render the launch script and hand the run to its backend."""
+        backend = self.backends.get(run.backend)
+        files = self.files(run.id)
+        files.clear_outcome()
+        script = render_launch_script(
+            run_id=run.id,
+            workdir=run.workdir,
+            files=files,
+            pre_command=backend.pre_command(run),
+            post_command=backend.post_command(run),
+        )
+        write_launch_script(files, script)
+        with self.store.write() as s:
+            if not transition(
+                s, run, RunStatus.LAUNCHING, f"submitting to the {backend.name} backend", launched_at=now()
+            ):
+                raise Conflict(f"run {run.id} changed status to {run.status} while starting; not launched.")
+        try:
+            ref = backend.submit(run, files)
+        except ResearchError:
+            raise
+        except Exception as err:  # an unexpected backend failure still must not strand the run
+            raise ResearchError(f"the {backend.name} backend failed to submit {run.id}: {err}") from err
+        with self.store.write() as s:
+            s.execute(
+                update(Run)
+                .where(col(Run.id) == run.id)
+                .values(backend_ref=ref, status_reason=f"submitted: {ref}")
+            )
+
+    # ---- stop / rerun --------------------------------------------------------------------
+
+    def stop(self, run_id: str) -> RunDetail:
+        run = self._fresh(run_id)
+        status = RunStatus(run.status)
+        if status in TERMINAL:
+            raise Conflict(
+                f"run {run_id} already ended ({run.status}: {run.status_reason}); nothing to stop."
+            )
+        if status is RunStatus.READY or run.launched_at is None:
+            with self.store.write() as s:
+                transition(s, run, RunStatus.STOPPED, "stopped before it was launched")
+            return self.get(run_id)
+        with self.store.write() as s:
+            s.execute(update(Run).where(col(Run.id) == run_id).values(stop_requested_at=now()))
+        run = self.load(run_id)
+        self.backends.get(run.backend).stop(run, self.files(run_id), self.settings.stop_grace_s)
+        return self.get(run_id)
+
+    def rerun(self, run_id: str, auto_start: bool = True) -> RunDetail:
+        old = self.load(run_id)
+        fields = dict(
+            name=old.name,
+            command=old.command,
+            workdir=_validate_workdir(old.workdir),
+            sweep_id=old.sweep_id,
+            gpus=old.gpus,
+            params=old.params,
+            env_keys=old.env_keys,
+            options=old.options,
+            parent_run_id=old.id,
+            backend=old.backend,
+        )
+        old_env = self.files(old.id).env
+
+        def copy_env(files: JobFiles) -> None:
+            if old_env.exists():
+                shutil.copyfile(old_env, files.env)
+                os.chmod(files.env, 0o600)
+
+        run = self._insert(fields, copy_env)
+        return self._after_insert(run, auto_start)
+
+    # ---- queries -------------------------------------------------------------------------
+
+    def get(self, run_id: str) -> RunDetail:
+        run = self._fresh(run_id)
+        return to_detail(run, self.files(run_id).run_dir)
+
+    def list(
+        self,
+        *,
+        status: list[str] | None = None,
+        name_contains: str | None = None,
+        sweep_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> RunPage:
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidInput(f"limit={limit} is out of range; give 1 to {MAX_PAGE}.")
+        if offset < 0:
+            raise InvalidInput(f"offset={offset} must be ≥ 0.")
+        for value in status or []:
+            if value not in RunStatus._value2member_map_:
+                raise InvalidInput(f"status {value!r} is not a run status; valid: {STATUS_CHOICES}.")
+        if sweep_id is not None:
+            validate_id(sweep_id, "sweep", "sweep_id")
+        self.reconciler.reconcile()
+        query = select(Run)
+        count = select(func.count()).select_from(Run)
+        conditions = []
+        if status:
+            conditions.append(col(Run.status).in_(status))
+        if name_contains:
+            conditions.append(col(Run.name).contains(name_contains, autoescape=True))
+        if sweep_id:
+            conditions.append(col(Run.sweep_id) == sweep_id)
+        for cond in conditions:
+            query = query.where(cond)
+            count = count.where(cond)
+        with self.store.read() as s:
+            total = s.exec(count).one()
+            rows = s.exec(query.order_by(col(Run.pk).desc()).offset(offset).limit(limit)).all()
+        next_offset = offset + len(rows) if offset + len(rows) < total else None
+        return RunPage(
+            runs=[to_row(r) for r in rows], total=total, offset=offset, limit=limit, next_offset=next_offset
+        )
+
+    def logs(
+        self,
+        run_id: str,
+        *,
+        lines: int = 100,
+        source: str = "output",
+        offset: int | None = None,
+        length: int | None = None,
+        filter: str | None = None,
+        max_bytes: int = 64 * 1024,
+    ) -> LogChunk:
+        if source not in ("output", "sidecar"):
+            raise InvalidInput(
+                f"source {source!r} is not valid; choose 'output' (the command's output) or 'sidecar'."
+            )
+        if not 1 <= lines <= MAX_LOG_LINES:
+            raise InvalidInput(f"lines={lines} is out of range; give 1 to {MAX_LOG_LINES}.")
+        if not 1 <= max_bytes <= MAX_LOG_BYTES:
+            raise InvalidInput(f"max_bytes={max_bytes} is out of range; give 1 to {MAX_LOG_BYTES}.")
+        pattern = None
+        if filter:
+            if len(filter) > 200:
+                raise InvalidInput("filter is longer than 200 characters.")
+            try:
+                pattern = re.compile(filter)
+            except re.error as err:
+                raise InvalidInput(f"filter {filter!r} is not a valid regular expression: {err}.") from None
+        run = self.load(run_id)
+        files = self.files(run.id)
+        path = self.state.inside(files.output if source == "output" else files.sidecar_log)
+        note = ""
+        if offset is not None:
+            if pattern is not None:
+                raise InvalidInput("give either filter or offset/length, not both.")
+            size = min(length or max_bytes, max_bytes)
+            if size < 1:
+                raise InvalidInput(f"length={length} must be ≥ 1.")
+            chunk = read_window(path, offset, size)
+        else:
+            if length is not None:
+                raise InvalidInput("length needs offset; for the end of the log give lines instead.")
+            chunk = tail_lines(path, lines, max_bytes, pattern)
+        if chunk.size == 0:
+            note = f"the {source} log is empty so far" if path.exists() else f"no {source} log yet"
+        elif chunk.truncated:
+            note = "more text precedes this window; page with offset/length or raise lines/max_bytes"
+        return LogChunk(
+            run_id=run.id,
+            source=source,  # type: ignore[arg-type]
+            text=chunk.text,
+            start_offset=chunk.start,
+            end_offset=chunk.end,
+            file_size=chunk.size,
+            lines=chunk.lines,
+            truncated=chunk.truncated,
+            note=note,
+        )
+
+    def wait(self, run_id: str, timeout_s: float, poll_s: float = 0.2) -> RunDetail:
+        """Block until the run ends or ``timeout_s`` passes (used by the CLI demo)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            detail = self.get(run_id)
+            if detail.status in {s.value for s in TERMINAL} or time.monotonic() >= deadline:
+                return detail
+            time.sleep(poll_s)

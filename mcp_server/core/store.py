@@ -1,0 +1,128 @@
+"""The SQLite store every process shares (server processes, sidecars, CLI).
+
+WAL mode lets readers run beside one writer; every write transaction starts with
+``BEGIN IMMEDIATE`` so two processes never both read-then-upgrade and deadlock (SQLite
+answers that case with "database is locked" at once, ignoring the busy timeout). Writers
+queue on the busy timeout instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import URL
+from sqlmodel import Session, SQLModel, select
+
+from mcp_server.core import models
+from mcp_server.core.errors import ResearchError
+
+BUSY_TIMEOUT_MS = 60_000
+
+
+def _add_column_if_missing(conn: Connection, table: str, column_ddl: str) -> None:
+    name = column_ddl.split()[0]
+    if name not in {c["name"] for c in inspect(conn).get_columns(table)}:
+        conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column_ddl}")
+
+
+def _create(*tables: type[SQLModel]) -> Callable[[Connection], None]:
+    def step(conn: Connection) -> None:
+        SQLModel.metadata.create_all(conn, tables=[t.__table__ for t in tables])  # type: ignore[attr-defined]
+
+    return step
+
+
+# Append-only: version N is reached by applying MIGRATIONS[:N] in order. A fresh store runs
+# all of them; an older one runs those it lacks. Steps must be idempotent.
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    _create(models.Run, models.Event),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class Store:
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = db_path
+        url = URL.create("sqlite", database=str(db_path))
+        self.engine: Engine = create_engine(
+            url,
+            connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+            pool_size=8,
+            max_overflow=16,
+        )
+        event.listen(self.engine, "connect", self._on_connect)
+        event.listen(self.engine, "begin", self._on_begin)
+        self._writer = self.engine.execution_options(research_write=True)
+        self._migrate_lock = threading.Lock()
+        self.migrate()
+
+    @staticmethod
+    def _on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+        # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite would defer it).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @staticmethod
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("research_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    def migrate(self) -> None:
+        with self._migrate_lock:
+            if os.path.exists(self.db_path):
+                os.chmod(self.db_path, 0o600)
+            with self._writer.begin() as conn:
+                conn.exec_driver_sql(
+                    "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)"
+                )
+                row = conn.execute(text("SELECT value FROM meta WHERE key='schema_version'")).first()
+                current = int(row[0]) if row else 0
+                if current > SCHEMA_VERSION:
+                    raise ResearchError(
+                        f"the store {self.db_path} has schema version {current}, newer than this "
+                        f"research-mcp understands ({SCHEMA_VERSION}); upgrade research-mcp."
+                    )
+                for step in MIGRATIONS[current:]:
+                    step(conn)
+                if current != SCHEMA_VERSION:
+                    conn.execute(
+                        text("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', :v)"),
+                        {"v": str(SCHEMA_VERSION)},
+                    )
+            os.chmod(self.db_path, 0o600)
+
+    def schema_version(self) -> int:
+        with self.read() as s:
+            row = s.exec(select(models.Meta).where(models.Meta.key == "schema_version")).first()
+            return int(row.value) if row else 0
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read snapshot; writing inside it is a bug (it would not take the write lock)."""
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One write transaction, committed on exit, rolled back on error."""
+        with Session(self._writer, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,1 @@
+"""A tiny CPU training script shipped with the package for ``research-mcp demo``."""

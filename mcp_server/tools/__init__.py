@@ -1,0 +1,1 @@
+"""MCP tool wiring, one module per area; each exposes ``register(mcp, app)``."""

@@ -1,0 +1,1 @@
+"""Prompt templates (Markdown with {{variables}}) and their renderer."""

@@ -1,0 +1,1 @@
+"""Builders of MCP resource documents (cluster state, experiment context)."""

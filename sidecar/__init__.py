@@ -1,0 +1,1 @@
+"""The per-run monitor process (``python -m sidecar``); see sidecar/monitor.py."""

@@ -1,0 +1,72 @@
+"""Shared fixtures: a private state dir (so a private tmux socket) per test, torn down fully."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mcp_server.core.paths import StateDir
+
+# Short grace periods keep stop tests fast; they are the same knobs a user sets.
+os.environ.setdefault("RESEARCH_MCP_STOP_GRACE_S", "1")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def kill_state_dir_jobs(root: Path) -> None:
+    """Kill every job process group and the private tmux server of a state dir."""
+    for pgid_file in root.glob("runs/*/pgid"):
+        with contextlib.suppress(ValueError, ProcessLookupError, PermissionError, FileNotFoundError):
+            os.killpg(int(pgid_file.read_text().strip()), signal.SIGKILL)
+    subprocess.run(
+        ["tmux", "-L", StateDir(root).tmux_socket, "kill-server"], capture_output=True, check=False
+    )
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    root = (tmp_path / "state").resolve()
+    monkeypatch.setenv("RESEARCH_MCP_HOME", str(root))
+    yield root
+    kill_state_dir_jobs(root)
+
+
+@pytest.fixture
+def services(state_dir: Path):  # type: ignore[no-untyped-def]
+    from mcp_server.core.services import Services
+
+    sv = Services(state_dir)
+    yield sv
+    sv.close()
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    path = tmp_path / "project dir"  # a space, so every path must be quoted
+    path.mkdir()
+    return path
+
+
+def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+PYTHON = sys.executable

@@ -1,0 +1,54 @@
+"""Helpers to talk to a real ``research-mcp serve`` over stdio with the SDK's Client."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from mcp import Client, StdioServerParameters
+
+MODES = ["auto", "legacy"]
+
+
+def stdio_server(state_dir: Path, **env: str) -> StdioServerParameters:
+    return StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "mcp_server", "serve", "--state-dir", str(state_dir)],
+        env={"RESEARCH_MCP_STOP_GRACE_S": "1", "PYTHONPATH": os.environ.get("PYTHONPATH", ""), **env},
+    )
+
+
+def client(state_dir: Path, mode: str, **env: str) -> Client:
+    return Client(stdio_server(state_dir, **env), mode=mode, cache=None)  # type: ignore[arg-type]
+
+
+async def call(c: Client, tool: str, **args: Any) -> dict[str, Any]:
+    """Call a tool that must succeed; return its structured result."""
+    result = await c.call_tool(tool, args)
+    assert not result.is_error, result.content
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def call_error(c: Client, tool: str, **args: Any) -> str:
+    """Call a tool that must fail with a ToolError; return the error text."""
+    result = await c.call_tool(tool, args)
+    assert result.is_error, result.structured_content
+    return result.content[0].text  # type: ignore[union-attr]
+
+
+def server_pids(state_dir: Path) -> list[int]:
+    """Pids of ``research-mcp serve`` processes for this state dir (found through /proc)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"serve" in argv and str(state_dir).encode() in argv:
+            pids.append(int(entry.name))
+    return pids

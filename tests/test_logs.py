@@ -1,0 +1,85 @@
+import builtins
+import re
+from pathlib import Path
+
+import pytest
+
+from mcp_server.core import logs
+from mcp_server.core.logs import read_window, tail_lines
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Path:
+    path = tmp_path / "output.log"
+    path.write_text("".join(f"step {i} loss={1 / (i + 1):.4f}\n" for i in range(5000)))
+    return path
+
+
+def test_tail_returns_the_last_lines_and_their_offsets(log: Path) -> None:
+    t = tail_lines(log, 3, 1 << 20)
+    assert t.text == "step 4997 loss=0.0002\nstep 4998 loss=0.0002\nstep 4999 loss=0.0002\n"
+    assert t.lines == 3 and t.truncated and t.end == t.size == log.stat().st_size
+    assert log.read_bytes()[t.start :].decode() == t.text
+
+
+def test_tail_without_trailing_newline_and_short_files(tmp_path: Path) -> None:
+    p = tmp_path / "x.log"
+    p.write_text("a\nb\nc")
+    t = tail_lines(p, 2, 100)
+    assert t.text == "b\nc" and t.lines == 2
+    t = tail_lines(p, 10, 100)
+    assert t.text == "a\nb\nc" and not t.truncated
+    assert tail_lines(tmp_path / "missing.log", 5, 100).text == ""
+
+
+def test_byte_cap_keeps_whole_lines(log: Path) -> None:
+    t = tail_lines(log, 1000, 50)
+    assert len(t.text.encode()) <= 50 and t.text.startswith("step ") and t.text.endswith("\n")
+    assert t.truncated and t.lines == t.text.count("\n")
+
+
+def test_filter_finds_matching_lines_from_the_end(log: Path) -> None:
+    t = tail_lines(log, 2, 1 << 20, re.compile(r"step 4?12\d "))
+    assert t.text == "step 4128 loss=0.0002\nstep 4129 loss=0.0002\n"
+    assert tail_lines(log, 5, 1 << 20, re.compile("no such text")).text == ""
+
+
+def test_window_reads_bytes_from_an_offset(log: Path) -> None:
+    w = read_window(log, 0, 10)
+    assert w.text == "step 0 los" and w.start == 0 and w.end == 10 and w.truncated
+    w = read_window(log, -22, 100)
+    assert w.text == "step 4999 loss=0.0002\n" and w.end == w.size
+
+
+def test_tail_of_a_huge_file_reads_only_its_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    big = tmp_path / "big.log"
+    with open(big, "wb") as fh:
+        fh.truncate(2 * 1024**3)  # 2 GiB sparse file
+        fh.seek(0, 2)
+        fh.write(b"".join(b"line %d\n" % i for i in range(200)))
+    read_bytes = 0
+    real_open = builtins.open
+
+    class Counting:
+        def __init__(self, fh):  # type: ignore[no-untyped-def]
+            self.fh = fh
+
+        def read(self, n: int = -1) -> bytes:
+            nonlocal read_bytes
+            data = self.fh.read(n)
+            read_bytes += len(data)
+            return data
+
+        def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+            return getattr(self.fh, name)
+
+        def __enter__(self):  # type: ignore[no-untyped-def]
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.fh.close()
+
+    monkeypatch.setattr(logs, "open", lambda p, mode="r": Counting(real_open(p, mode)), raising=False)
+    t = tail_lines(big, 100, 1 << 20)
+    assert t.text.endswith("line 199\n") and t.lines == 100
+    assert read_bytes <= 2 * logs.BLOCK

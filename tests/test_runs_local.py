@@ -1,0 +1,165 @@
+"""Runs through the core service on the real local tmux backend."""
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from sqlmodel import col, select
+
+from mcp_server.core.backends.local import group_alive
+from mcp_server.core.errors import Conflict, InvalidInput, NotFound
+from mcp_server.core.models import Event
+from mcp_server.core.services import Services
+from tests.helpers import wait_for
+
+
+def wait_status(services: Services, run_id: str, statuses: set[str], timeout: float = 20):  # type: ignore[no-untyped-def]
+    return wait_for(
+        lambda: (r := services.runs.get(run_id)).status in statuses and r,
+        timeout,
+        what=f"{run_id} in {statuses}",
+    )
+
+
+def test_run_goes_from_launching_to_running_to_finished(services: Services, workdir: Path) -> None:
+    marker = workdir / "go"
+    run = services.runs.create(
+        name="ok", command="while [ ! -f go ]; do sleep 0.05; done; echo done", workdir=str(workdir)
+    )
+    assert run.status == "launching" and run.backend == "local"
+    running = wait_status(services, run.id, {"running"})
+    assert running.started_at is not None and running.exit_code is None
+    marker.touch()
+    done = wait_status(services, run.id, {"finished"})
+    assert done.exit_code == 0 and done.ended_at is not None and done.duration_s is not None
+    assert services.runs.logs(run.id).text == "done\n"
+    with services.store.read() as s:
+        events = s.exec(select(Event).where(Event.run_id == run.id).order_by(col(Event.id))).all()
+    assert [e.data["status"] for e in events] == ["launching", "running", "finished"]
+
+
+def test_nonzero_exit_is_failed_with_its_code(services: Services, workdir: Path) -> None:
+    run = services.runs.create(name="bad", command="echo oops >&2; exit 3", workdir=str(workdir))
+    done = wait_status(services, run.id, {"failed"})
+    assert done.exit_code == 3 and "code 3" in done.status_reason
+    assert "oops" in services.runs.logs(run.id).text
+
+
+def test_stop_ends_the_whole_process_group(services: Services, workdir: Path) -> None:
+    # A parent that ignores SIGINT plus background children: only escalation ends them all.
+    cmd = "trap '' INT; sleep 300 & sleep 300 & echo started; wait"
+    run = services.runs.create(name="stubborn", command=cmd, workdir=str(workdir))
+    wait_for(lambda: "started" in services.runs.logs(run.id).text, what="job start")
+    pgid = services.runs.files(run.id).read_pgid()
+    assert pgid is not None and group_alive(pgid)
+    t0 = time.monotonic()
+    stopped = services.runs.stop(run.id)
+    assert stopped.status == "stopped", stopped
+    assert not group_alive(pgid)
+    assert time.monotonic() - t0 < 10
+    out = subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True, text=True)
+    assert out.stdout.strip() == ""
+    with pytest.raises(Conflict, match="already ended"):
+        services.runs.stop(run.id)
+
+
+def test_stop_with_sigint_records_the_signal(services: Services, workdir: Path) -> None:
+    run = services.runs.create(name="polite", command="echo up; sleep 300", workdir=str(workdir))
+    wait_for(lambda: "up" in services.runs.logs(run.id).text)
+    stopped = services.runs.stop(run.id)
+    assert stopped.status == "stopped" and stopped.exit_code == 130 and "SIGINT" in stopped.status_reason
+
+
+def test_ready_run_starts_on_request_and_reruns_keep_env(services: Services, workdir: Path) -> None:
+    run = services.runs.create(
+        name="later",
+        command='echo "token=$MY_TOKEN"',
+        workdir=str(workdir),
+        auto_start=False,
+        env={"MY_TOKEN": "abc"},
+    )
+    assert run.status == "ready" and run.env_keys == ["MY_TOKEN"]
+    with pytest.raises(NotFound):
+        services.runs.rerun("run-20000101-000000-00000000")
+    services.runs.start(run.id)
+    wait_status(services, run.id, {"finished"})
+    with pytest.raises(Conflict, match="only runs in status 'ready'"):
+        services.runs.start(run.id)
+    again = services.runs.rerun(run.id)
+    assert again.parent_run_id == run.id and again.id != run.id
+    wait_status(services, again.id, {"finished"})
+    assert services.runs.logs(again.id).text == "token=abc\n"
+    assert "abc" not in services.runs.files(again.id).launch.read_text()
+
+
+def test_stopping_a_ready_run_needs_no_backend(services: Services, workdir: Path) -> None:
+    run = services.runs.create(name="never", command="true", workdir=str(workdir), auto_start=False)
+    assert services.runs.stop(run.id).status == "stopped"
+
+
+def _snapshot(services: Services) -> tuple[int, list[str]]:
+    return services.runs.list().total, sorted(os.listdir(services.state.runs_dir))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"command": "   "}, "command is empty"),
+        ({"name": "a/b"}, "not allowed"),
+        ({"name": "x; rm -rf ~"}, "not allowed"),
+        ({"workdir": "/no/such/dir"}, "does not exist"),
+        ({"env": {"BAD-KEY": "1"}}, "not valid"),
+        ({"env": {"RESEARCH_RUN_ID": "x"}}, "reserved"),
+        ({"gpus": -1}, "out of range"),
+        ({"parent_run_id": "run-20000101-000000-00000000"}, "no run with id"),
+        ({"params": {"x": float("nan")}}, "must be JSON"),
+        ({"backend": "kubernetes"}, "valid: auto, local"),
+    ],
+)
+def test_bad_input_is_refused_and_changes_nothing(
+    services: Services, workdir: Path, kwargs: dict, message: str
+) -> None:
+    before = _snapshot(services)
+    args = {"name": "ok", "command": "true", "workdir": str(workdir), **kwargs}
+    with pytest.raises((InvalidInput, NotFound), match=message):
+        services.runs.create(**args)
+    assert _snapshot(services) == before
+
+
+def test_unknown_ids_and_bad_queries_explain_what_is_valid(services: Services) -> None:
+    with pytest.raises(NotFound, match="list_runs"):
+        services.runs.get("run-20000101-000000-00000000")
+    with pytest.raises(InvalidInput, match="valid: ready, queued"):
+        services.runs.list(status=["done"])
+    with pytest.raises(InvalidInput, match="regular expression"):
+        services.runs.logs("run-20000101-000000-00000000", filter="(")
+
+
+def test_list_pages_and_filters(services: Services, workdir: Path) -> None:
+    ids = [
+        services.runs.create(name=f"p{i}", command="true", workdir=str(workdir), auto_start=False).id
+        for i in range(5)
+    ]
+    page = services.runs.list(limit=2)
+    assert [r.id for r in page.runs] == ids[::-1][:2] and page.total == 5 and page.next_offset == 2
+    last = services.runs.list(limit=2, offset=4)
+    assert [r.id for r in last.runs] == [ids[0]] and last.next_offset is None
+    assert services.runs.list(name_contains="p3").total == 1
+    assert services.runs.list(status=["ready"]).total == 5
+    assert services.runs.list(status=["running"]).total == 0
+
+
+def test_a_vanished_window_without_exit_code_is_lost(services: Services, workdir: Path) -> None:
+    run = services.runs.create(name="doomed", command="echo up; sleep 300", workdir=str(workdir))
+    wait_for(lambda: "up" in services.runs.logs(run.id).text)
+    pgid = services.runs.files(run.id).read_pgid()
+    assert pgid is not None
+    os.killpg(pgid, 9)  # the job dies...
+    subprocess.run(
+        ["tmux", "-L", services.state.tmux_socket, "kill-server"], check=True
+    )  # ...and so does tmux
+    services.runs.files(run.id).exit_code.unlink(missing_ok=True)  # before it could record anything
+    lost = wait_status(services, run.id, {"lost"})
+    assert "window is gone" in lost.status_reason
