@@ -22,7 +22,11 @@ INSTRUCTIONS = (
 def create_server(state_dir: str | os.PathLike[str] | None = None) -> MCPServer:
     app = App(state_dir)
     mcp: MCPServer = MCPServer(
-        "research-mcp", version=__version__, instructions=INSTRUCTIONS, lifespan=app.lifespan
+        "research-mcp",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        lifespan=app.lifespan,
+        log_level="WARNING",
     )
     run_tools.register(mcp, app)
     return mcp
