@@ -63,3 +63,28 @@ class Event(SQLModel, table=True):
     kind: str = Field(index=True)
     run_id: str | None = Field(default=None, index=True)
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Alert(SQLModel, table=True):
+    """Something a person (or the agent) should look at, with the choices it offers.
+
+    ``signature`` identifies "the same problem" so a rule firing every poll raises one
+    alert, not hundreds; see ``core.alerts.raise_alert``.
+    """
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_run_status", "run_id", "status"),)
+
+    pk: int | None = Field(default=None, primary_key=True)
+    id: str = Field(unique=True)
+    run_id: str | None = Field(default=None, index=True)
+    kind: str
+    severity: str
+    message: str
+    choices: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    signature: str = Field(index=True)
+    status: str = "open"
+    resolution: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: float
+    resolved_at: float | None = None

@@ -43,6 +43,7 @@ def _create(*tables: type[SQLModel]) -> Callable[[Connection], None]:
 # all of them; an older one runs those it lacks. Steps must be idempotent.
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(models.Run, models.Event),
+    _create(models.Alert),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
