@@ -28,8 +28,12 @@ def test_malformed_lines_get_error_responses_and_the_session_goes_on(state_dir: 
         assert parse_error["error"]["code"] == -32700
         send('{"jsonrpc": "2.0", "id": 7, "method": "no/such/method"}')
         assert receive()["error"]["code"] in (-32601, -32600)
-        send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}))  # fmt: skip
+        hello = {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "0"},
+        }
+        send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello}))
         init = receive()
         assert init["id"] == 1 and init["result"]["serverInfo"]["name"] == "research-mcp"
         send('{"jsonrpc": "2.0", "method": "notifications/initialized"}')
