@@ -189,7 +189,7 @@ class RunService:
         parent_run_id: str | None = None,
         params: Mapping[str, Any] | None = None,
         backend: str = "auto",
-        options: Mapping[str, Any] | None = None,
+        slurm: Mapping[str, Any] | None = None,
     ) -> RunDetail:
         validate_name(name, "run name")
         _validate_command(command)
@@ -202,6 +202,15 @@ class RunService:
         if parent_run_id is not None:
             self.load(parent_run_id)
         chosen = self.resolve_backend(backend)
+        options: dict[str, Any] = {}
+        if slurm:
+            if backend == "local":
+                raise InvalidInput(
+                    "slurm options need backend 'slurm' (or 'auto' on a Slurm cluster), not 'local'."
+                )
+            from mcp_server.core.backends.slurm import validate_slurm_options
+
+            options["slurm"] = validate_slurm_options(slurm)
         fields = dict(
             name=name,
             command=command,
@@ -210,7 +219,7 @@ class RunService:
             gpus=gpus,
             params=clean_params,
             env_keys=sorted(clean_env),
-            options=dict(options or {}),
+            options=options,
             parent_run_id=parent_run_id,
             backend=chosen,
         )
@@ -290,6 +299,7 @@ class RunService:
             files=files,
             pre_command=backend.pre_command(run),
             post_command=backend.post_command(run),
+            echo_output=backend.echo_output,
         )
         write_launch_script(files, script)
         with self.store.write() as s:
