@@ -6,12 +6,13 @@ import getpass
 import json
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from mcp_server.core import nvml
+from mcp_server.core import nvml, probes
 from mcp_server.core.cluster import ClusterService
 from mcp_server.core.errors import InvalidInput
 from mcp_server.core.probes import ProbeTimeout, bounded, parse_nvidia_smi, parse_sinfo, probe_slurm
@@ -185,3 +186,26 @@ def test_a_real_slurm_is_detected_with_its_partitions_and_gres(
     assert any(s.startswith("scontrol ping: ") and "UP" in s for s in info.signals)
     assert probe_slurm(5.0).can_submit
     assert ClusterService.current_type(services.cluster) == "slurm"
+
+
+def test_a_wedged_driver_cannot_hang_detection(
+    fake_gpus: FakeGpus, no_slurm: str, monkeypatch: pytest.MonkeyPatch, services: Services
+) -> None:
+    monkeypatch.setenv("RESEARCH_MCP_PROBE_TIMEOUT_S", "0.3")
+    fake_gpus.path.write_text(json.dumps({"hang_s": 1.2, "gpus": fake_gpus.gpus}))
+    quick = Services(services.state.root)
+    try:
+        started = time.monotonic()
+        info = quick.cluster.detect()
+        assert time.monotonic() - started < 1.5
+        assert info.status == "degraded" and info.gpu_count == 0 and info.confidence <= 0.5
+        assert any("did not answer within 0.3 s" in w for w in info.warnings)
+        threads = threading.active_count()
+        again = quick.cluster.detect()  # the first query still hangs: no second thread piles up
+        assert any("still busy with an earlier query" in w for w in again.warnings)
+        assert threading.active_count() == threads
+    finally:
+        quick.close()
+        # Let the wedged query end before other tests probe NVML in this process.
+        assert probes._nvml_busy.acquire(timeout=10)
+        probes._nvml_busy.release()

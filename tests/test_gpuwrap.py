@@ -209,6 +209,8 @@ def test_cuda_oom_fails_once_with_that_reason(fake_gpus: FakeGpus, services: Ser
     with services.store.read() as s:
         assert s.exec(select(Alert).where(Alert.run_id == run.id)).all() == []
     assert leases(services) == {}
+    again = services.runs.rerun(run.id, auto_start=False)  # a rerun keeps the run's gpuwrap settings
+    assert again.options["queue"] == "gpu" and again.options["gpuwrap"]["retries"] == 5
 
 
 CONTENTION = (

@@ -238,6 +238,11 @@ class Admission:
         entry = next((e for e in live if e.run_id == run_id), None)
         if entry is None:
             return Outcome(False, "not in the queue")
+        if entry.admitted_at is not None:  # asked twice: the answer is the lease it holds
+            held = tuple(sorted(lease.gpu_index for lease in leases if lease.run_id == run_id))
+            return Outcome(
+                True, f"GPU {','.join(map(str, held))} leased" if held else "CPU run slot taken", held
+            )
         gpus: list[GpuState] | None = None
         error = None
         if entry.pool == POOL_GPU:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 
 from sqlalchemy import update
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from mcp_server.core import gpuwrap
 from mcp_server.core.admission import POOL_GPU, Admission
@@ -56,10 +56,10 @@ class Waiter:
         self.run_id = run_id
         self.files = JobFiles(self.state.run_dir(run_id))
 
-    def _run(self, session) -> Run | None:  # type: ignore[no-untyped-def]
+    def _run(self, session: Session) -> Run | None:
         return session.exec(select(Run).where(Run.id == self.run_id)).first()
 
-    def _end(self, session, run: Run, status: RunStatus, reason: str) -> None:  # type: ignore[no-untyped-def]
+    def _end(self, session: Session, run: Run, status: RunStatus, reason: str) -> None:
         transition(session, run, status, reason, error=reason if status is RunStatus.FAILED else None)
         self.admission.release(session, run.id)
 
@@ -94,7 +94,9 @@ class Waiter:
                 if outcome.admitted:
                     reason = f"admitted: {outcome.reason}; starting the command"
                     if not transition(s, run, RunStatus.LAUNCHING, reason):
-                        raise RuntimeError(f"run {run.id} moved to {run.status} while being admitted")
+                        log.warning("run %s is %s, not queued; not starting it", run.id, run.status)
+                        self.admission.release(s, run.id)
+                        return gpuwrap.EXIT_ENDED
                     gpus = outcome.gpu_indices
                     break
                 if outcome.impossible:

@@ -167,7 +167,7 @@ def write_admission_env(files: JobFiles, gpu_indices: tuple[int, ...] | list[int
     tmp.replace(files.admission_env)
 
 
-def _admit_command(action: str, files: JobFiles, state_root: str, run_id: str, settings: Settings) -> str:
+def _admit_command(action: str, state_root: str, run_id: str, settings: Settings) -> str:
     # The waiter must decide exactly as this server would, whatever env tmux was started with.
     knobs = settings.as_env()
     if fake := os.environ.get(FAKE_ENV):
@@ -179,9 +179,9 @@ def _admit_command(action: str, files: JobFiles, state_root: str, run_id: str, s
     )
 
 
-def pre_lines(files: JobFiles, state_root: str, run_id: str, settings: Settings) -> list[str]:
+def pre_lines(state_root: str, run_id: str, settings: Settings) -> list[str]:
     """Wait for admission unless the server admitted the run already, then take its environment."""
-    wait = _admit_command("wait", files, state_root, run_id, settings)
+    wait = _admit_command("wait", state_root, run_id, settings)
     return [
         'printf \'%s\\n\' "$$" > "$RUN_DIR/launcher.pid"',
         'if [ ! -f "$RUN_DIR/admission.env" ]; then',
@@ -199,9 +199,9 @@ def pre_lines(files: JobFiles, state_root: str, run_id: str, settings: Settings)
     ]
 
 
-def post_lines(files: JobFiles, state_root: str, run_id: str, settings: Settings) -> list[str]:
+def post_lines(state_root: str, run_id: str, settings: Settings) -> list[str]:
     """After a failed attempt: classify it; on GPU contention with retries left, go round again."""
-    settle = _admit_command("settle", files, state_root, run_id, settings)
+    settle = _admit_command("settle", state_root, run_id, settings)
     return [
         'if [ "$code" -ne 0 ]; then',
         f'    {settle} --code "$code" >> "$RUN_DIR/queue.log" 2>&1',

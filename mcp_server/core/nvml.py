@@ -10,7 +10,8 @@ fake inventory: servers, launch scripts' waiters, other test processes. Format::
     {"gpus": [{"uuid": "GPU-…", "name": "NVIDIA A100", "memory_total_mib": 81920,
                "memory_used_mib": 0, "utilization_pct": 0,
                "processes": [{"pid": 1234, "used_memory_mib": 500, "kind": "compute"}]}],
-     "error": "NVML_ERROR_DRIVER_NOT_LOADED"}   # optional: nvmlInit raises this NVML error
+     "error": "NVML_ERROR_DRIVER_NOT_LOADED",   # optional: nvmlInit raises this NVML error
+     "hang_s": 30}                              # optional: nvmlInit blocks (a wedged driver)
 
 Without a driver ``pynvml.nvmlInit()`` raises ``NVMLError_LibraryNotFound``; that is
 the common cpu_only path, so it is reported as ``NvmlUnavailable(library_missing=True)``
@@ -22,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -76,6 +78,8 @@ class FakeNvml:
             raise self.NVMLError(self._pynvml.NVML_ERROR_UNKNOWN) from err
         if error := self._doc.get("error"):
             raise self.NVMLError(getattr(self._pynvml, str(error)))
+        if hang := self._doc.get("hang_s"):
+            time.sleep(float(hang))
 
     def nvmlShutdown(self) -> None:
         self._doc = {}

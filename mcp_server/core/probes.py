@@ -113,11 +113,26 @@ def _nvidia_smi(exe: str, timeout_s: float) -> list[NvmlGpu]:
     return parse_nvidia_smi(gpus.stdout, apps.stdout if apps.returncode == 0 else "")
 
 
+_nvml_busy = threading.Lock()  # held while an NVML query runs (even one we stopped waiting for)
+
+
+def _query_nvml() -> list[NvmlGpu]:
+    try:
+        return nvml.query()
+    finally:
+        _nvml_busy.release()
+
+
 def probe_gpus(timeout_s: float) -> GpuProbe:
     """NVML first; nvidia-smi only when NVML cannot load but the command exists."""
     source = nvml.source_name()
+    # A hung driver keeps its query thread forever; never start a second one behind it
+    # (a query of another thread that is merely running is waited for).
+    if not _nvml_busy.acquire(timeout=timeout_s):
+        msg = f"{source} is still busy with an earlier query that did not answer"
+        return GpuProbe([], None, msg, [msg])
     try:
-        gpus = bounded(nvml.query, timeout_s, source)
+        gpus = bounded(_query_nvml, timeout_s, source)
         return GpuProbe(gpus, source, None, [f"{source}: {len(gpus)} GPU(s)"])
     except ProbeTimeout as err:
         return GpuProbe([], None, str(err), [str(err)])

@@ -249,9 +249,13 @@ class RunService:
         self, backend: str, gpus: int, wrap: GpuwrapOptions, command: str, env: Mapping[str, str]
     ) -> Plan:
         """How the run will be admitted; refuses GPU counts this machine cannot ever provide."""
-        cluster_type = self.cluster.current_type() if backend == "local" else "slurm"
         plan = plan_admission(
-            cluster_type=cluster_type, backend=backend, gpus=gpus, options=wrap, command=command, env=env
+            cluster_type=self.cluster.current_type(),
+            backend=backend,
+            gpus=gpus,
+            options=wrap,
+            command=command,
+            env=env,
         )
         if plan.pool == POOL_GPU:
             inventory = probe_gpus(self.settings.probe_timeout_s)
@@ -356,16 +360,16 @@ class RunService:
         inventory: GpuProbe | None = None
         if pool:
             root = str(self.state.root)
-            pre = [*gpuwrap_pre_lines(files, root, run.id, self.settings), *pre]
+            pre = [*gpuwrap_pre_lines(root, run.id, self.settings), *pre]
             if pool == POOL_GPU:
-                post = [*gpuwrap_post_lines(files, root, run.id, self.settings), *post]
+                post = [*gpuwrap_post_lines(root, run.id, self.settings), *post]
                 inventory = probe_gpus(self.settings.probe_timeout_s)
         script = render_launch_script(
             run_id=run.id, workdir=run.workdir, files=files, pre_command=pre, post_command=post
         )
         write_launch_script(files, script)
         outcome = None
-        reason = f"submitting to the {backend.name} backend"
+        extras: list[str] = []
         with self.store.write() as s:
             if pool:
                 self.admission.enqueue(s, run, pool)
@@ -377,10 +381,11 @@ class RunService:
                 extras = [outcome.reason] if outcome else []
                 if note := (run.options or {}).get("gpuwrap", {}).get("note"):
                     extras.append(note)
-                reason = "; ".join([reason, *extras])
+                reason = "; ".join([f"submitting to the {backend.name} backend", *extras])
                 ok = transition(s, run, RunStatus.LAUNCHING, reason, launched_at=t)
             else:
-                ok = transition(s, run, RunStatus.QUEUED, outcome.reason, launched_at=t, queued_at=t)
+                reason = outcome.reason
+                ok = transition(s, run, RunStatus.QUEUED, reason, launched_at=t, queued_at=t)
             if not ok:
                 raise Conflict(f"run {run.id} changed status to {run.status} while starting; not launched.")
         if outcome is not None and outcome.admitted:
@@ -393,15 +398,13 @@ class RunService:
             raise ResearchError(f"the {backend.name} backend failed to submit {run.id}: {err}") from err
         with self.store.write() as s:
             s.execute(update(Run).where(col(Run.id) == run.id).values(backend_ref=ref))
-            # Keep a queued run's reason (what it waits for) and anything newer than ours.
+            # Say where it went, unless the reason moved on (a queued run's says what it waits for).
             s.execute(
                 update(Run)
-                .where(col(Run.id) == run.id, col(Run.status_reason) == reason)
-                .values(
-                    status_reason=reason.replace(
-                        f"submitting to the {backend.name} backend", f"submitted: {ref}"
-                    )
+                .where(
+                    col(Run.id) == run.id, col(Run.status_reason) == reason, col(Run.status) == "launching"
                 )
+                .values(status_reason="; ".join([f"submitted: {ref}", *extras]))
             )
 
     # ---- stop / rerun --------------------------------------------------------------------
