@@ -59,6 +59,8 @@ def render_launch_script(
 
     ``pre_command``/``post_command`` are trusted bash lines from backends and gpuwrap
     (e.g. waiting for a GPU lease); they run with ``RUN_DIR`` set and may call ``finish``.
+    Both run once per attempt; a post line's ``continue`` starts another attempt (a run
+    requeued after GPU contention), and the exit code is still written once, at the end.
     """
     pre = "\n".join(pre_command)
     post = "\n".join(post_command)
@@ -79,11 +81,15 @@ export RESEARCH_RUN_DIR="$RUN_DIR"
 export RESEARCH_METRICS_FILE="$RUN_DIR/metrics.jsonl"
 export PYTHONUNBUFFERED=1
 if [ -f "$RUN_DIR/env.sh" ]; then . "$RUN_DIR/env.sh"; fi
+# One pass per attempt: post_command lines may `continue` to run the command again.
+while :; do
 {pre}
 {JOB_WRAPPER} \\
     research-job "$RUN_DIR" < /dev/null 2>&1 | tee -i -a "$RUN_DIR/output.log"
 code=${{PIPESTATUS[0]}}
 {post}
+break
+done
 finish "$code"
 """
 
