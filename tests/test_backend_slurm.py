@@ -131,7 +131,7 @@ def test_gpus_come_from_slurm_and_two_jobs_get_different_ones(
         assert wait_status(slurm_services, run.id, {"finished", "failed"}).status == "finished"
     seen = {slurm_services.runs.logs(r.id).text.strip() for r in (a, b)}
     assert seen == {"cvd=0", "cvd=1"}
-    assert not slurm_services.runs.get(a.id).options.get("gpuwrap")
+    assert slurm_services.runs.get(a.id).options["gpuwrap"]["enabled"] is False  # the scheduler allocates
 
 
 @needs_slurm
@@ -250,3 +250,22 @@ async def test_create_run_on_slurm_through_mcp(state_dir: Path, workdir: Path, m
             c, "create_run", name="x", command="true", backend="slurm", slurm={"time": "never"}
         )
         assert "not a Slurm time limit" in text
+
+
+@needs_slurm
+def test_auto_backend_follows_a_detected_slurm_cluster(
+    state_dir: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RESEARCH_MCP_CLUSTER_TYPE", raising=False)
+    monkeypatch.setenv("RESEARCH_MCP_SLURM_POLL_S", "0.3")
+    sv = Services(state_dir)
+    run = sv.runs.create(name="auto", command="echo picked", workdir=str(workdir), gpus=1)
+    assert run.backend == "slurm"
+    assert "gpuwrap is for local runs" in (run.options.get("gpuwrap") or {}).get("note", "")
+    done = wait_status(sv, run.id, {"finished", "failed", "lost"})
+    assert done.status == "finished"
+    monkeypatch.setenv("RESEARCH_MCP_CLUSTER_TYPE", "cpu_only")
+    assert (
+        Services(state_dir).runs.create(name="pinned", command="true", workdir=str(workdir)).backend
+        == "local"
+    )

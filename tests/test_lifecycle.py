@@ -62,3 +62,13 @@ def test_a_backend_can_report_an_ending_without_exit_code_file() -> None:
     )
     d = decide(RunStatus.RUNNING, obs, **{**KW, "stop_requested": True})
     assert d is not None and d.status is RunStatus.STOPPED
+
+
+def test_a_classified_failure_is_part_of_the_reason() -> None:
+    obs = Observation(present=False, exit_code=1, failure="CUDA out of memory: the run's own allocations")
+    d = decide(RunStatus.RUNNING, obs, **KW)
+    assert d is not None and d.status is RunStatus.FAILED
+    assert d.reason == "command exited with code 1: CUDA out of memory: the run's own allocations"
+    assert d.error == obs.failure
+    ok = decide(RunStatus.RUNNING, Observation(present=False, exit_code=0, failure="stale"), **KW)
+    assert ok is not None and ok.status is RunStatus.FINISHED and ok.error is None

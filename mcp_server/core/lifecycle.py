@@ -62,6 +62,7 @@ class Observation:
     # The backend saw the job end in this status without an exit_code file (e.g. a Slurm
     # TIMEOUT killed the launch script); ``detail`` says why.
     final: RunStatus | None = None
+    failure: str | None = None  # why the command failed, as the launch script classified it
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class Decision:
     exit_code: int | None = None
     started_at: float | None = None
     ended_at: float | None = None
+    error: str | None = None
 
 
 def describe_exit(code: int) -> str:
@@ -110,8 +112,10 @@ def decide(
         if stop_requested:
             reason = f"stopped on request; {describe_exit(code)}"
             return Decision(RunStatus.STOPPED, reason, code, obs.started_at, obs.ended_at)
-        new = RunStatus.FINISHED if code == 0 else RunStatus.FAILED
-        return Decision(new, describe_exit(code), code, obs.started_at, obs.ended_at)
+        if code == 0:
+            return Decision(RunStatus.FINISHED, describe_exit(code), code, obs.started_at, obs.ended_at)
+        reason = describe_exit(code) + (f": {obs.failure}" if obs.failure else "")
+        return Decision(RunStatus.FAILED, reason, code, obs.started_at, obs.ended_at, obs.failure)
     if status is RunStatus.LOST:
         return None
     if obs.present is False:

@@ -110,3 +110,50 @@ class SlurmJob(SQLModel, table=True):
     missing_since: float | None = None
     missing_polls: int = 0
     updated_at: float
+
+
+class ClusterState(SQLModel, table=True):
+    """The last ``detect_cluster`` result (one row per state dir) and the user's preferred type."""
+
+    __tablename__ = "cluster_state"
+
+    key: str = Field(primary_key=True)
+    type: str
+    detected_type: str
+    preferred_type: str | None = None
+    status: str
+    detected_at: float
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class QueueEntry(SQLModel, table=True):
+    """A local run that needs admission (GPU lease or CPU run slot) before its command starts.
+
+    ``seq`` (AUTOINCREMENT, never reused) is the FIFO order. For auto-started runs the entry
+    is written in the same transaction as the run, so queue order is creation order.
+    """
+
+    __tablename__ = "run_queue"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    seq: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(unique=True)
+    pool: str  # gpu | cpu
+    gpus: int = 0
+    enqueued_at: float
+    waiting_since: float
+    admitted_at: float | None = None
+    not_before: float | None = None  # back-off after GPU contention
+    contentions: int = 0
+    output_offset: int = 0  # where this attempt's output starts in output.log
+
+
+class GpuLease(SQLModel, table=True):
+    """One GPU held by one run. The primary key makes sharing a GPU impossible, not just avoided."""
+
+    __tablename__ = "gpu_leases"
+
+    gpu_uuid: str = Field(primary_key=True)
+    gpu_index: int
+    run_id: str = Field(index=True)
+    leased_at: float

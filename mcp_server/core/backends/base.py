@@ -46,4 +46,6 @@ def observe_files(files: JobFiles, present: bool | None, detail: str = "") -> Ob
         exit_code=(code := files.read_exit_code()),
         ended_at=files.ended_at() if code is not None else None,
         detail=detail,
+        # Written before exit_code, so whoever sees the code also sees why.
+        failure=files.read_failure() if code else None,
     )
