@@ -83,9 +83,11 @@ def test_eight_runs_from_four_processes_never_share_a_gpu_and_start_in_fifo_orde
     fake_gpus: FakeGpus, services: Services, state_dir: Path, workdir: Path
 ) -> None:
     go = workdir / "go"
+    # Jobs hold their GPU until every run exists, so the queue is really exercised.
+    hold = "while [ ! -f release ]; do sleep 0.05; done; sleep 0.3"
     creators = [
         subprocess.Popen(
-            [sys.executable, "-c", CREATOR, str(state_dir), str(workdir), str(go), str(n), job("sleep 0.5")],
+            [sys.executable, "-c", CREATOR, str(state_dir), str(workdir), str(go), str(n), job(hold)],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -100,6 +102,7 @@ def test_eight_runs_from_four_processes_never_share_a_gpu_and_start_in_fifo_orde
         assert proc.returncode == 0
         created += out.split()
     assert len(created) == 8
+    (workdir / "release").touch()
 
     for run_id in created:
         assert wait_status(services, run_id, ENDED, timeout=60).status == "finished"

@@ -212,7 +212,7 @@ class RunService:
         parent_run_id: str | None = None,
         params: Mapping[str, Any] | None = None,
         backend: str = "auto",
-        options: Mapping[str, Any] | None = None,
+        slurm: Mapping[str, Any] | None = None,
         gpuwrap: Mapping[str, Any] | None = None,
     ) -> RunDetail:
         validate_name(name, "run name")
@@ -227,6 +227,15 @@ class RunService:
         if parent_run_id is not None:
             self.load(parent_run_id)
         chosen = self.resolve_backend(backend)
+        options: dict[str, Any] = {}
+        if slurm:
+            if backend == "local":
+                raise InvalidInput(
+                    "slurm options need backend 'slurm' (or 'auto' on a Slurm cluster), not 'local'."
+                )
+            from mcp_server.core.backends.slurm import validate_slurm_options
+
+            options["slurm"] = validate_slurm_options(slurm)
         plan = self._plan(chosen, gpus, wrap, command, clean_env)
         fields = dict(
             name=name,
@@ -236,7 +245,7 @@ class RunService:
             gpus=gpus,
             params=clean_params,
             env_keys=sorted(clean_env),
-            options={**dict(options or {}), "gpuwrap": plan.record, "queue": plan.pool},
+            options={**options, "gpuwrap": plan.record, "queue": plan.pool},
             parent_run_id=parent_run_id,
             backend=chosen,
         )
@@ -268,8 +277,9 @@ class RunService:
         return plan
 
     def resolve_backend(self, backend: str) -> str:
+        """``auto`` follows the cluster: Slurm where the scheduler answers, else the local machine."""
         if backend == "auto":
-            return "local"
+            return "slurm" if self.cluster.current_type() == "slurm" else "local"
         if backend not in BACKEND_NAMES:
             raise InvalidInput(f"backend {backend!r} is not known; valid: auto, {', '.join(BACKEND_NAMES)}.")
         return backend
@@ -365,7 +375,12 @@ class RunService:
                 post = [*gpuwrap_post_lines(root, run.id, self.settings), *post]
                 inventory = probe_gpus(self.settings.probe_timeout_s)
         script = render_launch_script(
-            run_id=run.id, workdir=run.workdir, files=files, pre_command=pre, post_command=post
+            run_id=run.id,
+            workdir=run.workdir,
+            files=files,
+            pre_command=pre,
+            post_command=post,
+            echo_output=backend.echo_output,
         )
         write_launch_script(files, script)
         outcome = None

@@ -23,7 +23,7 @@ class Services:
         self.state = StateDir.open(state_dir)
         self.settings = settings or Settings.from_env()
         self.store = Store(self.state.db_path)
-        self.backends = Backends(self.state)
+        self.backends = Backends(self.state, self.store, self.settings)
         self.reconciler = Reconciler(self.state, self.store, self.backends, self.settings)
         self.admission = Admission(self.state, self.settings)
         self.cluster = ClusterService(self.state, self.store, self.settings, self.admission)

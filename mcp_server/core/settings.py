@@ -67,6 +67,10 @@ class Settings:
     stop_grace_s: float = 10.0
     # A run whose launch never produced a backend job within this window is declared lost.
     launch_grace_s: float = 30.0
+    # At most one scheduler query per this many seconds, shared by all processes.
+    slurm_poll_s: float = 5.0
+    # A job the scheduler stops listing is declared lost only after this long (and two polls).
+    slurm_missing_grace_s: float = 60.0
     # A queued run's waiter checks for free GPUs / a run slot this often.
     queue_poll_s: float = 0.5
     # A GPU with more memory in use than this (MiB) is not free, whoever uses it.
@@ -81,6 +85,8 @@ class Settings:
         return cls(
             stop_grace_s=_float_env("RESEARCH_MCP_STOP_GRACE_S", cls.stop_grace_s),
             launch_grace_s=_float_env("RESEARCH_MCP_LAUNCH_GRACE_S", cls.launch_grace_s),
+            slurm_poll_s=_float_env("RESEARCH_MCP_SLURM_POLL_S", cls.slurm_poll_s),
+            slurm_missing_grace_s=_float_env("RESEARCH_MCP_SLURM_MISSING_GRACE_S", cls.slurm_missing_grace_s),
             queue_poll_s=max(0.05, _float_env(KNOBS["queue_poll_s"], cls.queue_poll_s)),
             gpu_free_memory_mib=_float_env(KNOBS["gpu_free_memory_mib"], cls.gpu_free_memory_mib),
             cpu_run_limit=_int_env(KNOBS["cpu_run_limit"], default_cpu_run_limit(), 1),

@@ -45,6 +45,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(models.Run, models.Event),
     _create(models.Alert),
     _create(models.ClusterState, models.QueueEntry, models.GpuLease),
+    _create(models.SlurmJob),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

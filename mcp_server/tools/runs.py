@@ -37,6 +37,22 @@ class GpuwrapInput(BaseModel):
     )
 
 
+class SlurmOptions(BaseModel):
+    """Scheduler options for backend 'slurm' (gpus becomes --gres=gpu:N)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    partition: str | None = Field(None, description="partition (sbatch --partition)")
+    time: str | None = Field(None, description="time limit: minutes, 'HH:MM:SS' or 'D-HH:MM:SS'")
+    account: str | None = Field(None, description="account to charge")
+    qos: str | None = Field(None, description="quality of service")
+    cpus_per_task: int | None = Field(None, ge=1, le=4096, description="CPUs per task")
+    mem: str | None = Field(None, description="memory per node, e.g. '32G'")
+    extra_args: list[str] = Field(
+        default_factory=list, description="more sbatch flags, each '--flag' or '--flag=value'"
+    )
+
+
 READ_ONLY = ToolAnnotations(
     read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
 )
@@ -70,6 +86,11 @@ def register(mcp: MCPServer, app: App) -> None:
         params: Annotated[
             dict[str, Any] | None, Field(description="hyper-parameters to record with the run")
         ] = None,
+        backend: Annotated[
+            Literal["auto", "local", "slurm"],
+            Field(description="where to run: auto picks slurm on a Slurm cluster, else local (tmux)"),
+        ] = "auto",
+        slurm: Annotated[SlurmOptions | None, Field(description="scheduler options for a Slurm run")] = None,
         gpuwrap: Annotated[
             GpuwrapInput | None,
             Field(description="GPU leasing for local runs: {enabled, retries, retry_delay_seconds}"),
@@ -96,6 +117,8 @@ def register(mcp: MCPServer, app: App) -> None:
             auto_start=auto_start,
             parent_run_id=parent_run_id,
             params=params,
+            backend=backend,
+            slurm=slurm.model_dump(exclude_none=True, exclude_defaults=True) if slurm else None,
             gpuwrap=gpuwrap.model_dump() if gpuwrap is not None else None,
         )
 

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 class Backend(ABC):
     name: ClassVar[str]
+    # Whether the launch script also prints the output (see launch.render_launch_script).
+    echo_output: ClassVar[bool] = True
 
     @abstractmethod
     def submit(self, run: Run, files: JobFiles) -> str:
