@@ -13,7 +13,7 @@ import shutil
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, func, update
 from sqlmodel import col, select
@@ -81,6 +81,10 @@ def to_detail(run: Run, run_dir: Path) -> RunDetail:
     )
 
 
+def launch_reason(backend: str) -> str:
+    return f"submitting to the {backend} backend"
+
+
 def _validate_command(command: str) -> str:
     if not isinstance(command, str) or not command.strip():
         raise InvalidInput(
@@ -145,6 +149,14 @@ def _validate_gpus(gpus: int) -> int:
     return gpus
 
 
+class SweepGate(Protocol):
+    """What runs need from sweeps: membership checks and the ``parallel`` cap (core.sweeps)."""
+
+    def check_accepts(self, sweep_id: str, *, new_run: bool) -> None: ...
+
+    def admit(self, run: Run) -> None: ...
+
+
 class RunService:
     def __init__(
         self, state: StateDir, store: Store, backends: Backends, reconciler: Reconciler, settings: Settings
@@ -154,6 +166,8 @@ class RunService:
         self.backends = backends
         self.reconciler = reconciler
         self.settings = settings
+        # Set by Services: runs of a sweep are launched through it so its parallel cap holds.
+        self.sweeps: SweepGate | None = None
 
     # ---- lookups -------------------------------------------------------------------------
 
@@ -199,6 +213,8 @@ class RunService:
         clean_params = _validate_params(params)
         if sweep_id is not None:
             validate_id(sweep_id, "sweep", "sweep_id")
+            if self.sweeps is not None:
+                self.sweeps.check_accepts(sweep_id, new_run=True)
         if parent_run_id is not None:
             self.load(parent_run_id)
         chosen = self.resolve_backend(backend)
@@ -252,7 +268,7 @@ class RunService:
     def _after_insert(self, run: Run, auto_start: bool) -> RunDetail:
         if auto_start:
             try:
-                self.launch(run)
+                self._start(run)
             except ResearchError:
                 self._discard(run)
                 raise
@@ -272,15 +288,26 @@ class RunService:
                 "(created with auto_start=false). Use rerun to run an ended run again."
             )
         try:
-            self.launch(run)
+            self._start(run)
         except ResearchError as err:
             with self.store.write() as s:
                 transition(s, self.load(run_id), RunStatus.FAILED, f"launch refused: {err}", error=str(err))
             raise
         return to_detail(self.load(run_id), self.files(run_id).run_dir)
 
-    def launch(self, run: Run) -> None:
-        """Render the launch script and hand the run to its backend."""
+    def _start(self, run: Run) -> None:
+        """Launch a ready run now, or through its sweep, which may hold it back (parallel cap)."""
+        if run.sweep_id is not None and self.sweeps is not None:
+            self.sweeps.admit(run)
+        else:
+            self.launch(run)
+
+    def launch(self, run: Run, *, claimed: bool = False) -> None:
+        """Render the launch script and hand the run to its backend.
+
+        ``claimed``: the caller already moved the run to ``launching`` (a sweep claims a slot
+        and the run in one transaction, so two processes cannot both fill the last slot).
+        """
         backend = self.backends.get(run.backend)
         files = self.files(run.id)
         files.clear_outcome()
@@ -292,11 +319,14 @@ class RunService:
             post_command=backend.post_command(run),
         )
         write_launch_script(files, script)
-        with self.store.write() as s:
-            if not transition(
-                s, run, RunStatus.LAUNCHING, f"submitting to the {backend.name} backend", launched_at=now()
-            ):
-                raise Conflict(f"run {run.id} changed status to {run.status} while starting; not launched.")
+        if not claimed:
+            with self.store.write() as s:
+                if not transition(
+                    s, run, RunStatus.LAUNCHING, launch_reason(backend.name), launched_at=now()
+                ):
+                    raise Conflict(
+                        f"run {run.id} changed status to {run.status} while starting; not launched."
+                    )
         try:
             ref = backend.submit(run, files)
         except ResearchError:
@@ -331,6 +361,8 @@ class RunService:
 
     def rerun(self, run_id: str, auto_start: bool = True) -> RunDetail:
         old = self.load(run_id)
+        if old.sweep_id is not None and self.sweeps is not None:
+            self.sweeps.check_accepts(old.sweep_id, new_run=False)
         fields = dict(
             name=old.name,
             command=old.command,

@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 
 from mcp_server.core.backends.registry import Backends
+from mcp_server.core.memory import MemoryService
 from mcp_server.core.paths import StateDir
+from mcp_server.core.plans import PlanService
 from mcp_server.core.reconcile import Reconciler
 from mcp_server.core.runs import RunService
 from mcp_server.core.settings import Settings
+from mcp_server.core.settle import ExitSettler
 from mcp_server.core.store import Store
+from mcp_server.core.sweeps import SweepService
 
 
 class Services:
@@ -22,6 +26,13 @@ class Services:
         self.backends = Backends(self.state)
         self.reconciler = Reconciler(self.state, self.store, self.backends, self.settings)
         self.runs = RunService(self.state, self.store, self.backends, self.reconciler, self.settings)
+        self.sweeps = SweepService(self.state, self.store, self.runs, self.reconciler)
+        # Runs of a sweep launch through it (parallel cap); a run's end admits the next one.
+        self.runs.sweeps = self.sweeps
+        self.reconciler.on_terminal.append(self.sweeps.on_run_terminal)
+        self.settler = ExitSettler(self.reconciler, after_full=[self.sweeps.top_up])
+        self.plans = PlanService(self.store)
+        self.memory = MemoryService(self.store)
 
     def close(self) -> None:
         self.store.close()
