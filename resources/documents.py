@@ -6,7 +6,6 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from mcp_server.core import metric_summary
-from mcp_server.core.logs import tail_lines
 
 if TYPE_CHECKING:
     from mcp_server.core.services import Services
@@ -41,13 +40,7 @@ def run_logs(services: Services, run_id: str) -> str:
 def run_metrics(services: Services, run_id: str) -> str:
     services.runs.load(run_id)
     summary = metric_summary.metric_summary(services.state, run_id)
-    tail = tail_lines(services.runs.files(run_id).metrics, RECENT_METRIC_RECORDS, 256 * 1024)
-    recent = []
-    for line in tail.text.splitlines():
-        try:
-            recent.append(json.loads(line))
-        except ValueError:
-            continue
+    recent = metric_summary.recent_records(services.state, run_id, RECENT_METRIC_RECORDS)
     return _json(
         {
             "run_id": run_id,

@@ -2,7 +2,6 @@
 
 import json
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -253,4 +252,3 @@ def test_metrics_summary_is_incremental_and_skips_partial_lines(services: Servic
     )
     assert metric_summary.best_value(services.state, run.id, "loss", "max") == (2.0, 1.5, 1)
     assert metric_summary.best_value(services.state, run.id, "acc", "max") is None
-    assert sys.version_info >= (3, 11)

@@ -3,7 +3,7 @@
 This is the single seam between sweeps/resources and wherever metrics live. Today it
 reads the run's ``metrics.jsonl`` (one JSON object per line, appended by the job to
 ``$RESEARCH_METRICS_FILE``); when the sidecar's metrics table exists, point
-``_load_stats`` at it and nothing else changes.
+``_load_stats`` and ``recent_records`` at it and nothing else changes.
 
 Reading is incremental: summaries are cached per file with the byte offset already
 consumed, so ranking a sweep re-reads only what its runs appended since the last call.
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from mcp_server.core.jobfiles import JobFiles
+from mcp_server.core.logs import tail_lines
 from mcp_server.core.paths import StateDir
 
 Direction = Literal["min", "max"]
@@ -144,3 +145,17 @@ def best_value(
         return None
     value, step = stats.best(direction)
     return value, stats.last, step
+
+
+def recent_records(state: StateDir, run_id: str, n: int = 20) -> list[dict[str, object]]:
+    """The last ``n`` metric records of a run, as logged (complete JSON objects only)."""
+    tail = tail_lines(JobFiles(state.run_dir(run_id)).metrics, n, 256 * 1024)
+    records: list[dict[str, object]] = []
+    for line in tail.text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records

@@ -49,5 +49,7 @@ class ExitSettler:
                 except Exception:  # a hook must not stop settling
                     log.exception("periodic settle hook failed")
             return len(changed)
-        ended = [r.id for r in runs if self.reconciler.files(r.id).exit_code.exists()]
+        ended = [
+            r.id for r in runs if r.launched_at is not None and self.reconciler.files(r.id).exit_code.exists()
+        ]
         return len(self.reconciler.reconcile(ended)) if ended else 0
