@@ -171,11 +171,13 @@ class ClusterService:
 
     def get(self) -> ClusterInfo:
         """The last detection with leases and the queue as they are now; detects if never done."""
+        return self.last() or self.detect()
+
+    def last(self) -> ClusterInfo | None:
+        """The last detection with leases and the queue as they are now, or None (never probes)."""
         with self.store.read() as s:
             row = s.get(ClusterState, ROW_KEY)
-            if row is not None:
-                return self._refresh(s, row.data)
-        return self.detect()
+            return self._refresh(s, row.data) if row is not None else None
 
     def _refresh(self, s: Session, data: dict[str, Any]) -> ClusterInfo:
         info = ClusterInfo.model_validate(data)

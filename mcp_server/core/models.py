@@ -157,3 +157,64 @@ class GpuLease(SQLModel, table=True):
     gpu_index: int
     run_id: str = Field(index=True)
     leased_at: float
+
+
+class Sweep(SQLModel, table=True):
+    """A named group of runs with a goal; its status and progress are derived from its runs.
+
+    ``parameters`` is the search space as given (lists, ranges, log-ranges); the runs hold
+    the concrete values they were launched with. ``parallel`` caps how many of its runs may
+    be active at once (None: no cap).
+    """
+
+    __tablename__ = "sweeps"
+
+    pk: int | None = Field(default=None, primary_key=True)
+    id: str = Field(unique=True)
+    name: str = Field(index=True)
+    goal: str
+    base_command: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    method: str = "grid"
+    max_runs: int | None = None
+    seed: int | None = None
+    parallel: int | None = None
+    gpus_per_run: int = 0
+    backend: str = "auto"
+    workdir: str | None = None
+    created_at: float
+    updated_at: float
+
+
+class Plan(SQLModel, table=True):
+    """An experiment plan in the plan-mode format, with its approval status and links."""
+
+    __tablename__ = "plans"
+
+    pk: int | None = Field(default=None, primary_key=True)
+    id: str = Field(unique=True)
+    title: str
+    goal: str
+    raw_markdown: str
+    status: str = Field(default="draft", index=True)
+    session_id: str | None = None
+    sweep_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    run_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: float
+    updated_at: float
+
+
+class Memory(SQLModel, table=True):
+    """A heuristic rule that steers the agent (e.g. "lr > 1e-3 diverges for this model")."""
+
+    __tablename__ = "memories"
+
+    pk: int | None = Field(default=None, primary_key=True)
+    id: str = Field(unique=True)
+    title: str
+    content: str
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    source: str = "agent"
+    active: bool = Field(default=True, index=True)
+    created_at: float
+    updated_at: float

@@ -13,7 +13,7 @@ import shutil
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, func, update
 from sqlmodel import col, select
@@ -95,6 +95,10 @@ def to_detail(run: Run, run_dir: Path, leased: list[int] | None = None) -> RunDe
     )
 
 
+def launch_reason(backend: str) -> str:
+    return f"submitting to the {backend} backend"
+
+
 def _validate_command(command: str) -> str:
     if not isinstance(command, str) or not command.strip():
         raise InvalidInput(
@@ -159,6 +163,14 @@ def _validate_gpus(gpus: int) -> int:
     return gpus
 
 
+class SweepGate(Protocol):
+    """What runs need from sweeps: membership checks and the ``parallel`` cap (core.sweeps)."""
+
+    def check_accepts(self, sweep_id: str, *, new_run: bool) -> None: ...
+
+    def admit(self, run: Run) -> None: ...
+
+
 class RunService:
     def __init__(
         self,
@@ -177,6 +189,8 @@ class RunService:
         self.settings = settings
         self.cluster = cluster
         self.admission = admission
+        # Set by Services: runs of a sweep are launched through it so its parallel cap holds.
+        self.sweeps: SweepGate | None = None
 
     # ---- lookups -------------------------------------------------------------------------
 
@@ -224,6 +238,8 @@ class RunService:
         wrap = parse_options(gpuwrap)
         if sweep_id is not None:
             validate_id(sweep_id, "sweep", "sweep_id")
+            if self.sweeps is not None:
+                self.sweeps.check_accepts(sweep_id, new_run=True)
         if parent_run_id is not None:
             self.load(parent_run_id)
         chosen = self.resolve_backend(backend)
@@ -319,7 +335,7 @@ class RunService:
     def _after_insert(self, run: Run, auto_start: bool) -> RunDetail:
         if auto_start:
             try:
-                self.launch(run)
+                self._start(run)
             except ResearchError:
                 self._discard(run)
                 raise
@@ -347,7 +363,7 @@ class RunService:
                 "(created with auto_start=false). Use rerun to run an ended run again."
             )
         try:
-            self.launch(run)
+            self._start(run)
         except ResearchError as err:
             with self.store.write() as s:
                 transition(s, self.load(run_id), RunStatus.FAILED, f"launch refused: {err}", error=str(err))
@@ -355,12 +371,21 @@ class RunService:
             raise
         return self._detail(run_id)
 
-    def launch(self, run: Run) -> None:
+    def _start(self, run: Run) -> None:
+        """Launch a ready run now, or through its sweep, which may hold it back (parallel cap)."""
+        if run.sweep_id is not None and self.sweeps is not None:
+            self.sweeps.admit(run)
+        else:
+            self.launch(run)
+
+    def launch(self, run: Run, *, claimed: bool = False) -> None:
         """Render the launch script and hand the run to its backend.
 
         A run that needs admission (gpuwrap's GPU lease, a cpu_only run slot) is admitted
         here when nobody is ahead of it and its resources are free; otherwise it is
         submitted anyway, ``queued``, and its launch script waits its turn (``core.admit``).
+        ``claimed``: the caller already moved the run to ``launching`` (a sweep claims a slot
+        and the run in one transaction, so two processes cannot both fill the last slot).
         """
         backend = self.backends.get(run.backend)
         files = self.files(run.id)
@@ -385,6 +410,7 @@ class RunService:
         write_launch_script(files, script)
         outcome = None
         extras: list[str] = []
+        reason = launch_reason(backend.name)
         with self.store.write() as s:
             if pool:
                 self.admission.enqueue(s, run, pool)
@@ -396,8 +422,8 @@ class RunService:
                 extras = [outcome.reason] if outcome else []
                 if note := (run.options or {}).get("gpuwrap", {}).get("note"):
                     extras.append(note)
-                reason = "; ".join([f"submitting to the {backend.name} backend", *extras])
-                ok = transition(s, run, RunStatus.LAUNCHING, reason, launched_at=t)
+                # A claimed run is already 'launching' with this reason (set by its sweep).
+                ok = claimed or transition(s, run, RunStatus.LAUNCHING, reason, launched_at=t)
             else:
                 reason = outcome.reason
                 ok = transition(s, run, RunStatus.QUEUED, reason, launched_at=t, queued_at=t)
@@ -443,6 +469,8 @@ class RunService:
 
     def rerun(self, run_id: str, auto_start: bool = True) -> RunDetail:
         old = self.load(run_id)
+        if old.sweep_id is not None and self.sweeps is not None:
+            self.sweeps.check_accepts(old.sweep_id, new_run=False)
         wrap = options_of((old.options or {}).get("gpuwrap"))
         plan = self._plan(old.backend, old.gpus, wrap, old.command, dict.fromkeys(old.env_keys, ""))
         fields = dict(

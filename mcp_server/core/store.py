@@ -46,6 +46,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(models.Alert),
     _create(models.ClusterState, models.QueueEntry, models.GpuLease),
     _create(models.SlurmJob),
+    _create(models.Sweep, models.Plan, models.Memory),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
