@@ -1,6 +1,6 @@
 """``create_server()``: the MCP surface, wired over the core services.
 
-This module, ``mcp_server.tools``, ``app``, ``transports`` and ``stdio_transport`` are the
+This module, ``notify``, ``app``, ``transports``, ``stdio_transport`` and ``tools`` are the
 only places that import the MCP SDK.
 """
 
@@ -13,15 +13,26 @@ from mcp.server.mcpserver import MCPServer
 
 from mcp_server import __version__
 from mcp_server.app import App
+from mcp_server.notify import Notifier
+from mcp_server.tools import cluster as cluster_tools
+from mcp_server.tools import events as event_tools
+from mcp_server.tools import memory as memory_tools
+from mcp_server.tools import plans as plan_tools
+from mcp_server.tools import prompts as prompt_wiring
+from mcp_server.tools import resources as resource_wiring
 from mcp_server.tools import runs as run_tools
+from mcp_server.tools import sweeps as sweep_tools
 
 if TYPE_CHECKING:
     from mcp.server.auth.provider import TokenVerifier
     from mcp.server.auth.settings import AuthSettings
 
 INSTRUCTIONS = (
-    "research-mcp runs and tracks ML experiments. Launch every experiment with create_run "
-    "(never in your own shell), watch it with get_run/list_runs and get_logs, and stop it with stop_run."
+    "research-mcp runs and tracks ML experiments. Call detect_cluster once to learn whether runs go to "
+    "local GPUs, Slurm or CPU only. Launch every experiment with create_run or create_sweep (never in "
+    "your own shell), wait for results with wait_for_events, read them with get_run, get_sweep and "
+    "get_logs, and stop runs with stop_run. The agent_mode prompt explains the workflow; "
+    "experiment://context summarizes the current state."
 )
 
 
@@ -33,6 +44,8 @@ def create_server(
 ) -> MCPServer:
     """The server for one state dir; network transports pass a token verifier and auth settings."""
     app = App(state_dir)
+    notifier = Notifier()
+    app.notifier = notifier
     mcp: MCPServer = MCPServer(
         "research-mcp",
         version=__version__,
@@ -41,6 +54,15 @@ def create_server(
         log_level="WARNING",
         token_verifier=token_verifier,
         auth=auth,
+        subscriptions=notifier.bus,
     )
+    notifier.install(mcp)
     run_tools.register(mcp, app)
+    cluster_tools.register(mcp, app)
+    sweep_tools.register(mcp, app)
+    plan_tools.register(mcp, app)
+    memory_tools.register(mcp, app)
+    event_tools.register(mcp, app)
+    resource_wiring.register(mcp, app)
+    prompt_wiring.register(mcp, app)
     return mcp

@@ -129,6 +129,8 @@ class Reconciler:
                     fields["started_at"] = d.started_at
                 if d.ended_at is not None:
                     fields["ended_at"] = d.ended_at
+                if d.error is not None:
+                    fields["error"] = d.error
                 if transition(s, run, d.status, d.reason, **fields):
                     changed.append(run)
         for run in changed:
