@@ -11,11 +11,13 @@ from mcp.server.mcpserver import MCPServer
 
 from mcp_server import __version__
 from mcp_server.app import App
+from mcp_server.tools import monitoring as monitoring_tools
 from mcp_server.tools import runs as run_tools
 
 INSTRUCTIONS = (
     "research-mcp runs and tracks ML experiments. Launch every experiment with create_run "
-    "(never in your own shell), watch it with get_run/list_runs and get_logs, and stop it with stop_run."
+    "(never in your own shell), watch it with get_run/list_runs, get_logs and get_metrics, react to "
+    "list_alerts with resolve_alert, and stop it with stop_run."
 )
 
 
@@ -29,4 +31,5 @@ def create_server(state_dir: str | os.PathLike[str] | None = None) -> MCPServer:
         log_level="WARNING",
     )
     run_tools.register(mcp, app)
+    monitoring_tools.register(mcp, app)
     return mcp

@@ -7,6 +7,7 @@ call leaves the store and the state dir as they were.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -31,6 +32,8 @@ from mcp_server.core.reconcile import WATCHED, Reconciler, transition
 from mcp_server.core.settings import Settings
 from mcp_server.core.store import Store, now
 from mcp_server.core.views import LogChunk, RunDetail, RunPage, RunRow, iso
+
+log = logging.getLogger(__name__)
 
 MAX_COMMAND_CHARS = 64 * 1024
 MAX_GPUS = 64
@@ -154,6 +157,10 @@ class RunService:
         self.backends = backends
         self.reconciler = reconciler
         self.settings = settings
+        # Called with a run right after its backend accepted it (the sidecar starts here).
+        self.after_launch: list[Callable[[Run], None]] = []
+        # Called by get() to add what other services know (metrics, alerts, monitor).
+        self.detail_extras: list[Callable[[RunDetail], None]] = []
 
     # ---- lookups -------------------------------------------------------------------------
 
@@ -309,6 +316,11 @@ class RunService:
                 .where(col(Run.id) == run.id)
                 .values(backend_ref=ref, status_reason=f"submitted: {ref}")
             )
+        for hook in self.after_launch:
+            try:
+                hook(run)
+            except Exception:  # the job runs; a missing watcher is restarted by reconcile
+                log.exception("after_launch hook failed for %s", run.id)
 
     # ---- stop / rerun --------------------------------------------------------------------
 
@@ -357,7 +369,10 @@ class RunService:
 
     def get(self, run_id: str) -> RunDetail:
         run = self._fresh(run_id)
-        return to_detail(run, self.files(run_id).run_dir)
+        detail = to_detail(run, self.files(run_id).run_dir)
+        for extra in self.detail_extras:
+            extra(detail)
+        return detail
 
     def list(
         self,

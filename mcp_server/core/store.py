@@ -44,6 +44,7 @@ def _create(*tables: type[SQLModel]) -> Callable[[Connection], None]:
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(models.Run, models.Event),
     _create(models.Alert),
+    _create(models.MetricSeries, models.MetricPoint, models.Sidecar),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
