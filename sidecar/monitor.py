@@ -334,6 +334,7 @@ class Monitor:
                 m_size,
             )
             p.metrics_offset, p.metrics_skipping = 0, False
+        points = batch.points
         if m_size > p.metrics_offset:
             data = _read(self.files.metrics, p.metrics_offset, READ_CAP)
             more = p.metrics_offset + len(data) < m_size
@@ -348,7 +349,8 @@ class Monitor:
                     continue
                 step = rec.step if rec.step is not None else p.metrics_records
                 p.metrics_records += 1
-                batch.points.extend((k, step, v, "jsonl") for k, v in rec.values.items())
+                for k, v in rec.values.items():
+                    points.append((k, step, v, "jsonl"))
             p.metrics_offset += chunk.consumed
             p.metrics_skipping = chunk.skipping
             batch.huge_lines += chunk.huge
@@ -402,25 +404,36 @@ class Monitor:
             window.push(value)
             self.window_steps[key].append(step)
 
+    def _context(self, key: str, source: str) -> tuple[SeriesState, deque[tuple[int, float]], Any, Any]:
+        """Per-key state for one commit: a copy of the series summary and the rule windows."""
+        old = self.series.get(key)
+        series = dataclasses.replace(old) if old else SeriesState(id=0, key=key, source=source)
+        recent = self.recent.setdefault(key, deque(maxlen=RECENT))
+        if not is_loss_like(key):
+            return series, recent, None, None
+        window = self.windows.setdefault(key, rules.RecentWindow())
+        steps = self.window_steps.setdefault(key, deque(maxlen=rules.TREND_WINDOW))
+        return series, recent, window, steps
+
     def commit(self, batch: Batch, t: float) -> None:
-        touched: dict[str, SeriesState] = {}
+        # The per-point loop is the ingest hot path (a million-line backlog runs through it).
+        ctx: dict[str, tuple[SeriesState, deque[tuple[int, float]], Any, Any]] = {}
         rows: list[tuple[SeriesState, int, float]] = []
         specs: dict[str, AlertSpec] = {}
         ttl = self.settings.alert_ttl_s
-        loss_keys: set[str] = set()
+        isfinite = math.isfinite
         for key, step, value, source in batch.points:
-            s = touched.get(key)
-            if s is None:
-                old = self.series.get(key)
-                s = touched[key] = (
-                    dataclasses.replace(old) if old else SeriesState(id=0, key=key, source=source)
-                )
+            c = ctx.get(key)
+            if c is None:
+                c = ctx[key] = self._context(key, source)
+            s, recent, window, steps = c
             rows.append((s, step, value))
+            recent.append((step, value))
             s.count += 1
             if s.first_step is None:
                 s.first_step = step
             s.last_step, s.last_value = step, value
-            if not math.isfinite(value):
+            if not isfinite(value):
                 s.nonfinite += 1
                 if s.first_nonfinite_step is None:
                     s.first_nonfinite_step = step
@@ -431,19 +444,19 @@ class Monitor:
                 s.min_value, s.min_step = value, step
             if s.max_value is None or value > s.max_value:
                 s.max_value, s.max_step = value, step
-            loss = is_loss_like(key)
-            if loss:
-                loss_keys.add(key)
-                window = self.windows.get(key)
-                if window is not None:
+            if window is not None:
+                if len(window) >= rules.SPIKE_MIN_POINTS:
                     spike = rules.spike_alert(key, step, value, window, ttl)
                     if spike is not None and spike.signature not in specs:
                         specs[spike.signature] = spike
-            self._remember(key, step, value, track=loss)
-        for key in loss_keys:
-            div = rules.divergence_alert(key, list(self.window_steps[key]), self.windows[key], ttl)
-            if div is not None:
-                specs.setdefault(div.signature, div)
+                window.push(value)
+                steps.append(step)
+        for key, (_, _, window, steps) in ctx.items():
+            if window is not None:
+                div = rules.divergence_alert(key, list(steps), window, ttl)
+                if div is not None:
+                    specs.setdefault(div.signature, div)
+        touched = {key: c[0] for key, c in ctx.items()}
         p = batch.progress
         old = self.progress
         try:
@@ -686,5 +699,7 @@ class Monitor:
             row = self._raise(c.execute, spec) if spec is not None else None
         if row is not None and spec is not None:
             log.info("judge alert %s [%s] %s", row["id"], spec.severity, spec.message)
+        elif spec is not None:
+            log.info("judge alert not raised: the same concern was raised recently")
         elif result.verdict is not None and not result.error:
             log.info("judge: %s", result.verdict.action)

@@ -98,12 +98,15 @@ def _first_sep(data: bytes, seps: bytes) -> int:
 
 
 def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        return float(value)
-    except OverflowError:  # an int too large for a double
-        return None
+    kind = type(value)
+    if kind is float:
+        return value  # type: ignore[return-value]
+    if kind is int:  # bool is a subclass of int, but type() tells them apart
+        try:
+            return float(value)  # type: ignore[arg-type]
+        except OverflowError:  # an int too large for a double
+            return None
+    return None
 
 
 def _step(value: object) -> int | None:
@@ -114,25 +117,27 @@ def _step(value: object) -> int | None:
 
 
 def _flatten(obj: dict[str, object], prefix: str, depth: int, rec: Record) -> None:
+    values = rec.values
     for key, value in obj.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and depth < MAX_DEPTH:
-            _flatten(value, name + "/", depth + 1, rec)
-            continue
         number = _number(value)
-        if number is None or len(name) > MAX_KEY_CHARS or len(rec.values) >= MAX_KEYS_PER_LINE:
-            rec.skipped += 1
+        if number is not None and len(values) < MAX_KEYS_PER_LINE and len(key) + len(prefix) <= MAX_KEY_CHARS:
+            values[prefix + key if prefix else key] = number
+        elif type(value) is dict and depth < MAX_DEPTH:
+            _flatten(value, f"{prefix}{key}/", depth + 1, rec)  # type: ignore[arg-type]
         else:
-            rec.values[name] = number
+            rec.skipped += 1
+
+
+_json = json.JSONDecoder().decode
 
 
 def parse_metrics_line(line: bytes) -> Record | None:
     """One metrics.jsonl line → its numbers; None when the line is not a JSON object."""
     try:
-        obj = json.loads(line)
+        obj = _json(line.decode("utf-8"))
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
-    if not isinstance(obj, dict):
+    if type(obj) is not dict:
         return None
     rec = Record()
     if "step" in obj:

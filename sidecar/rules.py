@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from mcp_server.core.alert_specs import DEFAULT_CHOICES, FOREVER_S, AlertSpec
 
 SPIKE_FACTOR = 3.0
-SPIKE_WINDOW = 20  # the spike baseline: median of up to this many previous points
-SPIKE_MIN_POINTS = 3
 TREND_WINDOW = 30  # divergence looks at this many latest points
+SPIKE_WINDOW = TREND_WINDOW  # the spike baseline: median of up to this many previous points
+SPIKE_MIN_POINTS = 3
 TREND_FACTOR = 1.5  # late median ≥ this × early median
 TREND_TAU = 0.5  # and the values must rise consistently (Kendall's tau)
 

@@ -29,7 +29,8 @@ def ended_and_drained(services: Services, run_id: str, timeout: float = 30) -> R
 
     def done() -> RunDetail | None:
         run = services.runs.get(run_id)
-        return run if run.monitor is not None and run.monitor.exited else None
+        ended = run.status in ("finished", "failed", "stopped", "lost")
+        return run if ended and run.monitor is not None and run.monitor.exited else None
 
     return wait_for(done, timeout, interval=0.1, what=f"{run_id} ended and its sidecar exited")
 

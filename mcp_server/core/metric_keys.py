@@ -8,10 +8,11 @@ so both read names the same way. Stdlib only: the sidecar imports it.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from typing import Literal
 
-_TOKEN = re.compile(r"[A-Za-z]+")
+_TOKEN = re.compile(r"[A-Za-z]+[0-9]*")
 _LOWER = frozenset({"loss", "nll", "ppl", "perplexity", "error", "err", "mse", "mae", "rmse", "wer", "cer"})
 _HIGHER = frozenset(
     {"acc", "accuracy", "top1", "top5", "f1", "bleu", "rouge", "auc", "auroc", "precision", "recall",
@@ -31,14 +32,16 @@ def _tokens(key: str) -> list[str]:
     return [t.lower() for t in _TOKEN.findall(spaced)]
 
 
+@functools.lru_cache(maxsize=4096)  # called per ingested point: a run has few distinct keys
 def goal(key: str) -> Goal | None:
     """ "min" for loss-like names, "max" for accuracy-like ones, None when the name says neither."""
     words = _tokens(key)
     if not words or _NOT_A_METRIC.intersection(words):
         return None
-    if any(w in _LOWER or w.endswith("loss") for w in words):
+    bases = [w.rstrip("0123456789") for w in words]  # "loss2" reads as "loss", "top1" stays
+    if any(b in _LOWER or b.endswith("loss") for b in bases):
         return "min"
-    if any(w in _HIGHER or w.startswith("acc") for w in words):
+    if any(w in _HIGHER or b in _HIGHER or b.startswith("acc") for w, b in zip(words, bases, strict=True)):
         return "max"
     return None
 
