@@ -83,9 +83,7 @@ def main(seconds: float, runs: int, window: float) -> int:
                 cpu, peak = measure([pid], seconds)
                 rss = rss_mb(pid)
                 print(f"    bare python sleeper:  RSS {base_rss:6.1f} MB   CPU {base_cpu:7.3%} of a core")
-                print(
-                    f"    research-mcp sidecar: RSS {rss:6.1f} MB (peak {peak:.1f})   CPU {cpu:7.3%} of a core"
-                )
+                print(f"    research-mcp sidecar: RSS {rss:6.1f} MB (peak {peak:.1f})   CPU {cpu:7.3%}")
                 print(f"    {verdict('idle sidecar RSS (MB)', peak, '≤ 60', peak <= 60)}")
                 print(f"    {verdict('idle sidecar CPU (% of a core)', cpu * 100, '≤ 2', cpu <= 0.02)}")
                 ok = peak <= 60 and cpu <= 0.02

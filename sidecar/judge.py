@@ -14,9 +14,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from mcp_server.core.alert_specs import DEFAULT_CHOICES, SEVERITIES, AlertSpec
@@ -60,7 +59,6 @@ class Judge:
     timeout_s: float
     _pool: ThreadPoolExecutor | None = None
     _future: Future[JudgeResult] | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def busy(self) -> bool:

@@ -445,10 +445,9 @@ class Monitor:
             if s.max_value is None or value > s.max_value:
                 s.max_value, s.max_step = value, step
             if window is not None:
-                if len(window) >= rules.SPIKE_MIN_POINTS:
-                    spike = rules.spike_alert(key, step, value, window, ttl)
-                    if spike is not None and spike.signature not in specs:
-                        specs[spike.signature] = spike
+                spike = rules.spike_alert(key, step, value, window, ttl)
+                if spike is not None and spike.signature not in specs:
+                    specs[spike.signature] = spike
                 window.push(value)
                 steps.append(step)
         for key, (_, _, window, steps) in ctx.items():

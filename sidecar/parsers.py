@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from mcp_server.core.metric_keys import goal
 
@@ -26,15 +26,20 @@ MAX_KEY_CHARS = 200
 MAX_KEYS_PER_LINE = 1000
 MAX_DEPTH = 4
 MAX_STEP = 1 << 62
+_BIG = 1 << 1000  # ints this large still convert to a float; beyond ~1e308 they overflow
 
 
-@dataclass
 class Record:
     """The numbers of one line. ``step`` is None when the line did not say."""
 
-    values: dict[str, float] = field(default_factory=dict)
-    step: int | None = None
-    skipped: int = 0  # values that were not numbers (or keys too long / too many)
+    __slots__ = ("skipped", "step", "values")
+
+    def __init__(
+        self, values: dict[str, float] | None = None, step: int | None = None, skipped: int = 0
+    ) -> None:
+        self.values: dict[str, float] = {} if values is None else values
+        self.step = step
+        self.skipped = skipped  # values that were not numbers (or keys too long / too many)
 
 
 @dataclass
@@ -141,11 +146,21 @@ def parse_metrics_line(line: bytes) -> Record | None:
         return None
     rec = Record()
     if "step" in obj:
-        raw = obj.pop("step")
-        rec.step = _step(raw)
+        rec.step = _step(obj.pop("step"))
         if rec.step is None:
             rec.skipped += 1
-    _flatten(obj, "", 0, rec)
+    if len(obj) > MAX_KEYS_PER_LINE:
+        _flatten(obj, "", 0, rec)
+        return rec
+    values = rec.values
+    for key, value in obj.items():  # the common flat line, inlined (this runs per line)
+        kind = type(value)
+        if kind is float and len(key) <= MAX_KEY_CHARS:
+            values[key] = value
+        elif kind is int and len(key) <= MAX_KEY_CHARS and -_BIG < value < _BIG:
+            values[key] = float(value)
+        else:
+            _flatten({key: value}, "", 0, rec)
     return rec
 
 

@@ -15,33 +15,32 @@ from collections.abc import Sequence
 from mcp_server.core.alert_specs import DEFAULT_CHOICES, FOREVER_S, AlertSpec
 
 SPIKE_FACTOR = 3.0
-TREND_WINDOW = 30  # divergence looks at this many latest points
-SPIKE_WINDOW = TREND_WINDOW  # the spike baseline: median of up to this many previous points
+TREND_WINDOW = 30  # divergence looks at this many latest points; a spike is judged against their median
 SPIKE_MIN_POINTS = 3
 TREND_FACTOR = 1.5  # late median ≥ this × early median
 TREND_TAU = 0.5  # and the values must rise consistently (Kendall's tau)
 
 
 class RecentWindow:
-    """The last ``size`` finite values of one metric, with an O(1) median."""
+    """The last ``size`` finite values of one metric, kept in order and sorted (O(1) median)."""
 
     def __init__(self, size: int = TREND_WINDOW) -> None:
+        self.size = size
         self.values: deque[float] = deque(maxlen=size)
-        self._sorted: list[float] = []
+        self.ordered: list[float] = []
 
     def __len__(self) -> int:
         return len(self.values)
 
     def push(self, value: float) -> None:
-        if len(self.values) == self.values.maxlen:
-            old = self.values[0]
-            del self._sorted[bisect.bisect_left(self._sorted, old)]
-        self.values.append(value)
-        bisect.insort(self._sorted, value)
+        values = self.values
+        if len(values) == self.size:
+            del self.ordered[bisect.bisect_left(self.ordered, values[0])]
+        values.append(value)
+        bisect.insort(self.ordered, value)
 
-    def median_of_last(self, n: int) -> float:
-        """Median of the last ``n`` values (the whole window when n ≥ its length)."""
-        s = self._sorted if n >= len(self.values) else sorted(list(self.values)[-n:])
+    def median(self) -> float:
+        s = self.ordered
         mid = len(s) // 2
         return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
 
@@ -66,10 +65,10 @@ def nonfinite_alert(key: str, step: int, value: float) -> AlertSpec:
 
 def spike_alert(key: str, step: int, value: float, window: RecentWindow, ttl_s: float) -> AlertSpec | None:
     """``value`` is a spike when it is ≥ 3× the median of the points before it (≥ 3 of them)."""
-    n = min(len(window), SPIKE_WINDOW)
+    n = len(window.ordered)
     if n < SPIKE_MIN_POINTS:
         return None
-    median = window.median_of_last(n)
+    median = window.median()
     if median <= 0 or value < SPIKE_FACTOR * median:
         return None  # a relative rule has no meaning around zero or below it
     ratio = value / median

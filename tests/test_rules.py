@@ -24,7 +24,11 @@ def test_window_median_tracks_the_last_values() -> None:
     w = RecentWindow(size=5)
     for v in [9, 1, 2, 3, 4, 5]:  # 9 falls out of the window
         w.push(v)
-    assert list(w.values) == [1, 2, 3, 4, 5] and w.median_of_last(5) == 3 and w.median_of_last(2) == 4.5
+    assert list(w.values) == [1, 2, 3, 4, 5] and w.ordered == [1, 2, 3, 4, 5] and w.median() == 3
+    w.push(0)
+    assert w.ordered == [0, 2, 3, 4, 5] and w.median() == 3
+    even = window_of([4.0, 1.0])
+    assert even.median() == 2.5
 
 
 def test_nan_and_inf_are_critical_and_signed_once_per_run() -> None:

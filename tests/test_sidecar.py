@@ -277,3 +277,52 @@ def test_reconcile_restarts_a_missing_sidecar_only_once(
     assert monitor.pid == new_pid and monitor.alive
     services.runs.stop(run.id)
     ended_and_drained(services, run.id)
+
+
+def test_a_sidecar_started_by_hand_catches_up_on_an_ended_run(
+    services: Services, workdir: Path, state_dir: Path
+) -> None:
+    """No sidecar saw this run (its one was killed at birth); `research-mcp sidecar` reads it all."""
+    run = launch(
+        services,
+        workdir,
+        "unseen",
+        """
+        import json, os
+        with open(os.environ["RESEARCH_METRICS_FILE"], "a") as f:
+            for step in range(500):
+                f.write(json.dumps({"step": step, "loss": 1.0 / (step + 1)}) + "\\n")
+            f.write('{"step": 500, "loss": 0.001}')  # the last line never got its newline
+        """,
+    )
+    for pid in wait_for(lambda: sidecar_pids(state_dir), 10, what="the sidecar"):
+        os.kill(pid, signal.SIGKILL)
+    files = services.runs.files(run.id)
+    wait_for(lambda: files.read_exit_code() is not None, 20, what="the job to end")
+    cli = subprocess.run(
+        [sys.executable, "-m", "mcp_server", "sidecar", run.id, "--state-dir", str(state_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert cli.returncode == 0, cli.stderr
+    with db(state_dir) as con:
+        status, exit_code = con.execute(
+            "SELECT status, exit_code FROM runs WHERE id = ?", (run.id,)
+        ).fetchone()
+    assert (status, exit_code) == ("finished", 0)  # the hand-started sidecar settled it too
+    done = services.runs.get(run.id)
+    assert done.monitor is not None and done.monitor.exited and done.monitor.ingest.partial_lines == 1
+    (loss,) = done.metrics
+    assert loss.count == 501 and loss.last_step == 500 and loss.last == 0.001
+
+
+def test_the_sidecar_loads_no_heavy_library() -> None:
+    """Its idle RSS budget (60 MB) excludes sqlmodel/SQLAlchemy/pydantic, libtmux and litellm."""
+    code = (
+        "import sys, sidecar.__main__, sidecar.monitor, sidecar.db, sidecar.rules, sidecar.parsers\n"
+        "heavy = ('sqlmodel', 'sqlalchemy', 'pydantic', 'libtmux', 'litellm', 'mcp')\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules if m.split('.')[0] in heavy}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -149,6 +149,8 @@ class Sidecar(SQLModel, table=True):
     """
 
     __tablename__ = "sidecars"
+    # Reconcile looks for sidecars that never finished on every pass: keep that lookup small.
+    __table_args__ = (Index("ix_sidecars_unfinished", "run_id", sqlite_where=text("exited_at IS NULL")),)
 
     run_id: str = Field(primary_key=True)
     pid: int | None = None

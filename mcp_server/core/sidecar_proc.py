@@ -15,6 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
+_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 # Never handed to a sidecar: it does not serve MCP.
 _PRIVATE_TO_SERVER = ("RESEARCH_MCP_TOKEN",)
 
@@ -51,6 +52,8 @@ def is_sidecar(pid: int | None, run_id: str) -> bool:
 def spawn_sidecar(state_root: Path, run_id: str, log_path: Path) -> int:
     """Start a detached sidecar for ``run_id``; returns its pid."""
     env = {k: v for k, v in os.environ.items() if k not in _PRIVATE_TO_SERVER}
+    # The sidecar package ships beside mcp_server; make it importable even from a source tree.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         proc = subprocess.Popen(
