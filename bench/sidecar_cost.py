@@ -38,16 +38,20 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def measure(pids: list[int], seconds: float) -> tuple[float, float]:
-    """CPU share of one core used by ``pids`` together over ``seconds``, and their peak total RSS."""
-    before = sum(cpu_seconds(p) for p in pids)
+def measure(groups: dict[str, list[int]], seconds: float) -> dict[str, tuple[float, float]]:
+    """Per group, over the same ``seconds``: CPU as a share of one core, and peak total RSS (MB)."""
+    before = {name: sum(cpu_seconds(p) for p in pids) for name, pids in groups.items()}
+    peak = dict.fromkeys(groups, 0.0)
     t0 = time.monotonic()
-    peak = 0.0
     while time.monotonic() - t0 < seconds:
-        peak = max(peak, sum(rss_mb(p) for p in pids))
+        for name, pids in groups.items():
+            peak[name] = max(peak[name], sum(rss_mb(p) for p in pids))
         time.sleep(min(1.0, seconds / 10))
-    used = sum(cpu_seconds(p) for p in pids) - before
-    return used / (time.monotonic() - t0), peak
+    elapsed = time.monotonic() - t0
+    return {
+        name: ((sum(cpu_seconds(p) for p in pids) - before[name]) / elapsed, peak[name])
+        for name, pids in groups.items()
+    }
 
 
 def sidecars_of(sv, run_ids: list[str], timeout: float = 60) -> list[int]:  # type: ignore[no-untyped-def]
@@ -79,8 +83,8 @@ def main(seconds: float, runs: int, window: float) -> int:
                 (pid,) = sidecars_of(sv, [idle.id])
                 time.sleep(2)  # past start-up
                 print(f"(1) one sidecar watching an idle run for {seconds:.0f} s (poll {poll_s} s)")
-                base_cpu, base_rss = measure([sleeper.pid], min(seconds, 10))
-                cpu, peak = measure([pid], seconds)
+                got = measure({"sleeper": [sleeper.pid], "sidecar": [pid]}, seconds)
+                (base_cpu, base_rss), (cpu, peak) = got["sleeper"], got["sidecar"]
                 rss = rss_mb(pid)
                 print(f"    bare python sleeper:  RSS {base_rss:6.1f} MB   CPU {base_cpu:7.3%} of a core")
                 print(f"    research-mcp sidecar: RSS {rss:6.1f} MB (peak {peak:.1f})   CPU {cpu:7.3%}")
@@ -96,14 +100,12 @@ def main(seconds: float, runs: int, window: float) -> int:
                 ]
                 pids = sidecars_of(sv, many, timeout=120)
                 time.sleep(3)
-                total, total_rss = measure(pids, window)
-                base_many = base_cpu * runs
+                got = measure({"sleeper": [sleeper.pid], "sidecars": pids}, window)
+                (base_one, _), (total, total_rss) = got["sleeper"], got["sidecars"]
                 print(
-                    f"    {runs} bare sleepers (estimated from one): CPU {base_many * 100:6.2f} % of a core"
+                    f"    {runs} bare sleepers (one measured, ×{runs}): CPU {base_one * runs:7.2%} of a core"
                 )
-                print(
-                    f"    {runs} sidecars: CPU {total * 100:6.2f} % of a core   RSS total {total_rss:.0f} MB"
-                )
+                print(f"    {runs} sidecars: CPU {total:7.2%} of a core   RSS total {total_rss:.0f} MB")
                 print(
                     f"    {verdict(f'{runs} sidecars CPU (% of a core)', total * 100, '≤ 25', total <= 0.25)}"
                 )

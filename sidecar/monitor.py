@@ -103,6 +103,9 @@ class Batch:
     huge_lines: int = 0
     partial_lines: int = 0
     backlog: bool = False
+    # Last (step, value) per key printed to the log, as of the end of this batch (a redrawn
+    # progress bar repeats them); adopted only once the batch is committed.
+    log_seen: dict[str, tuple[int | None, float]] | None = None
 
     def counters(self) -> tuple[int, int, int, int]:
         return (self.bad_lines, self.non_numeric, self.huge_lines, self.partial_lines)
@@ -155,7 +158,7 @@ class Monitor:
         self.windows: dict[str, rules.RecentWindow] = {}
         self.window_steps: dict[str, deque[int]] = {}
         self.recent: dict[str, deque[tuple[int, float]]] = {}
-        self.last_log_point: dict[str, tuple[int, float]] = {}
+        self.last_log_point: dict[str, tuple[int | None, float]] = {}
         self.nonfinite_raised = False
         self.raised_stall: str | None = None
         self.pgid: int | None = None
@@ -366,6 +369,7 @@ class Monitor:
         if p.log_parsing and o_size < p.output_offset:
             p.output_offset, p.output_skipping = 0, False
         if p.log_parsing and o_size > p.output_offset:
+            seen = batch.log_seen = dict(self.last_log_point)
             data = _read(self.files.output, p.output_offset, READ_CAP)
             more = p.output_offset + len(data) < o_size
             chunk = split_lines(data, split_cr=True, skipping=p.output_skipping, final=final and not more)
@@ -373,14 +377,16 @@ class Monitor:
                 rec = parse_log_line(decode(line))
                 if rec is None:
                     continue
-                step = rec.step if rec.step is not None else p.output_records
-                fresh = [(k, v) for k, v in rec.values.items() if self.last_log_point.get(k) != (step, v)]
+                # A progress bar redraws the same numbers many times: same step (or none) and
+                # same value as the key's last point is the same point.
+                fresh = [(k, v) for k, v in rec.values.items() if seen.get(k) != (rec.step, v)]
                 if not fresh:
-                    continue  # a progress bar redrawn with the same numbers
+                    continue
+                step = rec.step if rec.step is not None else p.output_records
                 p.output_records += 1
                 for k, v in fresh:
-                    self.last_log_point[k] = (step, v)
-                    batch.points.append((k, step, v, "log"))
+                    seen[k] = (rec.step, v)
+                    points.append((k, step, v, "log"))
             p.output_offset += chunk.consumed
             p.output_skipping = chunk.skipping
             batch.huge_lines += chunk.huge
@@ -486,6 +492,8 @@ class Monitor:
             raise
         self.progress = p
         self.series.update(touched)
+        if batch.log_seen is not None:
+            self.last_log_point = batch.log_seen
         self.last_heartbeat = t
         if rows:
             self.data_version += 1
