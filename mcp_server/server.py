@@ -1,6 +1,7 @@
 """``create_server()``: the MCP surface, wired over the core services.
 
-This module and ``mcp_server.tools`` are the only places that import the MCP SDK.
+This module, ``mcp_server.notify`` and ``mcp_server.tools`` are the only places that
+import the MCP SDK.
 """
 
 from __future__ import annotations
@@ -11,25 +12,46 @@ from mcp.server.mcpserver import MCPServer
 
 from mcp_server import __version__
 from mcp_server.app import App
+from mcp_server.notify import Notifier
+from mcp_server.tools import cluster as cluster_tools
+from mcp_server.tools import events as event_tools
+from mcp_server.tools import memory as memory_tools
 from mcp_server.tools import monitoring as monitoring_tools
+from mcp_server.tools import plans as plan_tools
+from mcp_server.tools import prompts as prompt_wiring
+from mcp_server.tools import resources as resource_wiring
 from mcp_server.tools import runs as run_tools
+from mcp_server.tools import sweeps as sweep_tools
 
 INSTRUCTIONS = (
-    "research-mcp runs and tracks ML experiments. Launch every experiment with create_run "
-    "(never in your own shell), watch it with get_run/list_runs, get_logs and get_metrics, react to "
-    "list_alerts with resolve_alert, and stop it with stop_run."
+    "research-mcp runs and tracks ML experiments. Call detect_cluster once to learn whether runs go to "
+    "local GPUs, Slurm or CPU only. Launch every experiment with create_run or create_sweep (never in "
+    "your own shell), wait for results with wait_for_events, read them with get_run, get_sweep, "
+    "get_metrics and get_logs, act on list_alerts with resolve_alert, and stop runs with stop_run. "
+    "The agent_mode prompt explains the workflow; experiment://context summarizes the current state."
 )
 
 
 def create_server(state_dir: str | os.PathLike[str] | None = None) -> MCPServer:
     app = App(state_dir)
+    notifier = Notifier()
+    app.notifier = notifier
     mcp: MCPServer = MCPServer(
         "research-mcp",
         version=__version__,
         instructions=INSTRUCTIONS,
         lifespan=app.lifespan,
         log_level="WARNING",
+        subscriptions=notifier.bus,
     )
+    notifier.install(mcp)
     run_tools.register(mcp, app)
+    cluster_tools.register(mcp, app)
+    sweep_tools.register(mcp, app)
+    plan_tools.register(mcp, app)
+    memory_tools.register(mcp, app)
+    event_tools.register(mcp, app)
+    resource_wiring.register(mcp, app)
+    prompt_wiring.register(mcp, app)
     monitoring_tools.register(mcp, app)
     return mcp

@@ -30,14 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from mcp_server.core.alert_specs import AlertSpec, ending_alert
+from mcp_server.core.backends.base import observe_files
 from mcp_server.core.jobfiles import JobFiles
 from mcp_server.core.lifecycle import TERMINAL, Observation, RunStatus, decide, decision_fields
 from mcp_server.core.logs import tail_lines
 from mcp_server.core.metric_keys import is_loss_like
 from mcp_server.core.monitor_settings import MonitorSettings
 from mcp_server.core.paths import StateDir
+from mcp_server.core.procs import group_alive
 from mcp_server.core.sidecar_proc import is_sidecar
-from mcp_server.core.sqlwrites import raise_alert_sql, transition_sql
+from mcp_server.core.sqlwrites import raise_alert_sql, release_admission_sql, transition_sql
 from sidecar import rules
 from sidecar.db import RunState, SeriesState, SidecarDB
 from sidecar.parsers import decode, parse_log_line, parse_metrics_line, split_lines
@@ -124,16 +126,6 @@ def _read(path: Path, offset: int, size: int) -> bytes:
         return fh.read(size)
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class Monitor:
     def __init__(
         self,
@@ -172,6 +164,7 @@ class Monitor:
         self.judge: Any = None
         self.judge_due = 0.0
         self._backends: Any = None
+        self.settled_end = False  # this sidecar recorded the run's end (so it runs the end hooks)
 
     # ---- ownership -----------------------------------------------------------------------
 
@@ -530,8 +523,16 @@ class Monitor:
         self.next_backend_check = t + self.settings.backend_check_s
         if self._backends is None:
             from mcp_server.core.backends.registry import Backends
+            from mcp_server.core.settings import Settings
 
-            self._backends = Backends(self.state)
+            # Only the Slurm backend uses the store (its shared squeue poll): open the full
+            # store for it alone, so a local run's sidecar stays free of SQLAlchemy.
+            store = None
+            if self.run.backend != "local":
+                from mcp_server.core.store import Store
+
+                store = Store(self.state.db_path)
+            self._backends = Backends(self.state, store, Settings.from_env())  # type: ignore[arg-type]
         try:
             backend = self._backends.get(self.run.backend)
             # Backends read only id / backend_ref of a run; RunState carries both.
@@ -542,19 +543,15 @@ class Monitor:
 
     def observe(self, t: float) -> Observation | None:
         """What the run's files (and, rarely, its backend) say now; None when nothing new."""
-        code = self.files.read_exit_code()
-        if code is not None:
-            return Observation(
-                present=None,
-                started_at=self.files.started_at(),
-                exit_code=code,
-                ended_at=self.files.ended_at(),
-            )
+        if self.files.exit_code.exists():
+            obs = observe_files(self.files, present=None)  # with the launch script's failure note
+            if obs.exit_code is not None:
+                return obs
         if self.pgid is None:
             self.pgid = self.files.read_pgid()
         local = self.run is not None and self.run.backend == "local"
         if self.pgid is not None and local:
-            if _group_alive(self.pgid):
+            if group_alive(self.pgid):
                 self.group_gone_at = None
                 return Observation(present=True, started_at=self.files.started_at())
             if self.group_gone_at is None:
@@ -586,6 +583,12 @@ class Monitor:
         )
         if d is None:
             return
+        ending = None
+        if d.status in TERMINAL:
+            tail = tail_lines(self.files.output, 200, TAIL_BYTES).text
+            ending = ending_alert(
+                status=d.status.value, exit_code=d.exit_code, reason=d.reason, output_tail=tail
+            )
         with self.db.write() as c:
             values = transition_sql(
                 c.execute,
@@ -596,8 +599,15 @@ class Monitor:
                 reason=d.reason,
                 fields=decision_fields(d, run.started_at),
             )
+            if values is not None and d.status in TERMINAL and d.status is not RunStatus.LOST:
+                # An ended run gives its GPU lease / run slot back at once, as a server would
+                # (a lost run's job may still hold the GPUs: the queue reclaims those later).
+                release_admission_sql(c.execute, run.id)
+            if values is not None and ending is not None:
+                self._raise(c.execute, ending)  # whoever reads 'failed' also finds why
         if values is not None:
             log.info("%s: %s → %s (%s)", run.id, run.status, d.status.value, d.reason)
+            self.settled_end = d.status in TERMINAL
         self.refresh_run()
 
     def check_stall(self, t: float) -> None:
@@ -620,6 +630,8 @@ class Monitor:
 
     def finish(self) -> None:
         """The run ended: drain what is left (a final unterminated line too), then say how it ended."""
+        if self.settled_end:
+            self.after_end()  # first: a sweep's next run should not wait for a long drain
         while True:
             batch = self.read_new(final=True)
             if batch is None:
@@ -637,6 +649,24 @@ class Monitor:
         )
         if spec is not None:
             self.raise_now(spec)
+
+    def after_end(self) -> None:
+        """Do what a server does after recording an ending: release the run's GPU lease or
+        run slot, launch its sweep's next held-back run. These need the full services
+        (SQLAlchemy), loaded only now, as this sidecar is about to exit."""
+        from mcp_server.core.services import Services
+
+        services = Services(self.state.root)
+        try:
+            run = services.runs.load(self.run_id)
+            for hook in services.reconciler.on_terminal:
+                try:
+                    hook(run)
+                except Exception:
+                    name = getattr(hook, "__name__", repr(hook))
+                    log.exception("after-end hook %s failed for %s", name, self.run_id)
+        finally:
+            services.close()
 
     # ---- LLM judge -----------------------------------------------------------------------
 

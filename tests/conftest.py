@@ -14,9 +14,15 @@ from pathlib import Path
 import pytest
 
 from mcp_server.core.paths import StateDir
+from tests.fakegpus import FakeGpus, path_without_slurm
 
 # Short grace periods keep stop tests fast; they are the same knobs a user sets.
 os.environ.setdefault("RESEARCH_MCP_STOP_GRACE_S", "1")
+# Tests behave the same whether or not a Slurm or a GPU is up on this machine: the cluster
+# type is pinned (cluster tests unset it) and cpu_only's run limit cannot stall a test.
+os.environ.setdefault("RESEARCH_MCP_CLUSTER_TYPE", "cpu_only")
+os.environ.setdefault("RESEARCH_MCP_CPU_RUN_LIMIT", "64")
+os.environ.setdefault("RESEARCH_MCP_QUEUE_POLL_S", "0.1")
 
 
 @pytest.fixture
@@ -67,6 +73,27 @@ def services(state_dir: Path):  # type: ignore[no-untyped-def]
     sv = Services(state_dir)
     yield sv
     sv.close()
+
+
+@pytest.fixture
+def fake_gpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGpus]:
+    """4 fake GPUs (GPU 1 busy with a foreign process) on a machine pinned to local_gpu."""
+    gpus = FakeGpus(tmp_path / "nvml-inventory.json")
+    monkeypatch.setenv("RESEARCH_MCP_FAKE_NVML", str(gpus.path))
+    monkeypatch.setenv("RESEARCH_MCP_CLUSTER_TYPE", "local_gpu")
+    yield gpus
+    gpus.close()
+
+
+@pytest.fixture
+def no_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """This process sees a machine without Slurm's commands and without a pinned cluster type."""
+    path = path_without_slurm(tmp_path / "bin-without-slurm")
+    monkeypatch.setenv("PATH", path)
+    monkeypatch.delenv("RESEARCH_MCP_CLUSTER_TYPE", raising=False)
+    for key in [k for k in os.environ if k.startswith("SLURM_")]:
+        monkeypatch.delenv(key)
+    return path
 
 
 @pytest.fixture

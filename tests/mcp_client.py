@@ -11,12 +11,25 @@ from mcp import Client, StdioServerParameters
 
 MODES = ["auto", "legacy"]
 
+# The stdio client starts the server with a minimal environment; these knobs of the test
+# process (see conftest.py) must reach it so it behaves like the in-process services.
+PASSED_ENV = (
+    "RESEARCH_MCP_CLUSTER_TYPE",
+    "RESEARCH_MCP_CPU_RUN_LIMIT",
+    "RESEARCH_MCP_QUEUE_POLL_S",
+    "RESEARCH_MCP_FAKE_NVML",
+    "RESEARCH_MCP_LAUNCH_GRACE_S",
+)
+
 
 def stdio_server(state_dir: Path, **env: str) -> StdioServerParameters:
+    """``env`` adds variables; an empty string removes a passed-through one (e.g. the type pin)."""
+    merged = {k: os.environ[k] for k in PASSED_ENV if os.environ.get(k)}
+    merged.update({"RESEARCH_MCP_STOP_GRACE_S": "1", "PYTHONPATH": os.environ.get("PYTHONPATH", ""), **env})
     return StdioServerParameters(
         command=sys.executable,
         args=["-m", "mcp_server", "serve", "--state-dir", str(state_dir)],
-        env={"RESEARCH_MCP_STOP_GRACE_S": "1", "PYTHONPATH": os.environ.get("PYTHONPATH", ""), **env},
+        env={k: v for k, v in merged.items() if v != "" or k == "PYTHONPATH"},
     )
 
 

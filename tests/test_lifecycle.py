@@ -52,3 +52,23 @@ def test_terminal_statuses_do_not_move() -> None:
 def test_exit_descriptions_name_signals() -> None:
     assert "SIGKILL" in describe_exit(137)
     assert describe_exit(2) == "command exited with code 2"
+
+
+def test_a_backend_can_report_an_ending_without_exit_code_file() -> None:
+    obs = Observation(present=False, final=RunStatus.FAILED, exit_code=143, detail="Slurm: TIMEOUT")
+    d = decide(RunStatus.RUNNING, obs, **KW)
+    assert (
+        d is not None and d.status is RunStatus.FAILED and d.reason == "Slurm: TIMEOUT" and d.exit_code == 143
+    )
+    d = decide(RunStatus.RUNNING, obs, **{**KW, "stop_requested": True})
+    assert d is not None and d.status is RunStatus.STOPPED
+
+
+def test_a_classified_failure_is_part_of_the_reason() -> None:
+    obs = Observation(present=False, exit_code=1, failure="CUDA out of memory: the run's own allocations")
+    d = decide(RunStatus.RUNNING, obs, **KW)
+    assert d is not None and d.status is RunStatus.FAILED
+    assert d.reason == "command exited with code 1: CUDA out of memory: the run's own allocations"
+    assert d.error == obs.failure
+    ok = decide(RunStatus.RUNNING, Observation(present=False, exit_code=0, failure="stale"), **KW)
+    assert ok is not None and ok.status is RunStatus.FINISHED and ok.error is None

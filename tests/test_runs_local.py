@@ -156,15 +156,15 @@ def test_a_vanished_window_without_exit_code_is_lost(services: Services, workdir
     wait_for(lambda: "up" in services.runs.logs(run.id).text)
     pgid = services.runs.files(run.id).read_pgid()
     assert pgid is not None
-    tmux = ["tmux", "-L", services.state.tmux_socket]
-    panes = subprocess.run(
-        [*tmux, "list-panes", "-t", f"=research:={run.id}", "-F", "#{pane_pid}"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    # The launch script dies first (SIGKILL: it cannot record an exit code, which the sidecar
-    # or reconcile would otherwise settle the run from), then tmux, then the job itself.
-    os.kill(int(panes.stdout.split()[0]), 9)
-    subprocess.run([*tmux, "kill-server"], check=True)
+    launch = str(services.runs.files(run.id).launch)
+
+    def launch_script_alive() -> bool:
+        return launch in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+
+    # tmux dies first, taking the launch script with it; the job (its own session) lives on
+    subprocess.run(["tmux", "-L", services.state.tmux_socket, "kill-server"], check=True)
+    wait_for(lambda: not launch_script_alive(), what="launch script gone")
     os.killpg(pgid, 9)
     lost = wait_status(services, run.id, {"lost"})
     assert "window is gone" in lost.status_reason
+    assert not services.runs.files(run.id).exit_code.exists()

@@ -49,6 +49,39 @@ class JobFiles:
     def sidecar_log(self) -> Path:
         return self.run_dir / "sidecar.log"
 
+    @property
+    def launcher_pid(self) -> Path:
+        """Pid of the launch script of a run that waits in the queue (the holder of its lease)."""
+        return self.run_dir / "launcher.pid"
+
+    @property
+    def admission_env(self) -> Path:
+        """Written when the run is admitted (GPU lease or run slot); sourced by the launch script."""
+        return self.run_dir / "admission.env"
+
+    @property
+    def failure(self) -> Path:
+        """Why the command failed, in words, written before ``exit_code`` (e.g. CUDA out of memory)."""
+        return self.run_dir / "failure"
+
+    @property
+    def queue_log(self) -> Path:
+        """What the launch script's waiter did: waiting, admission, requeues."""
+        return self.run_dir / "queue.log"
+
+    def read_launcher_pid(self) -> int | None:
+        try:
+            value = int(self.launcher_pid.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        return value if value > 1 else None
+
+    def read_failure(self) -> str | None:
+        try:
+            return self.failure.read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
     def read_exit_code(self) -> int | None:
         try:
             raw = self.exit_code.read_text().strip()
@@ -80,6 +113,6 @@ class JobFiles:
             return None
 
     def clear_outcome(self) -> None:
-        for path in (self.exit_code, self.pgid):
+        for path in (self.exit_code, self.pgid, self.failure, self.launcher_pid, self.admission_env):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)

@@ -54,12 +54,18 @@ def render_launch_script(
     files: JobFiles,
     pre_command: Sequence[str] = (),
     post_command: Sequence[str] = (),
+    echo_output: bool = True,
 ) -> str:
     """Bash that runs one job and leaves ``exit_code`` behind whatever happens to the command.
 
     ``pre_command``/``post_command`` are trusted bash lines from backends and gpuwrap
     (e.g. waiting for a GPU lease); they run with ``RUN_DIR`` set and may call ``finish``.
+    ``echo_output`` also copies the output to the script's stdout (a tmux pane shows it;
+    under Slurm it would only duplicate output.log into the scheduler's file).
+    Both run once per attempt; a post line's ``continue`` starts another attempt (a run
+    requeued after GPU contention), and the exit code is still written once, at the end.
     """
+    sink = "" if echo_output else " > /dev/null"
     pre = "\n".join(pre_command)
     post = "\n".join(post_command)
     return f"""#!/usr/bin/env bash
@@ -79,11 +85,15 @@ export RESEARCH_RUN_DIR="$RUN_DIR"
 export RESEARCH_METRICS_FILE="$RUN_DIR/metrics.jsonl"
 export PYTHONUNBUFFERED=1
 if [ -f "$RUN_DIR/env.sh" ]; then . "$RUN_DIR/env.sh"; fi
+# One pass per attempt: post_command lines may `continue` to run the command again.
+while :; do
 {pre}
 {JOB_WRAPPER} \\
-    research-job "$RUN_DIR" < /dev/null 2>&1 | tee -i -a "$RUN_DIR/output.log"
+    research-job "$RUN_DIR" < /dev/null 2>&1 | tee -i -a "$RUN_DIR/output.log"{sink}
 code=${{PIPESTATUS[0]}}
 {post}
+break
+done
 finish "$code"
 """
 

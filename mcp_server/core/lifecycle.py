@@ -59,6 +59,10 @@ class Observation:
     ended_at: float | None = None
     waiting: bool = False  # job exists but the user's command has not started (queued by backend)
     detail: str = ""  # backend's own words, e.g. a Slurm state and reason
+    # The backend saw the job end in this status without an exit_code file (e.g. a Slurm
+    # TIMEOUT killed the launch script); ``detail`` says why.
+    final: RunStatus | None = None
+    failure: str | None = None  # why the command failed, as the launch script classified it
 
 
 @dataclass(frozen=True)
@@ -68,17 +72,20 @@ class Decision:
     exit_code: int | None = None
     started_at: float | None = None
     ended_at: float | None = None
+    error: str | None = None
 
 
-def decision_fields(d: Decision, run_started_at: float | None) -> dict[str, float | int]:
+def decision_fields(d: Decision, run_started_at: float | None) -> dict[str, float | int | str]:
     """The run columns a decision sets besides its status (start time only if not yet known)."""
-    fields: dict[str, float | int] = {}
+    fields: dict[str, float | int | str] = {}
     if d.exit_code is not None:
         fields["exit_code"] = d.exit_code
     if d.started_at is not None and run_started_at is None:
         fields["started_at"] = d.started_at
     if d.ended_at is not None:
         fields["ended_at"] = d.ended_at
+    if d.error is not None:
+        fields["error"] = d.error
     return fields
 
 
@@ -108,13 +115,21 @@ def decide(
     """Return the transition ``obs`` implies for a run in ``status``, or None to leave it."""
     if status in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.STOPPED, RunStatus.READY):
         return None
+    if obs.final is not None:
+        if stop_requested:
+            return Decision(
+                RunStatus.STOPPED, f"stopped on request; {obs.detail}", obs.exit_code, obs.started_at
+            )
+        return Decision(obs.final, obs.detail, obs.exit_code, obs.started_at, obs.ended_at)
     if obs.exit_code is not None:
         code = obs.exit_code
         if stop_requested:
             reason = f"stopped on request; {describe_exit(code)}"
             return Decision(RunStatus.STOPPED, reason, code, obs.started_at, obs.ended_at)
-        new = RunStatus.FINISHED if code == 0 else RunStatus.FAILED
-        return Decision(new, describe_exit(code), code, obs.started_at, obs.ended_at)
+        if code == 0:
+            return Decision(RunStatus.FINISHED, describe_exit(code), code, obs.started_at, obs.ended_at)
+        reason = describe_exit(code) + (f": {obs.failure}" if obs.failure else "")
+        return Decision(RunStatus.FAILED, reason, code, obs.started_at, obs.ended_at, obs.failure)
     if status is RunStatus.LOST:
         return None
     if obs.present is False:

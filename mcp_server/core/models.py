@@ -101,6 +101,136 @@ class Alert(SQLModel, table=True):
     resolved_at: float | None = None
 
 
+class SlurmJob(SQLModel, table=True):
+    """What the scheduler last said about one job, shared by every process.
+
+    One process per poll interval queries Slurm for all active jobs and writes the answers
+    here; the others read them, so scheduler load does not grow with the number of
+    servers and sidecars watching.
+    """
+
+    __tablename__ = "slurm_jobs"
+
+    job_id: str = Field(primary_key=True)
+    run_id: str = Field(index=True)
+    state: str | None = None
+    reason: str = ""
+    exit_code: int | None = None
+    seen_at: float | None = None
+    ended_seen_at: float | None = None  # when a poll first saw a terminal state
+    missing_since: float | None = None
+    missing_polls: int = 0
+    updated_at: float
+
+
+class ClusterState(SQLModel, table=True):
+    """The last ``detect_cluster`` result (one row per state dir) and the user's preferred type."""
+
+    __tablename__ = "cluster_state"
+
+    key: str = Field(primary_key=True)
+    type: str
+    detected_type: str
+    preferred_type: str | None = None
+    status: str
+    detected_at: float
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class QueueEntry(SQLModel, table=True):
+    """A local run that needs admission (GPU lease or CPU run slot) before its command starts.
+
+    ``seq`` (AUTOINCREMENT, never reused) is the FIFO order. For auto-started runs the entry
+    is written in the same transaction as the run, so queue order is creation order.
+    """
+
+    __tablename__ = "run_queue"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    seq: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(unique=True)
+    pool: str  # gpu | cpu
+    gpus: int = 0
+    enqueued_at: float
+    waiting_since: float
+    admitted_at: float | None = None
+    not_before: float | None = None  # back-off after GPU contention
+    contentions: int = 0
+    output_offset: int = 0  # where this attempt's output starts in output.log
+
+
+class GpuLease(SQLModel, table=True):
+    """One GPU held by one run. The primary key makes sharing a GPU impossible, not just avoided."""
+
+    __tablename__ = "gpu_leases"
+
+    gpu_uuid: str = Field(primary_key=True)
+    gpu_index: int
+    run_id: str = Field(index=True)
+    leased_at: float
+
+
+class Sweep(SQLModel, table=True):
+    """A named group of runs with a goal; its status and progress are derived from its runs.
+
+    ``parameters`` is the search space as given (lists, ranges, log-ranges); the runs hold
+    the concrete values they were launched with. ``parallel`` caps how many of its runs may
+    be active at once (None: no cap).
+    """
+
+    __tablename__ = "sweeps"
+
+    pk: int | None = Field(default=None, primary_key=True)
+    id: str = Field(unique=True)
+    name: str = Field(index=True)
+    goal: str
+    base_command: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    method: str = "grid"
+    max_runs: int | None = None
+    seed: int | None = None
+    parallel: int | None = None
+    gpus_per_run: int = 0
+    backend: str = "auto"
+    workdir: str | None = None
+    created_at: float
+    updated_at: float
+
+
+class Plan(SQLModel, table=True):
+    """An experiment plan in the plan-mode format, with its approval status and links."""
+
+    __tablename__ = "plans"
+
+    pk: int | None = Field(default=None, primary_key=True)
+    id: str = Field(unique=True)
+    title: str
+    goal: str
+    raw_markdown: str
+    status: str = Field(default="draft", index=True)
+    session_id: str | None = None
+    sweep_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    run_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: float
+    updated_at: float
+
+
+class Memory(SQLModel, table=True):
+    """A heuristic rule that steers the agent (e.g. "lr > 1e-3 diverges for this model")."""
+
+    __tablename__ = "memories"
+
+    pk: int | None = Field(default=None, primary_key=True)
+    id: str = Field(unique=True)
+    title: str
+    content: str
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    source: str = "agent"
+    active: bool = Field(default=True, index=True)
+    created_at: float
+    updated_at: float
+
+
 class MetricSeries(SQLModel, table=True):
     """One metric key of one run, with the summary tools answer from without scanning points.
 

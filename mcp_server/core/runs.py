@@ -14,13 +14,25 @@ import shutil
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, func, update
 from sqlmodel import col, select
 
+from mcp_server.core.admission import POOL_GPU, Admission
 from mcp_server.core.backends.registry import BACKEND_NAMES, Backends
+from mcp_server.core.cluster import ClusterService
 from mcp_server.core.errors import Conflict, InvalidInput, NotFound, ResearchError
+from mcp_server.core.gpuwrap import (
+    GpuwrapOptions,
+    Plan,
+    options_of,
+    parse_options,
+    plan_admission,
+    write_admission_env,
+)
+from mcp_server.core.gpuwrap import post_lines as gpuwrap_post_lines
+from mcp_server.core.gpuwrap import pre_lines as gpuwrap_pre_lines
 from mcp_server.core.ids import new_id, validate_env_key, validate_id, validate_name
 from mcp_server.core.jobfiles import JobFiles
 from mcp_server.core.launch import render_launch_script, write_command, write_env, write_launch_script
@@ -28,6 +40,7 @@ from mcp_server.core.lifecycle import TERMINAL, RunStatus
 from mcp_server.core.logs import read_window, tail_lines
 from mcp_server.core.models import Run
 from mcp_server.core.paths import StateDir
+from mcp_server.core.probes import GpuProbe, probe_gpus
 from mcp_server.core.reconcile import WATCHED, Reconciler, transition
 from mcp_server.core.settings import Settings
 from mcp_server.core.store import Store, now
@@ -45,7 +58,7 @@ MAX_PAGE = 500
 STATUS_CHOICES = ", ".join(s.value for s in RunStatus)
 
 
-def to_row(run: Run) -> RunRow:
+def to_row(run: Run, leased: list[int] | None = None) -> RunRow:
     duration = None
     if run.started_at is not None:
         duration = round((run.ended_at or time.time()) - run.started_at, 3)
@@ -57,6 +70,7 @@ def to_row(run: Run) -> RunRow:
         exit_code=run.exit_code,
         backend=run.backend,
         gpus=run.gpus,
+        leased_gpus=leased,
         sweep_id=run.sweep_id,
         created_at=iso(run.created_at) or "",
         started_at=iso(run.started_at),
@@ -65,9 +79,9 @@ def to_row(run: Run) -> RunRow:
     )
 
 
-def to_detail(run: Run, run_dir: Path) -> RunDetail:
+def to_detail(run: Run, run_dir: Path, leased: list[int] | None = None) -> RunDetail:
     return RunDetail(
-        **to_row(run).model_dump(),
+        **to_row(run, leased).model_dump(),
         command=run.command,
         workdir=run.workdir,
         params=run.params,
@@ -82,6 +96,10 @@ def to_detail(run: Run, run_dir: Path) -> RunDetail:
         updated_at=iso(run.updated_at) or "",
         stop_requested_at=iso(run.stop_requested_at),
     )
+
+
+def launch_reason(backend: str) -> str:
+    return f"submitting to the {backend} backend"
 
 
 def _validate_command(command: str) -> str:
@@ -148,15 +166,34 @@ def _validate_gpus(gpus: int) -> int:
     return gpus
 
 
+class SweepGate(Protocol):
+    """What runs need from sweeps: membership checks and the ``parallel`` cap (core.sweeps)."""
+
+    def check_accepts(self, sweep_id: str, *, new_run: bool) -> None: ...
+
+    def admit(self, run: Run) -> None: ...
+
+
 class RunService:
     def __init__(
-        self, state: StateDir, store: Store, backends: Backends, reconciler: Reconciler, settings: Settings
+        self,
+        state: StateDir,
+        store: Store,
+        backends: Backends,
+        reconciler: Reconciler,
+        settings: Settings,
+        cluster: ClusterService,
+        admission: Admission,
     ) -> None:
         self.state = state
         self.store = store
         self.backends = backends
         self.reconciler = reconciler
         self.settings = settings
+        self.cluster = cluster
+        self.admission = admission
+        # Set by Services: runs of a sweep are launched through it so its parallel cap holds.
+        self.sweeps: SweepGate | None = None
         # Called with a run right after its backend accepted it (the sidecar starts here).
         self.after_launch: list[Callable[[Run], None]] = []
         # Called by get() to add what other services know (metrics, alerts, monitor).
@@ -196,7 +233,8 @@ class RunService:
         parent_run_id: str | None = None,
         params: Mapping[str, Any] | None = None,
         backend: str = "auto",
-        options: Mapping[str, Any] | None = None,
+        slurm: Mapping[str, Any] | None = None,
+        gpuwrap: Mapping[str, Any] | None = None,
     ) -> RunDetail:
         validate_name(name, "run name")
         _validate_command(command)
@@ -204,11 +242,24 @@ class RunService:
         _validate_gpus(gpus)
         clean_env = _validate_env(env)
         clean_params = _validate_params(params)
+        wrap = parse_options(gpuwrap)
         if sweep_id is not None:
             validate_id(sweep_id, "sweep", "sweep_id")
+            if self.sweeps is not None:
+                self.sweeps.check_accepts(sweep_id, new_run=True)
         if parent_run_id is not None:
             self.load(parent_run_id)
         chosen = self.resolve_backend(backend)
+        options: dict[str, Any] = {}
+        if slurm:
+            if backend == "local":
+                raise InvalidInput(
+                    "slurm options need backend 'slurm' (or 'auto' on a Slurm cluster), not 'local'."
+                )
+            from mcp_server.core.backends.slurm import validate_slurm_options
+
+            options["slurm"] = validate_slurm_options(slurm)
+        plan = self._plan(chosen, gpus, wrap, command, clean_env)
         fields = dict(
             name=name,
             command=command,
@@ -217,21 +268,50 @@ class RunService:
             gpus=gpus,
             params=clean_params,
             env_keys=sorted(clean_env),
-            options=dict(options or {}),
+            options={**options, "gpuwrap": plan.record, "queue": plan.pool},
             parent_run_id=parent_run_id,
             backend=chosen,
         )
-        run = self._insert(fields, lambda files: write_env(files, clean_env))
+        run = self._insert(
+            fields, lambda files: write_env(files, clean_env), plan.pool if auto_start else None
+        )
         return self._after_insert(run, auto_start)
 
+    def _plan(
+        self, backend: str, gpus: int, wrap: GpuwrapOptions, command: str, env: Mapping[str, str]
+    ) -> Plan:
+        """How the run will be admitted; refuses GPU counts this machine cannot ever provide."""
+        plan = plan_admission(
+            cluster_type=self.cluster.current_type(),
+            backend=backend,
+            gpus=gpus,
+            options=wrap,
+            command=command,
+            env=env,
+        )
+        if plan.pool == POOL_GPU:
+            inventory = probe_gpus(self.settings.probe_timeout_s)
+            if inventory.ok and len(inventory.gpus) < gpus:
+                raise InvalidInput(
+                    f"gpus={gpus} but this machine has {len(inventory.gpus)} GPU(s) "
+                    f"({'; '.join(inventory.signals)}); ask for at most {len(inventory.gpus)}, "
+                    "or set gpuwrap.enabled=false to run without a GPU lease."
+                )
+        return plan
+
     def resolve_backend(self, backend: str) -> str:
+        """``auto`` follows the cluster: Slurm where the scheduler answers, else the local machine."""
         if backend == "auto":
-            return "local"
+            return "slurm" if self.cluster.current_type() == "slurm" else "local"
         if backend not in BACKEND_NAMES:
             raise InvalidInput(f"backend {backend!r} is not known; valid: auto, {', '.join(BACKEND_NAMES)}.")
         return backend
 
-    def _insert(self, fields: dict[str, Any], write_env_file: Callable[[JobFiles], None]) -> Run:
+    def _insert(
+        self, fields: dict[str, Any], write_env_file: Callable[[JobFiles], None], enqueue: str | None = None
+    ) -> Run:
+        """Write the run's files and row; ``enqueue`` (a pool) queues it in the same transaction,
+        so an auto-started run's place in the queue is its creation order."""
         run_id = new_id("run")
         files = self.files(run_id)
         files.run_dir.mkdir(mode=0o700)
@@ -251,6 +331,9 @@ class RunService:
             )
             with self.store.write() as s:
                 s.add(run)
+                if enqueue:
+                    s.flush()
+                    self.admission.enqueue(s, run, enqueue)
         except BaseException:
             shutil.rmtree(files.run_dir, ignore_errors=True)
             raise
@@ -259,16 +342,24 @@ class RunService:
     def _after_insert(self, run: Run, auto_start: bool) -> RunDetail:
         if auto_start:
             try:
-                self.launch(run)
+                self._start(run)
             except ResearchError:
                 self._discard(run)
                 raise
-        return to_detail(self.load(run.id), self.files(run.id).run_dir)
+        return self._detail(run.id)
+
+    def _detail(self, run_id: str) -> RunDetail:
+        """The run as stored (no reconcile), with its GPU lease."""
+        run = self.load(run_id)
+        with self.store.read() as s:
+            leased = self.admission.leased_gpus(s, [run_id]).get(run_id)
+        return to_detail(run, self.files(run_id).run_dir, leased)
 
     def _discard(self, run: Run) -> None:
         """Undo a create whose launch was refused, so no half-created run remains."""
         with self.store.write() as s:
             s.execute(delete(Run).where(col(Run.id) == run.id))
+            self.admission.release(s, run.id)
         shutil.rmtree(self.files(run.id).run_dir, ignore_errors=True)
 
     def start(self, run_id: str) -> RunDetail:
@@ -279,31 +370,74 @@ class RunService:
                 "(created with auto_start=false). Use rerun to run an ended run again."
             )
         try:
-            self.launch(run)
+            self._start(run)
         except ResearchError as err:
             with self.store.write() as s:
                 transition(s, self.load(run_id), RunStatus.FAILED, f"launch refused: {err}", error=str(err))
+                self.admission.release(s, run_id)
             raise
-        return to_detail(self.load(run_id), self.files(run_id).run_dir)
+        return self._detail(run_id)
 
-    def launch(self, run: Run) -> None:
-        """Render the launch script and hand the run to its backend."""
+    def _start(self, run: Run) -> None:
+        """Launch a ready run now, or through its sweep, which may hold it back (parallel cap)."""
+        if run.sweep_id is not None and self.sweeps is not None:
+            self.sweeps.admit(run)
+        else:
+            self.launch(run)
+
+    def launch(self, run: Run, *, claimed: bool = False) -> None:
+        """Render the launch script and hand the run to its backend.
+
+        A run that needs admission (gpuwrap's GPU lease, a cpu_only run slot) is admitted
+        here when nobody is ahead of it and its resources are free; otherwise it is
+        submitted anyway, ``queued``, and its launch script waits its turn (``core.admit``).
+        ``claimed``: the caller already moved the run to ``launching`` (a sweep claims a slot
+        and the run in one transaction, so two processes cannot both fill the last slot).
+        """
         backend = self.backends.get(run.backend)
         files = self.files(run.id)
         files.clear_outcome()
+        pool = (run.options or {}).get("queue")
+        pre, post = backend.pre_command(run), backend.post_command(run)
+        inventory: GpuProbe | None = None
+        if pool:
+            root = str(self.state.root)
+            pre = [*gpuwrap_pre_lines(root, run.id, self.settings), *pre]
+            if pool == POOL_GPU:
+                post = [*gpuwrap_post_lines(root, run.id, self.settings), *post]
+                inventory = probe_gpus(self.settings.probe_timeout_s)
         script = render_launch_script(
             run_id=run.id,
             workdir=run.workdir,
             files=files,
-            pre_command=backend.pre_command(run),
-            post_command=backend.post_command(run),
+            pre_command=pre,
+            post_command=post,
+            echo_output=backend.echo_output,
         )
         write_launch_script(files, script)
+        outcome = None
+        extras: list[str] = []
+        reason = launch_reason(backend.name)
         with self.store.write() as s:
-            if not transition(
-                s, run, RunStatus.LAUNCHING, f"submitting to the {backend.name} backend", launched_at=now()
-            ):
+            if pool:
+                self.admission.enqueue(s, run, pool)
+                outcome = self.admission.try_admit(s, run.id, inventory)
+                if outcome.impossible:
+                    raise InvalidInput(f"run {run.id} cannot start: {outcome.reason}.")
+            t = now()
+            if outcome is None or outcome.admitted:
+                extras = [outcome.reason] if outcome else []
+                if note := (run.options or {}).get("gpuwrap", {}).get("note"):
+                    extras.append(note)
+                # A claimed run is already 'launching' with this reason (set by its sweep).
+                ok = claimed or transition(s, run, RunStatus.LAUNCHING, reason, launched_at=t)
+            else:
+                reason = outcome.reason
+                ok = transition(s, run, RunStatus.QUEUED, reason, launched_at=t, queued_at=t)
+            if not ok:
                 raise Conflict(f"run {run.id} changed status to {run.status} while starting; not launched.")
+        if outcome is not None and outcome.admitted:
+            write_admission_env(files, outcome.gpu_indices)
         try:
             ref = backend.submit(run, files)
         except ResearchError:
@@ -311,10 +445,14 @@ class RunService:
         except Exception as err:  # an unexpected backend failure still must not strand the run
             raise ResearchError(f"the {backend.name} backend failed to submit {run.id}: {err}") from err
         with self.store.write() as s:
+            s.execute(update(Run).where(col(Run.id) == run.id).values(backend_ref=ref))
+            # Say where it went, unless the reason moved on (a queued run's says what it waits for).
             s.execute(
                 update(Run)
-                .where(col(Run.id) == run.id)
-                .values(backend_ref=ref, status_reason=f"submitted: {ref}")
+                .where(
+                    col(Run.id) == run.id, col(Run.status_reason) == reason, col(Run.status) == "launching"
+                )
+                .values(status_reason="; ".join([f"submitted: {ref}", *extras]))
             )
         for hook in self.after_launch:
             try:
@@ -343,6 +481,10 @@ class RunService:
 
     def rerun(self, run_id: str, auto_start: bool = True) -> RunDetail:
         old = self.load(run_id)
+        if old.sweep_id is not None and self.sweeps is not None:
+            self.sweeps.check_accepts(old.sweep_id, new_run=False)
+        wrap = options_of((old.options or {}).get("gpuwrap"))
+        plan = self._plan(old.backend, old.gpus, wrap, old.command, dict.fromkeys(old.env_keys, ""))
         fields = dict(
             name=old.name,
             command=old.command,
@@ -351,7 +493,7 @@ class RunService:
             gpus=old.gpus,
             params=old.params,
             env_keys=old.env_keys,
-            options=old.options,
+            options={**(old.options or {}), "gpuwrap": plan.record, "queue": plan.pool},
             parent_run_id=old.id,
             backend=old.backend,
         )
@@ -362,14 +504,14 @@ class RunService:
                 shutil.copyfile(old_env, files.env)
                 os.chmod(files.env, 0o600)
 
-        run = self._insert(fields, copy_env)
+        run = self._insert(fields, copy_env, plan.pool if auto_start else None)
         return self._after_insert(run, auto_start)
 
     # ---- queries -------------------------------------------------------------------------
 
     def get(self, run_id: str) -> RunDetail:
-        run = self._fresh(run_id)
-        detail = to_detail(run, self.files(run_id).run_dir)
+        self._fresh(run_id)
+        detail = self._detail(run_id)
         for extra in self.detail_extras:
             extra(detail)
         return detail
@@ -408,9 +550,15 @@ class RunService:
         with self.store.read() as s:
             total = s.exec(count).one()
             rows = s.exec(query.order_by(col(Run.pk).desc()).offset(offset).limit(limit)).all()
+            active = [r.id for r in rows if r.status in WATCHED]
+            leased = self.admission.leased_gpus(s, active) if active else {}
         next_offset = offset + len(rows) if offset + len(rows) < total else None
         return RunPage(
-            runs=[to_row(r) for r in rows], total=total, offset=offset, limit=limit, next_offset=next_offset
+            runs=[to_row(r, leased.get(r.id)) for r in rows],
+            total=total,
+            offset=offset,
+            limit=limit,
+            next_offset=next_offset,
         )
 
     def logs(

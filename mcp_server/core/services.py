@@ -5,19 +5,26 @@ from __future__ import annotations
 import logging
 import os
 
+from mcp_server.core.admission import Admission
 from mcp_server.core.alert_specs import ending_alert
 from mcp_server.core.alerts import AlertService, open_alerts, raise_spec
 from mcp_server.core.backends.registry import Backends
+from mcp_server.core.cluster import ClusterService
+from mcp_server.core.lifecycle import RunStatus
 from mcp_server.core.logs import tail_lines
+from mcp_server.core.memory import MemoryService
 from mcp_server.core.metrics import MetricsService, summaries
 from mcp_server.core.models import Run
 from mcp_server.core.monitor_settings import MonitorSettings
 from mcp_server.core.paths import StateDir
+from mcp_server.core.plans import PlanService
 from mcp_server.core.reconcile import Reconciler
 from mcp_server.core.runs import RunService
 from mcp_server.core.settings import Settings
+from mcp_server.core.settle import ExitSettler
 from mcp_server.core.sidecars import SidecarSupervisor, monitor_info
 from mcp_server.core.store import Store
+from mcp_server.core.sweeps import SweepService
 from mcp_server.core.views import RunDetail
 
 log = logging.getLogger(__name__)
@@ -31,9 +38,28 @@ class Services:
         self.settings = settings or Settings.from_env()
         self.monitor_settings = MonitorSettings.from_env()
         self.store = Store(self.state.db_path)
-        self.backends = Backends(self.state)
+        self.backends = Backends(self.state, self.store, self.settings)
         self.reconciler = Reconciler(self.state, self.store, self.backends, self.settings)
-        self.runs = RunService(self.state, self.store, self.backends, self.reconciler, self.settings)
+        self.admission = Admission(self.state, self.settings)
+        self.cluster = ClusterService(self.state, self.store, self.settings, self.admission)
+        self.runs = RunService(
+            self.state,
+            self.store,
+            self.backends,
+            self.reconciler,
+            self.settings,
+            self.cluster,
+            self.admission,
+        )
+        self.reconciler.on_terminal.append(self._release)
+        self.sweeps = SweepService(self.state, self.store, self.runs, self.reconciler)
+        # Runs of a sweep launch through it (parallel cap); a run's end admits the next one.
+        self.runs.sweeps = self.sweeps
+        self.reconciler.on_terminal.append(self.sweeps.on_run_terminal)
+        self.settler = ExitSettler(self.reconciler, after_full=[self.sweeps.top_up])
+        self.plans = PlanService(self.store)
+        self.memory = MemoryService(self.store)
+        # Monitoring: a sidecar per launched run, restarted by reconcile; metrics and alerts.
         self.sidecars = SidecarSupervisor(self.state, self.store, self.monitor_settings)
         self.metrics = MetricsService(self.store, self.runs)
         self.alerts = AlertService(self.store, self.runs)
@@ -41,6 +67,16 @@ class Services:
         self.runs.detail_extras.append(self.add_monitoring)
         self.reconciler.after_reconcile.append(self.sidecars.ensure)
         self.reconciler.on_terminal.append(self.alert_on_ending)
+
+    def _release(self, run: Run) -> None:
+        """A run that ended gives up its GPU lease or run slot at once (the queue would reclaim it anyway).
+
+        Not a lost one: its job may still be running on the GPUs; the queue reclaims that lease
+        when the job's process group is gone."""
+        if run.status == RunStatus.LOST:
+            return
+        with self.store.write() as s:
+            self.admission.release(s, run.id)
 
     def add_monitoring(self, detail: RunDetail) -> None:
         """get_run's extra: metric summaries, open alerts and the sidecar's state."""

@@ -7,7 +7,7 @@ a user would set, so no code path exists only for tests.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mcp_server.core.errors import InvalidInput
 
@@ -27,16 +27,72 @@ def _float_env(name: str, default: float) -> float:
     return value
 
 
+def _int_env(name: str, default: int, minimum: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(
+            f"{name}={raw!r} is not a whole number; unset it or give e.g. {default}."
+        ) from None
+    if value < minimum:
+        raise InvalidInput(f"{name}={raw!r} must be ≥ {minimum}.")
+    return value
+
+
+def default_cpu_run_limit() -> int:
+    """Half the usable cores: a CPU training run usually spreads over several threads."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, cores // 2)
+
+
+# Knobs a launch script's waiter must see exactly as the server saw them (see ``as_env``).
+KNOBS = {
+    "launch_grace_s": "RESEARCH_MCP_LAUNCH_GRACE_S",
+    "queue_poll_s": "RESEARCH_MCP_QUEUE_POLL_S",
+    "gpu_free_memory_mib": "RESEARCH_MCP_GPU_FREE_MEMORY_MIB",
+    "cpu_run_limit": "RESEARCH_MCP_CPU_RUN_LIMIT",
+    "probe_timeout_s": "RESEARCH_MCP_PROBE_TIMEOUT_S",
+}
+
+
 @dataclass(frozen=True)
 class Settings:
     # stop_run sends SIGINT, waits this long, then SIGTERM, waits again, then SIGKILL.
     stop_grace_s: float = 10.0
     # A run whose launch never produced a backend job within this window is declared lost.
     launch_grace_s: float = 30.0
+    # At most one scheduler query per this many seconds, shared by all processes.
+    slurm_poll_s: float = 5.0
+    # A job the scheduler stops listing is declared lost only after this long (and two polls).
+    slurm_missing_grace_s: float = 60.0
+    # A queued run's waiter checks for free GPUs / a run slot this often.
+    queue_poll_s: float = 0.5
+    # A GPU with more memory in use than this (MiB) is not free, whoever uses it.
+    gpu_free_memory_mib: float = 1024.0
+    # cpu_only machines: local runs at once.
+    cpu_run_limit: int = field(default_factory=default_cpu_run_limit)
+    # Upper bound on each cluster probe (NVML, nvidia-smi, scontrol, sinfo).
+    probe_timeout_s: float = 3.0
 
     @classmethod
     def from_env(cls) -> Settings:
         return cls(
             stop_grace_s=_float_env("RESEARCH_MCP_STOP_GRACE_S", cls.stop_grace_s),
             launch_grace_s=_float_env("RESEARCH_MCP_LAUNCH_GRACE_S", cls.launch_grace_s),
+            slurm_poll_s=_float_env("RESEARCH_MCP_SLURM_POLL_S", cls.slurm_poll_s),
+            slurm_missing_grace_s=_float_env("RESEARCH_MCP_SLURM_MISSING_GRACE_S", cls.slurm_missing_grace_s),
+            queue_poll_s=max(0.05, _float_env(KNOBS["queue_poll_s"], cls.queue_poll_s)),
+            gpu_free_memory_mib=_float_env(KNOBS["gpu_free_memory_mib"], cls.gpu_free_memory_mib),
+            cpu_run_limit=_int_env(KNOBS["cpu_run_limit"], default_cpu_run_limit(), 1),
+            probe_timeout_s=max(0.05, _float_env(KNOBS["probe_timeout_s"], cls.probe_timeout_s)),
         )
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as environment variables, for a process that must decide like this one."""
+        return {env: str(getattr(self, name)) for name, env in KNOBS.items()}

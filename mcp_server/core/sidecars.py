@@ -76,16 +76,18 @@ class SidecarSupervisor:
 
     def start(self, run: Run) -> None:
         """After a launch: make sure the run has a sidecar (a relaunch may still have one)."""
-        self.ensure([run])
+        self.ensure([], also=[run.id])
 
-    def ensure(self, runs: Iterable[Run]) -> list[str]:
+    def ensure(self, runs: Iterable[Run], also: Iterable[str] = ()) -> list[str]:
         """Start a sidecar where one is missing; returns the run ids it started one for.
 
-        That is every live run among ``runs`` without a running sidecar, and every run whose
+        That is every live run among ``runs`` (and each of ``also``, just launched) without a
+        running sidecar, and every run whose
         sidecar died before it finished (its row never got ``exited_at``), even if the run
         ended meanwhile: the new sidecar reads the lines its predecessor did not, then exits.
         """
         live = [r.id for r in runs if RunStatus(r.status) in ACTIVE and r.launched_at is not None]
+        live += [run_id for run_id in also if run_id not in live]
         with self.store.read() as s:
             unfinished = s.exec(select(Sidecar).where(col(Sidecar.exited_at).is_(None))).all()
             rows = {row.run_id: row for row in unfinished}

@@ -142,3 +142,9 @@ def raise_alert_sql(
         data={"alert_id": row["id"], "kind": kind, "severity": severity, "message": message},
     )
     return row
+
+
+def release_admission_sql(execute: Execute, run_id: str) -> None:
+    """End a run's GPU lease and queue entry (tables ``gpu_leases`` / ``run_queue``)."""
+    execute("DELETE FROM gpu_leases WHERE run_id = ?", (run_id,))
+    execute("DELETE FROM run_queue WHERE run_id = ?", (run_id,))

@@ -44,6 +44,9 @@ def _create(*tables: type[SQLModel]) -> Callable[[Connection], None]:
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(models.Run, models.Event),
     _create(models.Alert),
+    _create(models.ClusterState, models.QueueEntry, models.GpuLease),
+    _create(models.SlurmJob),
+    _create(models.Sweep, models.Plan, models.Memory),
     _create(models.MetricSeries, models.MetricPoint, models.Sidecar),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -28,6 +28,9 @@ class RunRow(BaseModel):
     exit_code: int | None = None
     backend: str
     gpus: int
+    leased_gpus: list[int] | None = Field(
+        None, description="GPU indices leased to the run now (its CUDA_VISIBLE_DEVICES); null when none"
+    )
     sweep_id: str | None = None
     created_at: str
     started_at: str | None = None
@@ -80,6 +83,87 @@ class LogChunk(BaseModel):
     lines: int = Field(description="number of lines returned")
     truncated: bool = Field(description="true when more text existed than the caps allowed")
     note: str = ""
+
+
+# ---- cluster ---------------------------------------------------------------------------------
+
+ClusterType = Literal["local_gpu", "slurm", "cpu_only"]
+
+
+class GpuProcessView(BaseModel):
+    pid: int
+    user: str | None = Field(None, description="owner of the process; null when not visible from here")
+    used_memory_mib: float | None = None
+    kind: str = Field(description="compute or graphics")
+    run_id: str | None = Field(None, description="the research-mcp run it belongs to; null = foreign")
+
+
+class GpuView(BaseModel):
+    index: int = Field(description="NVML index = CUDA index under CUDA_DEVICE_ORDER=PCI_BUS_ID")
+    uuid: str
+    name: str
+    memory_total_mib: float
+    memory_used_mib: float
+    utilization_pct: int | None = None
+    processes: list[GpuProcessView] = Field(default_factory=list)
+    leased_by: str | None = Field(None, description="run holding a gpuwrap lease on this GPU")
+    free: bool = Field(description="no lease, no foreign process, memory use under the threshold")
+    busy_reason: str | None = None
+
+
+class PartitionView(BaseModel):
+    name: str
+    default: bool
+    available: str
+    nodes: int
+    gres: list[str] = Field(default_factory=list, description="generic resources, e.g. gpu:a100:4")
+    cpus_per_node: str
+    memory_mb_per_node: str
+    time_limit: str
+    states: list[str] = Field(default_factory=list)
+
+
+class SlurmView(BaseModel):
+    answered: bool = Field(description="the Slurm controller answered (scontrol ping / sinfo)")
+    can_submit: bool = Field(description="answered and sbatch is on PATH")
+    controller: str | None = None
+    partitions: list[PartitionView] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict, description="SLURM_* variables of this process")
+
+
+class HostView(BaseModel):
+    hostname: str
+    cpus: int
+    cpus_usable: int
+    memory_total_mib: float | None = None
+    memory_available_mib: float | None = None
+
+
+class ClusterInfo(BaseModel):
+    """What this machine offers for runs, and how that was found out."""
+
+    type: ClusterType = Field(description="what runs use: local_gpu, slurm or cpu_only")
+    detected_type: ClusterType = Field(description="what the probes found")
+    preferred_type: ClusterType | None = Field(None, description="the user's kept choice, if any")
+    pinned_by_env: bool = Field(False, description="RESEARCH_MCP_CLUSTER_TYPE fixes the type")
+    status: Literal["ok", "degraded"] = Field(
+        description="degraded: a probe failed or timed out, or the chosen type is not what was found"
+    )
+    confidence: float = Field(description="0–1: how sure the probes are of detected_type")
+    gpu_count: int
+    gpu_source: str | None = Field(None, description="nvml, nvidia-smi or fake-nvml")
+    gpus: list[GpuView] = Field(default_factory=list)
+    slurm: SlurmView
+    host: HostView
+    cpu_run_limit: int = Field(description="local runs at once on a cpu_only machine")
+    queued_runs: list[str] = Field(default_factory=list, description="local runs waiting for GPUs or a slot")
+    signals: list[str] = Field(default_factory=list, description="what each probe saw")
+    warnings: list[str] = Field(default_factory=list)
+    detected_at: str
+    detect_ms: float = Field(description="how long detection took")
+
+
+# ---- monitoring ------------------------------------------------------------------------------
 
 
 class AlertView(BaseModel):

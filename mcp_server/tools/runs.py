@@ -4,7 +4,7 @@ from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import MCPServer
 from mcp_types import ToolAnnotations
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from mcp_server.app import App, tool_errors
 from mcp_server.core.views import LogChunk, RunDetail, RunPage
@@ -13,6 +13,45 @@ RunId = Annotated[
     str,
     Field(description="a run id as returned by create_run or list_runs, e.g. run-20260101-120000-1a2b3c4d"),
 ]
+
+
+class GpuwrapInput(BaseModel):
+    """How a local run gets its GPUs (ignored for Slurm, which allocates GPUs itself)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool | None = Field(
+        None,
+        description="lease free GPUs and set CUDA_VISIBLE_DEVICES to them; "
+        "null (default): on for local_gpu machines when gpus ≥ 1",
+    )
+    retries: int | None = Field(
+        None,
+        ge=0,
+        le=1_000_000,
+        description="how many more tries (one retry_delay_seconds apart) to get GPUs, also used up by "
+        "GPU-contention failures; null (default): wait as long as it takes",
+    )
+    retry_delay_seconds: float = Field(
+        10.0, gt=0, le=86400, description="seconds between tries, and the back-off after GPU contention"
+    )
+
+
+class SlurmOptions(BaseModel):
+    """Scheduler options for backend 'slurm' (gpus becomes --gres=gpu:N)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    partition: str | None = Field(None, description="partition (sbatch --partition)")
+    time: str | None = Field(None, description="time limit: minutes, 'HH:MM:SS' or 'D-HH:MM:SS'")
+    account: str | None = Field(None, description="account to charge")
+    qos: str | None = Field(None, description="quality of service")
+    cpus_per_task: int | None = Field(None, ge=1, le=4096, description="CPUs per task")
+    mem: str | None = Field(None, description="memory per node, e.g. '32G'")
+    extra_args: list[str] = Field(
+        default_factory=list, description="more sbatch flags, each '--flag' or '--flag=value'"
+    )
+
 
 READ_ONLY = ToolAnnotations(
     read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
@@ -47,12 +86,25 @@ def register(mcp: MCPServer, app: App) -> None:
         params: Annotated[
             dict[str, Any] | None, Field(description="hyper-parameters to record with the run")
         ] = None,
+        backend: Annotated[
+            Literal["auto", "local", "slurm"],
+            Field(description="where to run: auto picks slurm on a Slurm cluster, else local (tmux)"),
+        ] = "auto",
+        slurm: Annotated[SlurmOptions | None, Field(description="scheduler options for a Slurm run")] = None,
+        gpuwrap: Annotated[
+            GpuwrapInput | None,
+            Field(description="GPU leasing for local runs: {enabled, retries, retry_delay_seconds}"),
+        ] = None,
     ) -> RunDetail:
         """Launch a training/eval command as a tracked run that survives this session.
 
         The command runs in its own tmux window under a launch script that records its exit
         code; its output goes to the run's log (read with get_logs). The job gets
         RESEARCH_RUN_ID and RESEARCH_METRICS_FILE (append JSON lines there to log metrics).
+        With gpus ≥ 1 on a local GPU machine, gpuwrap leases that many free GPUs and sets
+        CUDA_VISIBLE_DEVICES; when none are free the run is 'queued' (status_reason says
+        what it waits for) and starts in FIFO order. Do not set CUDA_VISIBLE_DEVICES
+        yourself unless you mean to pick GPUs by hand (that turns gpuwrap off).
         Never run experiments in your own shell: use this tool so they are tracked.
         """
         return app.services().runs.create(
@@ -65,6 +117,9 @@ def register(mcp: MCPServer, app: App) -> None:
             auto_start=auto_start,
             parent_run_id=parent_run_id,
             params=params,
+            backend=backend,
+            slurm=slurm.model_dump(exclude_none=True, exclude_defaults=True) if slurm else None,
+            gpuwrap=gpuwrap.model_dump() if gpuwrap is not None else None,
         )
 
     @mcp.tool(

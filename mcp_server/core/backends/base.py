@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 class Backend(ABC):
     name: ClassVar[str]
+    # Whether the launch script also prints the output (see launch.render_launch_script).
+    echo_output: ClassVar[bool] = True
 
     @abstractmethod
     def submit(self, run: Run, files: JobFiles) -> str:
@@ -44,4 +46,6 @@ def observe_files(files: JobFiles, present: bool | None, detail: str = "") -> Ob
         exit_code=(code := files.read_exit_code()),
         ended_at=files.ended_at() if code is not None else None,
         detail=detail,
+        # Written before exit_code, so whoever sees the code also sees why.
+        failure=files.read_failure() if code else None,
     )

@@ -21,22 +21,15 @@ from mcp_server.core.errors import BackendError
 from mcp_server.core.jobfiles import JobFiles
 from mcp_server.core.lifecycle import Observation
 from mcp_server.core.paths import StateDir
+from mcp_server.core.procs import group_alive
 
 if TYPE_CHECKING:
     from mcp_server.core.models import Run
 
+__all__ = ["LocalTmuxBackend", "escalate", "group_alive"]
+
 SESSION = "research"
 _NO_SERVER_MARKERS = ("no server running", "error connecting", "can't find session", "No such file")
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _wait_gone(pgid: int, timeout: float) -> bool:

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from mcp_server.core.backends.base import Backend
 from mcp_server.core.errors import InvalidInput
 from mcp_server.core.paths import StateDir
+from mcp_server.core.settings import Settings
 
-BACKEND_NAMES: tuple[str, ...] = ("local",)
+if TYPE_CHECKING:
+    from mcp_server.core.store import Store
+
+BACKEND_NAMES: tuple[str, ...] = ("local", "slurm")
 
 
 class Backends:
-    def __init__(self, state: StateDir) -> None:
+    def __init__(self, state: StateDir, store: Store, settings: Settings) -> None:
         self.state = state
+        self.store = store
+        self.settings = settings
         self._made: dict[str, Backend] = {}
         self._lock = threading.Lock()
 
@@ -28,4 +35,8 @@ class Backends:
             from mcp_server.core.backends.local import LocalTmuxBackend
 
             return LocalTmuxBackend(self.state)
+        if name == "slurm":
+            from mcp_server.core.backends.slurm import SlurmBackend
+
+            return SlurmBackend(self.store, self.settings)
         raise InvalidInput(f"backend {name!r} is not known; valid backends: {', '.join(BACKEND_NAMES)}.")

@@ -1,0 +1,346 @@
+"""Slurm backend: the run's launch script becomes an sbatch job.
+
+The scheduler is polled sparingly: at most one ``squeue`` for *all* active jobs per
+``slurm_poll_s`` across every process sharing the state dir (the claim and the answers
+live in the store), because shared clusters punish tight polling loops. A job that the
+scheduler stops listing is settled from its exit_code file, then from ``sacct`` where
+accounting exists, and only declared lost after it stayed missing for two polls and a
+grace period. pyslurm does not build against the Slurm this targets, so the CLI is the API.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel import col, select
+
+from mcp_server.core.backends.base import Backend
+from mcp_server.core.errors import BackendError, InvalidInput
+from mcp_server.core.jobfiles import JobFiles
+from mcp_server.core.lifecycle import Observation, RunStatus
+from mcp_server.core.models import Meta, Run, SlurmJob
+from mcp_server.core.settings import Settings
+from mcp_server.core.store import Store, now
+
+CLI_TIMEOUT_S = 20.0
+# How long a job Slurm calls finished may lack its exit_code file (shared filesystems lag).
+EXIT_FILE_GRACE_S = 10.0
+POLL_CLAIM_KEY = "slurm.last_poll"
+
+PENDING = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SUSPENDED"}
+ACTIVE = {"RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT", "RESIZING"}
+# Terminal states and what they mean for a run that left no exit_code file.
+ENDINGS: dict[str, tuple[RunStatus, str]] = {
+    "COMPLETED": (RunStatus.FINISHED, "Slurm: COMPLETED"),
+    "FAILED": (RunStatus.FAILED, "Slurm: FAILED (the batch script ended with an error)"),
+    "CANCELLED": (RunStatus.STOPPED, "Slurm: CANCELLED (scancel or an administrator)"),
+    "TIMEOUT": (RunStatus.FAILED, "Slurm: TIMEOUT — the job reached its time limit (raise slurm.time)"),
+    "OUT_OF_MEMORY": (
+        RunStatus.FAILED,
+        "Slurm: OUT_OF_MEMORY — the job exceeded its memory (raise slurm.mem)",
+    ),
+    "NODE_FAIL": (RunStatus.FAILED, "Slurm: NODE_FAIL — the job's node failed"),
+    "PREEMPTED": (RunStatus.FAILED, "Slurm: PREEMPTED by a higher-priority job"),
+    "BOOT_FAIL": (RunStatus.FAILED, "Slurm: BOOT_FAIL — the node failed to boot"),
+    "DEADLINE": (RunStatus.FAILED, "Slurm: DEADLINE — the job missed its deadline"),
+    "SPECIAL_EXIT": (RunStatus.FAILED, "Slurm: SPECIAL_EXIT"),
+    "REVOKED": (RunStatus.FAILED, "Slurm: REVOKED"),
+}
+
+# ---- options ---------------------------------------------------------------------------------
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_TIME = re.compile(r"^(\d+|\d+:\d{2}|\d+:\d{2}:\d{2}|\d+-\d+|\d+-\d+:\d{2}|\d+-\d+:\d{2}:\d{2})$")
+_MEM = re.compile(r"^\d+[KMGT]?$")
+_FLAG = re.compile(r"^--[a-z][a-z0-9-]*(=[A-Za-z0-9._,:=/@%+-]+)?$")
+# Flags research-mcp sets itself; letting extra_args override them would break tracking.
+_RESERVED_FLAGS = {
+    "output", "error", "input", "job-name", "chdir", "wrap", "parsable", "export", "open-mode", "comment",
+    "gres", "gpus", "array", "wait", "test-only", "uid", "gid", "get-user-env",
+}  # fmt: skip
+OPTION_KEYS = ("partition", "time", "account", "qos", "cpus_per_task", "mem", "extra_args")
+
+
+def validate_slurm_options(raw: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Check scheduler options; every value ends up on sbatch's command line, so be strict."""
+    opts = dict(raw or {})
+    unknown = sorted(set(opts) - set(OPTION_KEYS))
+    if unknown:
+        raise InvalidInput(f"unknown slurm option(s) {unknown}; valid: {', '.join(OPTION_KEYS)}.")
+    out: dict[str, Any] = {}
+    for key in ("partition", "account", "qos"):
+        value = opts.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not _NAME.match(value):
+            raise InvalidInput(f"slurm.{key}={value!r} is not a valid name (letters, digits, '.', '_', '-').")
+        out[key] = value
+    if (value := opts.get("time")) is not None:
+        if not isinstance(value, str) or not _TIME.match(value):
+            raise InvalidInput(
+                f"slurm.time={value!r} is not a Slurm time limit; use minutes, 'HH:MM:SS' or 'D-HH:MM:SS'."
+            )
+        out["time"] = value
+    if (value := opts.get("mem")) is not None:
+        if not isinstance(value, str) or not _MEM.match(value):
+            raise InvalidInput(f"slurm.mem={value!r} is not a memory size; use e.g. '16G' or '4000M'.")
+        out["mem"] = value
+    if (value := opts.get("cpus_per_task")) is not None:
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 4096:
+            raise InvalidInput(f"slurm.cpus_per_task={value!r} must be a whole number from 1 to 4096.")
+        out["cpus_per_task"] = value
+    extra = opts.get("extra_args") or []
+    if not isinstance(extra, list) or len(extra) > 32:
+        raise InvalidInput(
+            "slurm.extra_args must be a list of at most 32 '--flag' or '--flag=value' strings."
+        )
+    for flag in extra:
+        if not isinstance(flag, str) or not _FLAG.match(flag):
+            raise InvalidInput(
+                f"slurm.extra_args item {flag!r} is not allowed: use '--flag' or '--flag=value' with "
+                "letters, digits and . _ , : = / @ % + - only (no spaces or shell characters)."
+            )
+        name = flag[2:].split("=", 1)[0]
+        if name in _RESERVED_FLAGS:
+            raise InvalidInput(
+                f"slurm.extra_args may not set --{name}: research-mcp sets it itself "
+                "(use the gpus, slurm.* options or env instead)."
+            )
+    if extra:
+        out["extra_args"] = list(extra)
+    return out
+
+
+# ---- scheduler CLI --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+def _clean_env() -> dict[str, str]:
+    """The submitting environment minus research-mcp's own secrets (sbatch exports it to the job)."""
+    return {k: v for k, v in os.environ.items() if k != "RESEARCH_MCP_TOKEN"}
+
+
+def run_cli(*argv: str, timeout: float = CLI_TIMEOUT_S) -> CliResult:
+    if shutil.which(argv[0]) is None:
+        raise BackendError(
+            f"{argv[0]} was not found on PATH: this machine has no Slurm client. "
+            "Use backend='local', or run research-mcp on a Slurm login node."
+        )
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=_clean_env())
+    except subprocess.TimeoutExpired:
+        raise BackendError(f"{argv[0]} did not answer within {timeout:.0f} s; is slurmctld up?") from None
+    return CliResult(proc.returncode, proc.stdout, proc.stderr.strip())
+
+
+def job_id_of(run: Run) -> str | None:
+    ref = run.backend_ref or ""
+    return ref.split(":", 1)[1] if ref.startswith("slurm:") else None
+
+
+class SlurmBackend(Backend):
+    name = "slurm"
+    echo_output = False
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self.calls = 0  # scheduler CLI calls made by this process (for benches and logs)
+
+    def _cli(self, *argv: str) -> CliResult:
+        self.calls += 1
+        return run_cli(*argv)
+
+    # ---- submit ----------------------------------------------------------------------------
+
+    def sbatch_argv(self, run: Run, files: JobFiles) -> list[str]:
+        opts = validate_slurm_options(run.options.get("slurm"))
+        argv = [
+            "sbatch", "--parsable",
+            f"--job-name={run.name}",
+            f"--comment=research-mcp {run.id}",
+            f"--output={files.run_dir / 'slurm.out'}",
+            "--open-mode=append",
+            f"--chdir={run.workdir}",
+        ]  # fmt: skip
+        if run.gpus:
+            argv.append(f"--gres=gpu:{run.gpus}")
+        for key, flag in (
+            ("partition", "partition"),
+            ("time", "time"),
+            ("account", "account"),
+            ("qos", "qos"),
+        ):
+            if key in opts:
+                argv.append(f"--{flag}={opts[key]}")
+        if "cpus_per_task" in opts:
+            argv.append(f"--cpus-per-task={opts['cpus_per_task']}")
+        if "mem" in opts:
+            argv.append(f"--mem={opts['mem']}")
+        argv += opts.get("extra_args", [])
+        argv.append(str(files.launch))
+        return argv
+
+    def submit(self, run: Run, files: JobFiles) -> str:
+        res = self._cli(*self.sbatch_argv(run, files))
+        if res.code != 0:
+            detail = res.err or res.out.strip() or f"exit code {res.code}"
+            raise BackendError(f"sbatch refused the job: {detail}")
+        job_id = res.out.strip().split(";", 1)[0]
+        if not job_id.isdigit():
+            raise BackendError(f"sbatch answered {res.out.strip()!r}, not a job id.")
+        with self.store.write() as s:
+            s.merge(SlurmJob(job_id=job_id, run_id=run.id, state="SUBMITTED", updated_at=now()))
+        return f"slurm:{job_id}"
+
+    # ---- polling -----------------------------------------------------------------------------
+
+    def _claim_poll(self) -> bool:
+        """True for exactly one caller per poll interval across all processes."""
+        t = now()
+        with self.store.write() as s:
+            row = s.get(Meta, POLL_CLAIM_KEY)
+            if row is not None and t - float(row.value) < self.settings.slurm_poll_s:
+                return False
+            s.merge(Meta(key=POLL_CLAIM_KEY, value=repr(t)))
+        return True
+
+    def _active_jobs(self) -> dict[str, str]:
+        from mcp_server.core.reconcile import WATCHED
+
+        with self.store.read() as s:
+            runs = s.exec(
+                select(Run.id, Run.backend_ref).where(Run.backend == self.name, col(Run.status).in_(WATCHED))
+            ).all()
+        return {ref.split(":", 1)[1]: rid for rid, ref in runs if ref and ref.startswith("slurm:")}
+
+    def poll(self) -> None:
+        """One squeue for every active job; answers go to the shared cache."""
+        jobs = self._active_jobs()
+        if not jobs:
+            return
+        res = self._cli("squeue", "-h", "--states=all", "-j", ",".join(sorted(jobs)), "-o", "%i|%T|%r")
+        if res.code != 0 and "Invalid job id" not in res.err:
+            return  # controller unreachable: keep what we knew; an unknown is never an ending
+        listed: dict[str, tuple[str, str]] = {}
+        for line in res.out.splitlines() if res.code == 0 else []:
+            parts = line.strip().split("|")
+            if len(parts) == 3 and parts[0] in jobs:
+                listed[parts[0]] = (parts[1].split()[0], parts[2])
+        missing = sorted(set(jobs) - set(listed))
+        if missing:
+            listed.update(self._sacct(missing))
+        t = now()
+        with self.store.write() as s:
+            for job_id, run_id in jobs.items():
+                row = s.get(SlurmJob, job_id) or SlurmJob(job_id=job_id, run_id=run_id, updated_at=t)
+                if job_id in listed:
+                    row.state, row.reason = listed[job_id]
+                    row.seen_at = t
+                    if row.state in ENDINGS and row.ended_seen_at is None:
+                        row.ended_seen_at = t
+                    row.missing_since = None
+                    row.missing_polls = 0
+                else:
+                    row.missing_since = row.missing_since or t
+                    row.missing_polls += 1
+                row.updated_at = t
+                s.add(row)
+
+    def _sacct(self, job_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """Final states of jobs the controller forgot, where accounting exists."""
+        if shutil.which("sacct") is None:
+            return {}
+        res = self._cli("sacct", "-n", "-P", "-X", "-j", ",".join(job_ids), "-o", "JobID,State,Reason")
+        if res.code != 0:
+            return {}
+        out: dict[str, tuple[str, str]] = {}
+        for line in res.out.splitlines():
+            parts = line.split("|")
+            if len(parts) >= 2 and parts[0] in job_ids:
+                out[parts[0]] = (parts[1].split()[0], parts[2] if len(parts) > 2 else "")
+        return out
+
+    def observe(self, runs: Sequence[Run], files: dict[str, JobFiles]) -> dict[str, Observation]:
+        if self._claim_poll():
+            self.poll()
+        with self.store.read() as s:
+            ids = [r.id for r in runs]
+            cache = {
+                row.run_id: row for row in s.exec(select(SlurmJob).where(col(SlurmJob.run_id).in_(ids))).all()
+            }
+        t = now()
+        return {run.id: self._observation(run, files[run.id], cache.get(run.id), t) for run in runs}
+
+    def _observation(self, run: Run, files: JobFiles, job: SlurmJob | None, t: float) -> Observation:
+        started = files.started_at()
+        code = files.read_exit_code()
+        if code is not None:
+            return Observation(present=None, started_at=started, exit_code=code, ended_at=files.ended_at())
+        if job is None:
+            return Observation(present=None, started_at=started)
+        label = f"Slurm job {job.job_id}"
+        if job.state in PENDING:
+            reason = f" ({job.reason})" if job.reason and job.reason != "None" else ""
+            return Observation(
+                present=True, waiting=True, started_at=started, detail=f"{label}: {job.state}{reason}"
+            )
+        if job.state in ACTIVE:
+            return Observation(present=True, started_at=started, detail=f"{label}: {job.state}")
+        if job.state in ENDINGS:
+            ended_seen = job.ended_seen_at or t
+            if job.state in ("COMPLETED", "FAILED") and t - ended_seen < EXIT_FILE_GRACE_S:
+                # The launch script writes exit_code before the job ends; give a lagging
+                # shared filesystem a moment before settling from the scheduler's word.
+                return Observation(present=True, started_at=started, detail=f"{label}: {job.state}")
+            final, why = ENDINGS[job.state]
+            return Observation(present=False, started_at=started, final=final, detail=f"{why} [{label}]")
+        gone_for = t - job.missing_since if job.missing_since is not None else 0.0
+        if job.missing_polls >= 2 and gone_for >= self.settings.slurm_missing_grace_s:
+            return Observation(
+                present=False,
+                started_at=started,
+                detail=f"Slurm no longer knows {label} and it left no exit code",
+            )
+        return Observation(
+            present=None, started_at=started, detail=f"{label}: {job.state or 'not listed yet'}"
+        )
+
+    # ---- stop -------------------------------------------------------------------------------
+
+    def stop(self, run: Run, files: JobFiles, grace_s: float) -> None:
+        job_id = job_id_of(run)
+        if job_id is None:
+            return
+        res = self._cli("scancel", job_id)
+        if res.code != 0 and "Invalid job id" not in res.err:
+            raise BackendError(f"scancel {job_id} failed: {res.err or res.out}")
+        # Slurm signals the job itself (SIGTERM, then SIGKILL after KillWait); wait for the
+        # scheduler to call it ended so the caller sees the final status.
+        deadline = time.monotonic() + grace_s + 30
+        while time.monotonic() < deadline:
+            res = self._cli("squeue", "-h", "--states=all", "-j", job_id, "-o", "%T")
+            state = res.out.strip().split()[0] if res.code == 0 and res.out.strip() else None
+            if state is None or state in ENDINGS:
+                with self.store.write() as s:
+                    row = s.get(SlurmJob, job_id) or SlurmJob(job_id=job_id, run_id=run.id, updated_at=now())
+                    if state is not None:
+                        row.state, row.seen_at = state, now()
+                        row.ended_seen_at = row.ended_seen_at or now()
+                    row.updated_at = now()
+                    s.add(row)
+                return
+            time.sleep(0.5)

@@ -1,0 +1,206 @@
+"""What kind of machine runs go to: ``slurm``, ``local_gpu`` or ``cpu_only``.
+
+The rule: slurm when a Slurm controller answers and sbatch is on PATH; else local_gpu
+when GPUs are found; else cpu_only. A user's ``preferred_type`` is kept (in the store)
+and wins over detection; ``RESEARCH_MCP_CLUSTER_TYPE`` wins over both for one process
+environment. Other services ask ``current_type()``, which reads the persisted result and
+detects only when there is none, so asking costs one store read.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+from sqlmodel import Session
+
+from mcp_server.core.admission import Admission
+from mcp_server.core.errors import InvalidInput
+from mcp_server.core.gpufree import GpuState
+from mcp_server.core.models import ClusterState
+from mcp_server.core.paths import StateDir
+from mcp_server.core.probes import GpuProbe, SlurmProbe, probe_gpus, probe_host, probe_slurm
+from mcp_server.core.settings import Settings
+from mcp_server.core.store import Store, now
+from mcp_server.core.views import (
+    ClusterInfo,
+    GpuProcessView,
+    GpuView,
+    HostView,
+    PartitionView,
+    SlurmView,
+    iso,
+)
+
+CLUSTER_TYPES: tuple[str, ...] = ("local_gpu", "slurm", "cpu_only")
+PREFERRED_CHOICES: tuple[str, ...] = (*CLUSTER_TYPES, "auto")
+TYPE_ENV = "RESEARCH_MCP_CLUSTER_TYPE"
+ROW_KEY = "local"
+
+
+def env_pin() -> str | None:
+    raw = os.environ.get(TYPE_ENV, "").strip()
+    if not raw:
+        return None
+    if raw not in CLUSTER_TYPES:
+        raise InvalidInput(
+            f"{TYPE_ENV}={raw!r} is not a cluster type; valid: {', '.join(CLUSTER_TYPES)}; "
+            "unset it to detect."
+        )
+    return raw
+
+
+def _gpu_view(state: GpuState) -> GpuView:
+    g = state.gpu
+    return GpuView(
+        index=g.index,
+        uuid=g.uuid,
+        name=g.name,
+        memory_total_mib=g.memory_total_mib,
+        memory_used_mib=g.memory_used_mib,
+        utilization_pct=g.utilization_pct,
+        processes=[
+            GpuProcessView(
+                pid=p.pid, user=p.user, used_memory_mib=p.used_memory_mib, kind=p.kind, run_id=p.run_id
+            )
+            for p in state.processes
+        ],
+        leased_by=state.leased_by,
+        free=state.free,
+        busy_reason=state.busy_reason(),
+    )
+
+
+def _classify(gpu: GpuProbe, slurm: SlurmProbe) -> tuple[str, float]:
+    """The detected type and how sure the probes are of it."""
+    if slurm.can_submit:
+        return "slurm", 0.95 if slurm.controller == "UP" and slurm.partitions else 0.8
+    if gpu.gpus:
+        return "local_gpu", 0.85 if gpu.source == "nvidia-smi" else 0.95
+    confidence = 0.9
+    if gpu.error:
+        confidence = 0.5  # GPUs may exist behind a driver that did not answer
+    if slurm.error:
+        confidence = min(confidence, 0.6)
+    return "cpu_only", confidence
+
+
+class ClusterService:
+    def __init__(self, state: StateDir, store: Store, settings: Settings, admission: Admission) -> None:
+        self.state = state
+        self.store = store
+        self.settings = settings
+        self.admission = admission
+
+    def detect(self, preferred_type: str | None = None) -> ClusterInfo:
+        if preferred_type is not None and preferred_type not in PREFERRED_CHOICES:
+            raise InvalidInput(
+                f"preferred_type {preferred_type!r} is not valid; choose one of {', '.join(CLUSTER_TYPES)}, "
+                "or 'auto' to drop a kept preference and use what is detected."
+            )
+        pin = env_pin()
+        started = time.perf_counter()
+        timeout = self.settings.probe_timeout_s
+        # GPUs and Slurm are probed at once: detection costs the slower probe, not the sum.
+        gpu_box: dict[str, GpuProbe] = {}
+        gpu_thread = threading.Thread(
+            target=lambda: gpu_box.setdefault("probe", probe_gpus(timeout)), name="probe-gpus", daemon=True
+        )
+        gpu_thread.start()
+        slurm = probe_slurm(timeout)
+        host = probe_host()
+        gpu_thread.join(2 * timeout + 1)  # NVML, then maybe nvidia-smi: each bounded by timeout
+        gpu = gpu_box.get("probe") or GpuProbe(error=f"GPU probe did not finish within {2 * timeout + 1:g} s")
+        detected, confidence = _classify(gpu, slurm)
+        signals = [*slurm.signals, *gpu.signals]
+        signals.append(
+            f"host {host.hostname}: {host.cpus} CPU(s), {host.cpus_usable} usable"
+            + (f", {host.memory_total_mib / 1024:.1f} GiB memory" if host.memory_total_mib else "")
+        )
+        warnings = [w for w in (gpu.error, slurm.error) if w]
+        with self.store.write() as s:
+            row = s.get(ClusterState, ROW_KEY)
+            kept = row.preferred_type if row else None
+            preferred = None if preferred_type == "auto" else (preferred_type or kept)
+            if preferred_type == "auto" and kept:
+                signals.append(f"preferred type {kept} dropped: using detection")
+            chosen = pin or preferred or detected
+            if pin:
+                signals.append(f"{TYPE_ENV}={pin} fixes the type (detected {detected})")
+            elif preferred:
+                signals.append(f"preferred type {preferred} kept (detected {detected})")
+            if chosen != detected:
+                warnings.append(f"type {chosen} is in use but the probes found {detected}")
+            live, leases = self.admission.live_state(s)
+            states = self.admission.assess(s, gpu, leases) if gpu.gpus else []
+            info = ClusterInfo(
+                type=chosen,  # type: ignore[arg-type]
+                detected_type=detected,  # type: ignore[arg-type]
+                preferred_type=preferred,  # type: ignore[arg-type]
+                pinned_by_env=pin is not None,
+                status="degraded" if warnings else "ok",
+                confidence=confidence,
+                gpu_count=len(gpu.gpus),
+                gpu_source=gpu.source,
+                gpus=[_gpu_view(st) for st in states],
+                slurm=SlurmView(
+                    answered=slurm.answered,
+                    can_submit=slurm.can_submit,
+                    controller=slurm.controller,
+                    partitions=[PartitionView(**vars(p)) for p in slurm.partitions],
+                    env=slurm.env,
+                ),
+                host=HostView(**vars(host)),
+                cpu_run_limit=self.settings.cpu_run_limit,
+                queued_runs=[e.run_id for e in live if e.admitted_at is None],
+                signals=signals,
+                warnings=warnings,
+                detected_at=iso(now()) or "",
+                detect_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+            data = info.model_dump(mode="json")
+            if row is None:
+                row = ClusterState(key=ROW_KEY, type=chosen, detected_type=detected, status=info.status,
+                                   detected_at=now(), data=data)  # fmt: skip
+            row.type, row.detected_type, row.preferred_type = chosen, detected, preferred
+            row.status, row.detected_at, row.data = info.status, now(), data
+            s.add(row)
+        return info
+
+    def get(self) -> ClusterInfo:
+        """The last detection with leases and the queue as they are now; detects if never done."""
+        return self.last() or self.detect()
+
+    def last(self) -> ClusterInfo | None:
+        """The last detection with leases and the queue as they are now, or None (never probes)."""
+        with self.store.read() as s:
+            row = s.get(ClusterState, ROW_KEY)
+            return self._refresh(s, row.data) if row is not None else None
+
+    def _refresh(self, s: Session, data: dict[str, Any]) -> ClusterInfo:
+        info = ClusterInfo.model_validate(data)
+        live, live_leases = self.admission.live_state(s, reclaim=False)
+        leases = {lease.gpu_uuid: lease.run_id for lease in live_leases}
+        threshold = self.settings.gpu_free_memory_mib
+        for g in info.gpus:
+            g.leased_by = leases.get(g.uuid)
+            foreign = [p for p in g.processes if p.run_id is None]
+            g.free = g.leased_by is None and not foreign and g.memory_used_mib <= threshold
+            if g.leased_by:
+                g.busy_reason = f"GPU {g.index} leased by {g.leased_by}"
+            elif g.free:
+                g.busy_reason = None
+        info.queued_runs = [e.run_id for e in live if e.admitted_at is None]
+        if (pin := env_pin()) and pin != info.type:
+            info.type, info.pinned_by_env = pin, True  # type: ignore[assignment]
+        return info
+
+    def current_type(self) -> str:
+        """The type runs should use now: the env pin, else the persisted result, else detect once."""
+        if pin := env_pin():
+            return pin
+        with self.store.read() as s:
+            row = s.get(ClusterState, ROW_KEY)
+        return row.type if row is not None else self.detect().type

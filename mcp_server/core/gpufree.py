@@ -1,0 +1,102 @@
+"""What makes a GPU free: no lease, no foreign process, memory use under a threshold.
+
+A process is ours when it runs in the session of one of our active runs: every job is
+its own session leader (``setsid`` in the launch script) and records that id in its
+``pgid`` file, so ``getsid(pid)`` names the run. Anything else on a GPU is foreign — a
+colleague's job, a notebook, a process from another container whose pid we cannot
+even see — and makes the GPU busy. Admission (``core.admission``) and the cluster view
+(``core.cluster``) both use ``assess`` so what the user is shown is what the queue does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from sqlmodel import Session, col, select
+
+from mcp_server.core.jobfiles import JobFiles
+from mcp_server.core.lifecycle import ACTIVE
+from mcp_server.core.models import Run
+from mcp_server.core.nvml import NvmlGpu
+from mcp_server.core.paths import StateDir
+from mcp_server.core.procs import session_of, user_of
+
+
+@dataclass(frozen=True)
+class ProcessFact:
+    pid: int
+    user: str | None
+    used_memory_mib: float | None
+    kind: str
+    run_id: str | None  # the run of ours it belongs to; None = foreign
+
+
+@dataclass(frozen=True)
+class GpuState:
+    gpu: NvmlGpu
+    processes: tuple[ProcessFact, ...]
+    leased_by: str | None
+    memory_threshold_mib: float
+
+    @property
+    def foreign(self) -> list[ProcessFact]:
+        return [p for p in self.processes if p.run_id is None]
+
+    @property
+    def over_memory(self) -> bool:
+        return self.gpu.memory_used_mib > self.memory_threshold_mib
+
+    @property
+    def free(self) -> bool:
+        return self.leased_by is None and not self.foreign and not self.over_memory
+
+    def busy_reason(self) -> str | None:
+        """Why the GPU cannot be leased, naming who holds it; None when it is free."""
+        g = self.gpu
+        if self.leased_by is not None:
+            return f"GPU {g.index} leased by {self.leased_by}"
+        if foreign := self.foreign:
+            who = ", ".join(f"pid {p.pid} ({p.user or 'unknown user'})" for p in foreign[:3])
+            more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+            return f"GPU {g.index} used by {who}{more}"
+        if self.over_memory:
+            return (
+                f"GPU {g.index} has {g.memory_used_mib:.0f} of {g.memory_total_mib:.0f} MiB in use "
+                f"(free means under {self.memory_threshold_mib:.0f} MiB)"
+            )
+        return None
+
+
+def own_sessions(session: Session, state: StateDir) -> dict[int, str]:
+    """Session id → run id for every active local run whose command has started."""
+    ids = session.exec(
+        select(Run.id).where(col(Run.status).in_([s.value for s in ACTIVE]), Run.backend == "local")
+    ).all()
+    out: dict[int, str] = {}
+    for run_id in ids:
+        pgid = JobFiles(state.run_dir(run_id)).read_pgid()
+        if pgid is not None:
+            out[pgid] = run_id
+    return out
+
+
+def assess(
+    gpus: Iterable[NvmlGpu],
+    leases: Mapping[str, str],
+    sessions: Mapping[int, str],
+    memory_threshold_mib: float,
+) -> list[GpuState]:
+    """``leases`` maps GPU uuid → run id; ``sessions`` maps session id → run id (ours)."""
+    states = []
+    for gpu in gpus:
+        facts = []
+        for p in gpu.processes:
+            sid = session_of(p.pid)
+            facts.append(
+                ProcessFact(
+                    p.pid, user_of(p.pid), p.used_memory_mib, p.kind, sessions.get(sid) if sid else None
+                )
+            )
+        states.append(GpuState(gpu, tuple(facts), leases.get(gpu.uuid), memory_threshold_mib))
+    return states

@@ -1,0 +1,254 @@
+"""Sweeps through the core services on the real local tmux backend."""
+
+import json
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+from sqlmodel import col, select
+
+from mcp_server.core.errors import Conflict, InvalidInput, NotFound
+from mcp_server.core.models import Event, Run
+from mcp_server.core.services import Services
+from mcp_server.core.sweeps import derive_status
+from tests.helpers import PYTHON, wait_for
+
+
+def max_concurrency(services: Services, sweep_id: str) -> int:
+    """Replay the event feed (commit order) and return the most runs of the sweep ever submitted at once."""
+    with services.store.read() as s:
+        ids = set(s.exec(select(Run.id).where(Run.sweep_id == sweep_id)).all())
+        events = s.exec(select(Event).where(Event.kind == "run_status").order_by(col(Event.id))).all()
+    active: set[str] = set()
+    most = 0
+    for e in events:
+        if e.run_id not in ids:
+            continue
+        if e.data["status"] == "launching":
+            active.add(e.run_id)
+        elif e.data["status"] in ("finished", "failed", "stopped", "lost"):
+            active.discard(e.run_id)
+        most = max(most, len(active))
+    return most
+
+
+def settled(services: Services) -> bool:
+    """Record run endings now (what a server's watcher or a sidecar does continuously)."""
+    services.settler.tick()
+    return True
+
+
+def settle_until_done(services: Services, sweep_id: str, timeout: float = 30):  # type: ignore[no-untyped-def]
+    def done():  # type: ignore[no-untyped-def]
+        services.settler.tick()
+        sweep = services.sweeps.get(sweep_id)
+        return sweep.status not in ("running", "pending") and sweep
+
+    return wait_for(done, timeout, what=f"sweep {sweep_id} to end")
+
+
+def test_parallel_caps_active_runs_and_holds_the_rest_back_in_fifo_order(
+    services: Services, workdir: Path
+) -> None:
+    sweep = services.sweeps.create(
+        name="grid",
+        goal="which lr and bs",
+        base_command="sleep 0.3; echo lr={lr}",
+        parameters={"lr": [0.1, 0.01], "bs": [16, 32, 64]},
+        parallel=2,
+        workdir=str(workdir),
+    )
+    assert sweep.progress.total == 6 and sweep.progress.active == 2 and sweep.progress.waiting == 4
+    held = [r for r in sweep.runs if r.status == "queued"]
+    assert [r.name for r in held] == ["grid-03", "grid-04", "grid-05", "grid-06"]
+    assert held[0].status_reason == "waiting: sweep grid has 2 of 2 runs active (parallel=2)"
+    for row in held:  # held back means not submitted: no launch script, no tmux window
+        assert services.runs.load(row.id).launched_at is None
+        assert not services.runs.files(row.id).launch.exists()
+    done = settle_until_done(services, sweep.id)
+    assert done.status == "completed" and done.progress.finished == 6
+    assert max_concurrency(services, sweep.id) == 2
+    with services.store.read() as s:
+        runs = s.exec(select(Run).where(Run.sweep_id == sweep.id).order_by(col(Run.pk))).all()
+    launch_order = sorted(runs, key=lambda r: r.launched_at or 0)
+    assert [r.name for r in launch_order] == [r.name for r in runs]  # FIFO
+    assert runs[3].command == "sleep 0.3; echo lr=0.01 --bs=16"
+    assert services.runs.logs(runs[3].id).text == "lr=0.01 --bs=16\n"
+
+
+_SETTLER = textwrap.dedent(
+    """
+    import sys, time
+    from mcp_server.core.services import Services
+    sv = Services(sys.argv[1])
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        sv.settler.tick()
+        if not sv.reconciler.watched_runs():
+            break
+        time.sleep(0.01)
+    """
+)
+
+
+def test_two_processes_settling_at_once_never_exceed_the_cap(services: Services, workdir: Path) -> None:
+    sweep = services.sweeps.create(
+        name="race",
+        goal="cap under contention",
+        base_command="sleep 0.05; true",
+        parameters={"i": list(range(12))},
+        parallel=3,
+        workdir=str(workdir),
+    )
+    procs = [
+        subprocess.Popen([PYTHON, "-c", _SETTLER, str(services.state.root)], stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err.decode()[-2000:]
+    done = settle_until_done(services, sweep.id)
+    assert done.progress.finished == 12
+    assert max_concurrency(services, sweep.id) == 3
+
+
+def test_create_run_joins_a_sweep_under_its_cap_and_max_runs(services: Services, workdir: Path) -> None:
+    sweep = services.sweeps.create(
+        name="box", goal="manual runs", parallel=1, max_runs=3, workdir=str(workdir)
+    )
+    assert sweep.status == "empty" and sweep.progress.total == 0
+    gate = workdir / "gate"
+    first = services.runs.create(
+        name="a", command="while [ ! -f gate ]; do sleep 0.02; done", workdir=str(workdir), sweep_id=sweep.id
+    )
+    second = services.runs.create(name="b", command="echo b", workdir=str(workdir), sweep_id=sweep.id)
+    assert first.status == "launching"
+    assert second.status == "queued" and second.launched_at is None
+    assert "1 of 1 runs active" in second.status_reason
+    ready = services.runs.create(
+        name="c", command="echo c", workdir=str(workdir), sweep_id=sweep.id, auto_start=False
+    )
+    with pytest.raises(Conflict, match="already has 3 runs, its max_runs"):
+        services.runs.create(name="d", command="true", workdir=str(workdir), sweep_id=sweep.id)
+    gate.touch()
+    wait_for(lambda: settled(services) and services.runs.get(second.id).status == "finished")
+    # start_run of a ready sweep run goes through the cap too
+    assert services.runs.start(ready.id).status in ("launching", "running", "finished")
+    assert services.sweeps.get(sweep.id).progress.total == 3
+
+
+def test_a_held_back_run_can_be_stopped_and_is_never_launched(services: Services, workdir: Path) -> None:
+    sweep = services.sweeps.create(
+        name="stop", goal="g", base_command="sleep 0.2; echo {i}", parameters={"i": [1, 2, 3]}, parallel=1,
+        workdir=str(workdir),
+    )  # fmt: skip
+    held = sweep.runs[1]
+    assert held.status == "queued"
+    stopped = services.runs.stop(held.id)
+    assert stopped.status == "stopped" and stopped.status_reason == "stopped before it was launched"
+    done = settle_until_done(services, sweep.id)
+    assert (done.progress.finished, done.progress.stopped) == (2, 1) and done.status == "completed"
+    assert services.runs.load(held.id).launched_at is None
+    assert max_concurrency(services, sweep.id) == 1
+
+
+def test_unknown_sweeps_are_refused_before_anything_is_written(services: Services, workdir: Path) -> None:
+    with pytest.raises(NotFound, match="no sweep with id"):
+        services.runs.create(
+            name="x", command="true", workdir=str(workdir), sweep_id="sweep-20000101-000000-00000000"
+        )
+    with pytest.raises(InvalidInput, match="not a valid sweep id"):
+        services.sweeps.get("../etc")
+    assert services.runs.list().total == 0
+    assert list(services.state.runs_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"parameters": {"lr": [1]}}, "parameters need base_command"),
+        ({"name": "a b"}, "sweep name 'a b' is not allowed"),
+        ({"goal": " "}, "goal must say"),
+        ({"parallel": 0}, "parallel=0 is out of range"),
+        ({"base_command": "x {lr}", "parameters": {"lr": [1, 2, 3]}, "max_runs": 2}, "more than max_runs=2"),
+        ({"backend": "cloud"}, "valid: auto, local"),
+        ({"workdir": "/no/such/dir"}, "does not exist"),
+    ],
+)
+def test_bad_sweeps_change_nothing(services: Services, workdir: Path, kwargs: dict, message: str) -> None:
+    args = {"name": "s", "goal": "g", "workdir": str(workdir), **kwargs}
+    with pytest.raises(InvalidInput, match=message):
+        services.sweeps.create(**args)
+    assert services.sweeps.list() == [] and services.runs.list().total == 0
+
+
+def test_best_run_comes_from_the_metrics_runs_log(services: Services, workdir: Path) -> None:
+    # Each job appends JSON lines to $RESEARCH_METRICS_FILE, the way training scripts do.
+    script = (
+        'for l in $(echo {losses}); do echo "{\\"step\\": 1, \\"loss\\": $l, \\"acc\\": 0.5}" '
+        '>> "$RESEARCH_METRICS_FILE"; done'
+    )
+    sweep = services.sweeps.create(
+        name="best",
+        goal="lowest loss",
+        base_command=script,
+        parameters={"losses": ["0.9 0.5 0.7", "0.8 0.3 0.4", "0.6 0.6 0.6"]},
+        workdir=str(workdir),
+    )
+    settle_until_done(services, sweep.id)
+    low = services.sweeps.get(sweep.id, metric="loss", direction="min")
+    assert low.best is not None and low.best.params == {"losses": "0.8 0.3 0.4"}
+    assert (low.best.value, low.best.last) == (0.3, 0.4)
+    assert [r.metric_value for r in low.runs] == [0.5, 0.3, 0.6]
+    high = services.sweeps.get(sweep.id, metric="loss", direction="max")
+    assert high.best is not None and high.best.params == {"losses": "0.9 0.5 0.7"} and high.best.value == 0.9
+    assert low.metric_keys == ["acc", "loss"]
+    none = services.sweeps.get(sweep.id, metric="val_loss")
+    assert none.best is None and "no run of this sweep has logged 'val_loss'" in none.note
+
+
+def test_a_crash_between_settle_and_launch_is_repaired_at_start_up(state_dir: Path, workdir: Path) -> None:
+    first = Services(state_dir)
+    first.reconciler.on_terminal.clear()  # as if the process died right after settling
+    sweep = first.sweeps.create(
+        name="crash", goal="g", base_command="echo {i}", parameters={"i": [1, 2]}, parallel=1,
+        workdir=str(workdir),
+    )  # fmt: skip
+    wait_for(lambda: settled(first) and first.sweeps.get(sweep.id).progress.finished == 1)
+    assert first.sweeps.get(sweep.id).progress.waiting == 1
+    first.close()
+    second = Services(state_dir)
+    assert len(second.sweeps.top_up()) == 1
+    assert settle_until_done(second, sweep.id).progress.finished == 2
+    second.close()
+
+
+def test_status_is_derived_from_the_runs() -> None:
+    assert derive_status({}) == "empty"
+    assert derive_status({"queued": 2, "finished": 1}) == "running"
+    assert derive_status({"ready": 2}) == "pending"
+    assert derive_status({"finished": 1, "failed": 3}) == "completed"
+    assert derive_status({"failed": 2, "lost": 1}) == "failed"
+    assert derive_status({"stopped": 2}) == "stopped"
+
+
+def test_metrics_summary_is_incremental_and_skips_partial_lines(services: Services, workdir: Path) -> None:
+    from mcp_server.core import metric_summary
+
+    run = services.runs.create(name="m", command="true", workdir=str(workdir), auto_start=False)
+    path = services.runs.files(run.id).metrics
+    path.write_text(json.dumps({"step": 1, "loss": 2.0}) + "\n" + '{"step": 2, "loss": 1.0')
+    stats = metric_summary.metric_summary(services.state, run.id)
+    assert stats["loss"].count == 1 and stats["loss"].last == 2.0
+    with path.open("a") as fh:  # the job finishes the line, then logs a NaN and a non-number
+        fh.write('}\n{"step": 3, "loss": NaN, "note": "x"}\nnot json\n{"step": 4, "loss": 1.5}\n')
+    stats = metric_summary.metric_summary(services.state, run.id)
+    assert (stats["loss"].count, stats["loss"].min, stats["loss"].min_step, stats["loss"].last) == (
+        3,
+        1.0,
+        2,
+        1.5,
+    )
+    assert metric_summary.best_value(services.state, run.id, "loss", "max") == (2.0, 1.5, 1)
+    assert metric_summary.best_value(services.state, run.id, "acc", "max") is None
