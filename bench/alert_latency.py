@@ -77,6 +77,9 @@ def floor_trial(poll_s: float, workdir: Path) -> float:
 
 
 def main(n: int) -> int:
+    # Local tmux runs, admitted at once (no cpu_only run cap, whatever this machine detects).
+    os.environ.setdefault("RESEARCH_MCP_CLUSTER_TYPE", "cpu_only")
+    os.environ.setdefault("RESEARCH_MCP_CPU_RUN_LIMIT", "4")
     from mcp_server.core.monitor_settings import MonitorSettings
     from mcp_server.core.services import Services
 
@@ -92,7 +95,7 @@ def main(n: int) -> int:
             for i in range(n):
                 trigger, stamp = workdir / f"go-{i}", workdir / f"written-{i}"
                 cmd = " ".join(shlex.quote(str(a)) for a in (sys.executable, "job.py", trigger, stamp))
-                run = sv.runs.create(name=f"lat{i}", command=cmd, workdir=str(workdir))
+                run = sv.runs.create(name=f"lat{i}", command=cmd, workdir=str(workdir), backend="local")
                 # Steady state: the sidecar is up and has ingested the healthy lines.
                 wait(lambda r=run.id: (m := sv.runs.get(r).monitor) and m.alive and m.ingest.points >= 20)
                 time.sleep(rng.uniform(0, poll_s))  # at a random point of the sidecar's poll cycle

@@ -65,7 +65,9 @@ def ours(path: Path) -> tuple[float, int]:
     with temp_state_dir() as state, tempfile.TemporaryDirectory() as work:
         sv = Services(state)
         try:
-            run = sv.runs.create(name="ingest", command="true", workdir=work, auto_start=False)
+            run = sv.runs.create(
+                name="ingest", command="true", workdir=work, auto_start=False, backend="local"
+            )
             sv.runs.stop(run.id)  # an ended run: its sidecar catches up on the file and exits
             target = sv.runs.files(run.id).metrics
             target.unlink()

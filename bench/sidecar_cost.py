@@ -67,6 +67,9 @@ def sidecars_of(sv, run_ids: list[str], timeout: float = 60) -> list[int]:  # ty
 
 
 def main(seconds: float, runs: int, window: float) -> int:
+    # Local tmux runs, admitted at once (no cpu_only run cap, whatever this machine detects).
+    os.environ.setdefault("RESEARCH_MCP_CLUSTER_TYPE", "cpu_only")
+    os.environ.setdefault("RESEARCH_MCP_CPU_RUN_LIMIT", str(runs + 2))
     from mcp_server.core.monitor_settings import MonitorSettings
     from mcp_server.core.services import Services
 
@@ -79,7 +82,7 @@ def main(seconds: float, runs: int, window: float) -> int:
         with temp_state_dir() as state, tempfile.TemporaryDirectory() as work:
             sv = Services(state)
             try:
-                idle = sv.runs.create(name="idle", command="sleep 3600", workdir=work)
+                idle = sv.runs.create(name="idle", command="sleep 3600", workdir=work, backend="local")
                 (pid,) = sidecars_of(sv, [idle.id])
                 time.sleep(2)  # past start-up
                 print(f"(1) one sidecar watching an idle run for {seconds:.0f} s (poll {poll_s} s)")
@@ -95,7 +98,7 @@ def main(seconds: float, runs: int, window: float) -> int:
 
                 print(f"(2) {runs} idle runs watched at once, over {window:.0f} s ({os.cpu_count()} cores)")
                 many = [
-                    sv.runs.create(name=f"idle{i}", command="sleep 3600", workdir=work).id
+                    sv.runs.create(name=f"idle{i}", command="sleep 3600", workdir=work, backend="local").id
                     for i in range(runs)
                 ]
                 pids = sidecars_of(sv, many, timeout=120)
