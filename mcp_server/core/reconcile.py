@@ -1,9 +1,10 @@
 """Settle runs from what their backends observe; the single place a run's end is decided.
 
 Server processes call ``Reconciler.reconcile`` at start and before answering run
-queries; the sidecar calls it for its own run. Every status change goes through
-``transition``: a compare-and-set on the run's current status plus an event row, in one
-write transaction, so concurrent lookers cannot record an ending twice.
+queries; the sidecar applies the same ``decide`` to its own run and writes through the
+same SQL (``core.sqlwrites``; it stays free of SQLAlchemy). Every status change goes
+through ``transition``: a compare-and-set on the run's current status plus an event row,
+in one write transaction, so concurrent lookers cannot record an ending twice.
 """
 
 from __future__ import annotations
