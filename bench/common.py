@@ -6,9 +6,13 @@ interleaved with the subject, and reports ratios next to absolute times.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import statistics
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,3 +49,26 @@ def temp_state_dir() -> Iterator[Path]:
 
             if root.exists():
                 subprocess.run(["tmux", "-L", StateDir(root).tmux_socket, "kill-server"], capture_output=True)
+                end_sidecars(root)
+
+
+def sidecar_pids(root: Path) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
+        except OSError:
+            continue
+        if b"sidecar" in argv and str(root).encode() in argv:
+            pids.append(int(entry.name))
+    return pids
+
+
+def end_sidecars(root: Path, grace_s: float = 5.0) -> None:
+    """Let the bench's sidecars finish (their runs ended), then kill any left, before the dir goes."""
+    deadline = time.monotonic() + grace_s
+    while sidecar_pids(root) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in sidecar_pids(root):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

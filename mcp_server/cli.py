@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     logs.add_argument("--sidecar", action="store_true", help="show the sidecar's log instead")
 
+    sidecar = sub.add_parser("sidecar", help="watch one run in the foreground (normally started for you)")
+    _state_dir_arg(sidecar)
+    sidecar.add_argument("run_id")
+
     demo = sub.add_parser("demo", help="launch the bundled CPU training script as a run and show the result")
     _state_dir_arg(demo)
     demo.add_argument("--steps", type=int, default=200)
@@ -72,6 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return cmd_serve(args)
+    if args.command == "sidecar":
+        from sidecar.__main__ import main as sidecar_main
+
+        state = ["--state-dir", args.state_dir] if args.state_dir else []
+        return sidecar_main([*state, "--run-id", args.run_id])
     from mcp_server.core.errors import ResearchError
 
     try:

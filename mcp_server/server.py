@@ -17,6 +17,7 @@ from mcp_server.notify import Notifier
 from mcp_server.tools import cluster as cluster_tools
 from mcp_server.tools import events as event_tools
 from mcp_server.tools import memory as memory_tools
+from mcp_server.tools import monitoring as monitoring_tools
 from mcp_server.tools import plans as plan_tools
 from mcp_server.tools import prompts as prompt_wiring
 from mcp_server.tools import resources as resource_wiring
@@ -30,9 +31,9 @@ if TYPE_CHECKING:
 INSTRUCTIONS = (
     "research-mcp runs and tracks ML experiments. Call detect_cluster once to learn whether runs go to "
     "local GPUs, Slurm or CPU only. Launch every experiment with create_run or create_sweep (never in "
-    "your own shell), wait for results with wait_for_events, read them with get_run, get_sweep and "
-    "get_logs, and stop runs with stop_run. The agent_mode prompt explains the workflow; "
-    "experiment://context summarizes the current state."
+    "your own shell), wait for results with wait_for_events, read them with get_run, get_sweep, "
+    "get_metrics and get_logs, act on list_alerts with resolve_alert, and stop runs with stop_run. "
+    "The agent_mode prompt explains the workflow; experiment://context summarizes the current state."
 )
 
 
@@ -65,4 +66,5 @@ def create_server(
     event_tools.register(mcp, app)
     resource_wiring.register(mcp, app)
     prompt_wiring.register(mcp, app)
+    monitoring_tools.register(mcp, app)
     return mcp

@@ -30,8 +30,26 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+def sidecar_pids(root: Path) -> list[int]:
+    """Pids of sidecar processes watching runs of this state dir (found through /proc)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"sidecar" in argv and str(root).encode() in argv:
+            pids.append(int(entry.name))
+    return pids
+
+
 def kill_state_dir_jobs(root: Path) -> None:
-    """Kill every job process group and the private tmux server of a state dir."""
+    """Kill the sidecars, every job process group and the private tmux server of a state dir."""
+    for pid in sidecar_pids(root):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     for pgid_file in root.glob("runs/*/pgid"):
         with contextlib.suppress(ValueError, ProcessLookupError, PermissionError, FileNotFoundError):
             os.killpg(int(pgid_file.read_text().strip()), signal.SIGKILL)

@@ -210,7 +210,9 @@ def test_cuda_oom_fails_once_with_that_reason(fake_gpus: FakeGpus, services: Ser
     assert (workdir / "attempts").read_text().splitlines() == ["attempt"]
     assert "queued" not in statuses_of(services, run.id)
     with services.store.read() as s:
-        assert s.exec(select(Alert).where(Alert.run_id == run.id)).all() == []
+        alerts = s.exec(select(Alert).where(Alert.run_id == run.id)).all()
+    # Not contention (no requeue alert): the run's own failure, classified as such by the sidecar.
+    assert [(a.kind, a.data["cause"]) for a in alerts] == [("failure", "cuda_oom")]
     assert leases(services) == {}
     again = services.runs.rerun(run.id, auto_start=False)  # a rerun keeps the run's gpuwrap settings
     assert again.options["queue"] == "gpu" and again.options["gpuwrap"]["retries"] == 5

@@ -33,6 +33,7 @@ from mcp_server.core.paths import StateDir
 from mcp_server.core.probes import GpuProbe
 from mcp_server.core.procs import group_alive, runs_script
 from mcp_server.core.settings import Settings
+from mcp_server.core.sqlwrites import release_admission_sql
 from mcp_server.core.store import now
 
 log = logging.getLogger(__name__)
@@ -147,9 +148,12 @@ class Admission:
         return session.exec(select(QueueEntry).where(QueueEntry.run_id == run_id)).first()
 
     def release(self, session: Session, run_id: str) -> None:
-        """End a run's lease and queue entry (the run ended, or its launch was refused)."""
-        session.execute(delete(GpuLease).where(col(GpuLease.run_id) == run_id))
-        session.execute(delete(QueueEntry).where(col(QueueEntry.run_id) == run_id))
+        """End a run's lease and queue entry (the run ended, or its launch was refused).
+
+        The same statements as the sidecar's, which releases in the transaction that records
+        a run's end."""
+        session.flush()
+        release_admission_sql(session.connection().exec_driver_sql, run_id)
 
     def requeue(self, session: Session, entry: QueueEntry, backoff_s: float) -> None:
         """Give the GPUs back and wait again, keeping the entry's place in the queue."""

@@ -1,24 +1,53 @@
-"""Raising alerts: deduplicated by signature, each one also an event agents can wait for.
+"""Alerts: raised deduplicated by signature, listed with filters, resolved with a choice.
 
 Rules (sidecar), gpuwrap (contention) and failure classification all raise alerts
-through ``raise_alert`` so deduplication and the event feed behave the same for each.
+through ``raise_alert`` (or, in the sidecar, the same SQL in ``core.sqlwrites``) so
+deduplication and the event feed behave the same for each. Resolving an alert may act:
+"Stop run" stops the run, "Rerun" starts it again.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
-from mcp_server.core.ids import new_id
+from mcp_server.core.alert_specs import (
+    DEFAULT_CHOICES,
+    ENDED_CHOICES,
+    IGNORE,
+    RERUN,
+    SEVERITIES,
+    STOP_RUN,
+    AlertSpec,
+    Severity,
+)
+from mcp_server.core.errors import Conflict, InvalidInput, NotFound
+from mcp_server.core.ids import validate_id
 from mcp_server.core.models import Alert, Event
-from mcp_server.core.store import now
+from mcp_server.core.sqlwrites import raise_alert_sql
+from mcp_server.core.store import Store, now
+from mcp_server.core.views import AlertPage, AlertResolution, AlertView, iso
 
-Severity = Literal["info", "warning", "critical"]
-SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
-IGNORE = "Ignore"
-STOP_RUN = "Stop run"
-DEFAULT_CHOICES: tuple[str, ...] = (IGNORE, STOP_RUN)
+if TYPE_CHECKING:
+    from mcp_server.core.runs import RunService
+
+ALERT_STATUSES: tuple[str, ...] = ("open", "resolved", "all")
+MAX_ALERT_PAGE = 200
+__all__ = [
+    "DEFAULT_CHOICES",
+    "ENDED_CHOICES",
+    "IGNORE",
+    "RERUN",
+    "SEVERITIES",
+    "STOP_RUN",
+    "AlertService",
+    "Severity",
+    "open_alerts",
+    "raise_alert",
+    "raise_spec",
+]
 
 
 def raise_alert(
@@ -38,32 +67,160 @@ def raise_alert(
     Returns the new alert, or None when it was a duplicate. Runs inside the caller's write
     transaction, so the check and the insert are atomic across processes.
     """
-    t = now()
-    recent = session.exec(
-        select(Alert.pk)
-        .where(Alert.signature == signature, Alert.run_id == run_id, col(Alert.created_at) >= t - ttl_s)
-        .limit(1)
-    ).first()
-    if recent is not None:
-        return None
-    alert = Alert(
-        id=new_id("alert"),
+    session.flush()
+    row = raise_alert_sql(
+        session.connection().exec_driver_sql,
         run_id=run_id,
         kind=kind,
         severity=severity,
         message=message,
-        choices=list(choices),
         signature=signature,
-        data=data or {},
-        created_at=t,
+        choices=choices,
+        data=data,
+        ttl_s=ttl_s,
     )
-    session.add(alert)
-    session.add(
-        Event(
-            ts=t,
-            kind="alert",
-            run_id=run_id,
-            data={"alert_id": alert.id, "kind": kind, "severity": severity, "message": message},
+    return None if row is None else Alert(**row)
+
+
+def raise_spec(session: Session, run_id: str | None, spec: AlertSpec) -> Alert | None:
+    return raise_alert(
+        session,
+        run_id=run_id,
+        kind=spec.kind,
+        severity=spec.severity,
+        message=spec.message,
+        signature=spec.signature,
+        choices=spec.choices,
+        data=spec.data,
+        ttl_s=spec.ttl_s,
+    )
+
+
+def to_view(alert: Alert) -> AlertView:
+    return AlertView(
+        id=alert.id,
+        run_id=alert.run_id,
+        kind=alert.kind,
+        severity=alert.severity,
+        message=alert.message,
+        choices=list(alert.choices),
+        status=alert.status,
+        resolution=alert.resolution,
+        created_at=iso(alert.created_at) or "",
+        resolved_at=iso(alert.resolved_at),
+        data=dict(alert.data),
+    )
+
+
+def open_alerts(session: Session, run_id: str, limit: int = 20) -> list[AlertView]:
+    rows = session.exec(
+        select(Alert)
+        .where(Alert.run_id == run_id, Alert.status == "open")
+        .order_by(col(Alert.pk).desc())
+        .limit(limit)
+    ).all()
+    return [to_view(a) for a in rows]
+
+
+class AlertService:
+    def __init__(self, store: Store, runs: RunService) -> None:
+        self.store = store
+        self.runs = runs
+
+    def load(self, alert_id: str) -> Alert:
+        validate_id(alert_id, "alert", "alert_id")
+        with self.store.read() as s:
+            alert = s.exec(select(Alert).where(Alert.id == alert_id)).first()
+        if alert is None:
+            raise NotFound(f"no alert with id {alert_id!r}; use list_alerts to see alerts.")
+        return alert
+
+    def list(
+        self,
+        *,
+        run_id: str | None = None,
+        status: str = "open",
+        severity: list[str] | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> AlertPage:
+        if status not in ALERT_STATUSES:
+            raise InvalidInput(f"status {status!r} is not valid; choose one of {', '.join(ALERT_STATUSES)}.")
+        for value in severity or []:
+            if value not in SEVERITIES:
+                raise InvalidInput(f"severity {value!r} is not valid; choose from {', '.join(SEVERITIES)}.")
+        if not 1 <= limit <= MAX_ALERT_PAGE:
+            raise InvalidInput(f"limit={limit} is out of range; give 1 to {MAX_ALERT_PAGE}.")
+        if offset < 0:
+            raise InvalidInput(f"offset={offset} must be ≥ 0.")
+        if run_id is not None:
+            self.runs.load(run_id)
+        conditions = []
+        if run_id is not None:
+            conditions.append(col(Alert.run_id) == run_id)
+        if status != "all":
+            conditions.append(col(Alert.status) == status)
+        if severity:
+            conditions.append(col(Alert.severity).in_(severity))
+        query = select(Alert)
+        count = select(func.count()).select_from(Alert)
+        for cond in conditions:
+            query = query.where(cond)
+            count = count.where(cond)
+        with self.store.read() as s:
+            total = s.exec(count).one()
+            rows = s.exec(query.order_by(col(Alert.pk).desc()).offset(offset).limit(limit)).all()
+        next_offset = offset + len(rows) if offset + len(rows) < total else None
+        return AlertPage(
+            alerts=[to_view(a) for a in rows],
+            total=total,
+            offset=offset,
+            limit=limit,
+            next_offset=next_offset,
         )
-    )
-    return alert
+
+    def resolve(self, alert_id: str, choice: str) -> AlertResolution:
+        """Validate ``choice`` against the alert's own choices, act on it, then mark it resolved."""
+        alert = self.load(alert_id)
+        if alert.status != "open":
+            raise Conflict(
+                f"alert {alert_id} is already resolved (choice {alert.resolution!r}); nothing to do."
+            )
+        if choice not in alert.choices:
+            valid = ", ".join(repr(c) for c in alert.choices)
+            raise InvalidInput(f"choice {choice!r} is not one of this alert's choices: {valid}.")
+        action, note, run_id = "none", "", alert.run_id
+        if choice in (STOP_RUN, RERUN) and run_id is None:
+            raise InvalidInput(
+                f"alert {alert_id} is not about a run, so {choice!r} cannot act; choose another."
+            )
+        if choice == STOP_RUN and run_id is not None:
+            try:
+                run = self.runs.stop(run_id)
+                action = "stopped"
+            except Conflict as err:  # it ended meanwhile: resolving is still what was asked
+                run, note = self.runs.get(run_id), str(err)
+        elif choice == RERUN and run_id is not None:
+            run = self.runs.rerun(run_id)
+            action, note = "rerun", f"started {run.id} as a rerun of {run_id}"
+        else:
+            run = self.runs.get(run_id) if run_id is not None else None
+        t = now()
+        with self.store.write() as s:
+            done = s.execute(
+                update(Alert)
+                .where(col(Alert.id) == alert_id, col(Alert.status) == "open")
+                .values(status="resolved", resolution=choice, resolved_at=t)
+            )
+            if done.rowcount == 1:  # type: ignore[attr-defined]
+                s.add(
+                    Event(
+                        ts=t,
+                        kind="alert_resolved",
+                        run_id=run_id,
+                        data={"alert_id": alert_id, "choice": choice, "action": action},
+                    )
+                )
+            else:
+                note = (note + "; " if note else "") + "another caller resolved it at the same time"
+        return AlertResolution(alert=to_view(self.load(alert_id)), action=action, run=run, note=note)

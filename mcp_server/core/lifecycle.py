@@ -75,6 +75,20 @@ class Decision:
     error: str | None = None
 
 
+def decision_fields(d: Decision, run_started_at: float | None) -> dict[str, float | int | str]:
+    """The run columns a decision sets besides its status (start time only if not yet known)."""
+    fields: dict[str, float | int | str] = {}
+    if d.exit_code is not None:
+        fields["exit_code"] = d.exit_code
+    if d.started_at is not None and run_started_at is None:
+        fields["started_at"] = d.started_at
+    if d.ended_at is not None:
+        fields["ended_at"] = d.ended_at
+    if d.error is not None:
+        fields["error"] = d.error
+    return fields
+
+
 def describe_exit(code: int) -> str:
     if code == 0:
         return "command exited with code 0"

@@ -8,8 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index
+from sqlalchemy import JSON, Column, Index, text
 from sqlmodel import Field, SQLModel
+
+
+def _default(value: Any) -> Any:
+    """A field default the database knows too, so the sidecar's plain-SQL inserts may omit it."""
+    if isinstance(value, bool):
+        sql = "1" if value else "0"
+    elif isinstance(value, str):
+        sql = "'" + value.replace("'", "''") + "'"
+    else:
+        sql = repr(value)
+    return Field(default=value, sa_column_kwargs={"server_default": text(sql)})
 
 
 class Meta(SQLModel, table=True):
@@ -218,3 +229,87 @@ class Memory(SQLModel, table=True):
     active: bool = Field(default=True, index=True)
     created_at: float
     updated_at: float
+
+
+class MetricSeries(SQLModel, table=True):
+    """One metric key of one run, with the summary tools answer from without scanning points.
+
+    The sidecar is the only writer of a run's series; it keeps the summary current in the
+    same transaction that inserts the points.
+    """
+
+    __tablename__ = "metric_series"
+    __table_args__ = (Index("ux_metric_series_run_key", "run_id", "key", unique=True),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str
+    key: str
+    source: str = _default("jsonl")  # jsonl | log
+    count: int = _default(0)
+    nonfinite: int = _default(0)  # NaN/±Inf points (NaN is stored as NULL by SQLite)
+    first_nonfinite_step: int | None = None
+    first_step: int | None = None
+    last_step: int | None = None
+    last_value: float | None = None
+    min_value: float | None = None
+    min_step: int | None = None
+    max_value: float | None = None
+    max_step: int | None = None
+    updated_at: float = _default(0.0)
+
+
+class MetricPoint(SQLModel, table=True):
+    """A compact row per logged number; ``id`` is SQLite's rowid, so it costs nothing extra."""
+
+    __tablename__ = "metric_points"
+    __table_args__ = (Index("ix_metric_points_series_step", "series_id", "step"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    series_id: int
+    step: int
+    value: float | None = None
+    ts: float
+
+
+class Sidecar(SQLModel, table=True):
+    """The monitor of one run: who runs it, its heartbeat, and how far it has read.
+
+    Offsets advance in the same transaction as the metric rows they account for, so a
+    sidecar killed at any point resumes without losing or repeating a line.
+    """
+
+    __tablename__ = "sidecars"
+    # Reconcile looks for sidecars that never finished on every pass: keep that lookup small.
+    __table_args__ = (Index("ix_sidecars_unfinished", "run_id", sqlite_where=text("exited_at IS NULL")),)
+
+    run_id: str = Field(primary_key=True)
+    pid: int | None = None
+    host: str = _default("")
+    claimed_at: float = _default(0.0)
+    started_at: float | None = None
+    heartbeat_at: float | None = None
+    exited_at: float | None = None
+    exit_reason: str = _default("")
+    starts: int = _default(0)
+    # metrics.jsonl
+    metrics_offset: int = _default(0)
+    metrics_records: int = _default(0)
+    metrics_skipping: bool = _default(False)  # inside a line longer than the cap: skip to its end
+    bad_lines: int = _default(0)
+    non_numeric: int = _default(0)
+    huge_lines: int = _default(0)
+    partial_lines: int = _default(0)
+    # output.log (parsed for metrics only while metrics.jsonl is empty)
+    output_offset: int = _default(0)
+    output_records: int = _default(0)
+    output_skipping: bool = _default(False)
+    log_parsing: bool = _default(True)
+    points: int = _default(0)
+    last_data_at: float | None = None
+    # LLM judge usage
+    judge_calls: int = _default(0)
+    judge_errors: int = _default(0)
+    judge_prompt_tokens: int = _default(0)
+    judge_completion_tokens: int = _default(0)
+    judge_cost_usd: float = _default(0.0)
+    judge_last_at: float | None = None

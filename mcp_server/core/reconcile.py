@@ -1,9 +1,10 @@
 """Settle runs from what their backends observe; the single place a run's end is decided.
 
 Server processes call ``Reconciler.reconcile`` at start and before answering run
-queries; the sidecar calls it for its own run. Every status change goes through
-``transition``: a compare-and-set on the run's current status plus an event row, in one
-write transaction, so concurrent lookers cannot record an ending twice.
+queries; the sidecar applies the same ``decide`` to its own run and writes through the
+same SQL (``core.sqlwrites``; it stays free of SQLAlchemy). Every status change goes
+through ``transition``: a compare-and-set on the run's current status plus an event row,
+in one write transaction, so concurrent lookers cannot record an ending twice.
 """
 
 from __future__ import annotations
@@ -13,16 +14,16 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from mcp_server.core.backends.registry import Backends
 from mcp_server.core.errors import ResearchError
 from mcp_server.core.jobfiles import JobFiles
-from mcp_server.core.lifecycle import ACTIVE, TERMINAL, Decision, RunStatus, can_transition, decide
-from mcp_server.core.models import Event, Run
+from mcp_server.core.lifecycle import ACTIVE, TERMINAL, Decision, RunStatus, decide, decision_fields
+from mcp_server.core.models import Run
 from mcp_server.core.paths import StateDir
 from mcp_server.core.settings import Settings
+from mcp_server.core.sqlwrites import transition_sql
 from mcp_server.core.store import Store, now
 
 log = logging.getLogger(__name__)
@@ -40,22 +41,18 @@ def transition(
     **fields: Any,
 ) -> bool:
     """Move ``run`` from ``expected`` (default: its status as read) to ``new``; False if it had moved on."""
-    current = RunStatus(expected or run.status)
-    if not can_transition(current, new):
-        return False
-    t = now()
-    values: dict[str, Any] = {"status": new.value, "status_reason": reason, "updated_at": t, **fields}
-    if new in TERMINAL and "ended_at" not in fields:
-        values["ended_at"] = t
-    result = session.execute(
-        update(Run).where(col(Run.id) == run.id, col(Run.status) == current.value).values(**values)
+    session.flush()  # keep event ids in call order when the ORM has pending rows
+    values = transition_sql(
+        session.connection().exec_driver_sql,
+        run_id=run.id,
+        run_name=run.name,
+        current=RunStatus(expected or run.status),
+        new=new,
+        reason=reason,
+        fields=fields,
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if values is None:
         return False
-    data = {"status": new.value, "previous": current.value, "reason": reason, "name": run.name}
-    if "exit_code" in values:
-        data["exit_code"] = values["exit_code"]
-    session.add(Event(ts=t, kind="run_status", run_id=run.id, data=data))
     for key, value in values.items():
         setattr(run, key, value)
     return True
@@ -69,6 +66,9 @@ class Reconciler:
         self.settings = settings
         # Called with each run that reached a terminal status (queues use it to admit the next).
         self.on_terminal: list[Callable[[Run], None]] = []
+        # Called after every reconcile with the runs it looked at, as they are now (the sidecar
+        # supervisor restarts missing sidecars from here).
+        self.after_reconcile: list[Callable[[list[Run]], object]] = []
 
     def files(self, run_id: str) -> JobFiles:
         return JobFiles(self.state.run_dir(run_id))
@@ -86,8 +86,15 @@ class Reconciler:
     def reconcile(self, run_ids: Iterable[str] | None = None) -> list[Run]:
         """Observe watched runs (all, or ``run_ids``) and apply what they imply; returns changed runs."""
         runs = self.watched_runs(run_ids)
-        if not runs:
-            return []
+        changed = self._settle(runs) if runs else []
+        for hook in self.after_reconcile:
+            try:
+                hook(runs)
+            except Exception:  # watching must never break settling
+                log.exception("after_reconcile hook failed")
+        return changed
+
+    def _settle(self, runs: list[Run]) -> list[Run]:
         by_backend: dict[str, list[Run]] = defaultdict(list)
         for run in runs:
             by_backend[run.backend].append(run)
@@ -122,16 +129,7 @@ class Reconciler:
             return changed
         with self.store.write() as s:
             for run, d in decisions:
-                fields: dict[str, Any] = {}
-                if d.exit_code is not None:
-                    fields["exit_code"] = d.exit_code
-                if d.started_at is not None and run.started_at is None:
-                    fields["started_at"] = d.started_at
-                if d.ended_at is not None:
-                    fields["ended_at"] = d.ended_at
-                if d.error is not None:
-                    fields["error"] = d.error
-                if transition(s, run, d.status, d.reason, **fields):
+                if transition(s, run, d.status, d.reason, **decision_fields(d, run.started_at)):
                     changed.append(run)
         for run in changed:
             if RunStatus(run.status) in TERMINAL:

@@ -7,6 +7,7 @@ call leaves the store and the state dir as they were.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -44,6 +45,8 @@ from mcp_server.core.reconcile import WATCHED, Reconciler, transition
 from mcp_server.core.settings import Settings
 from mcp_server.core.store import Store, now
 from mcp_server.core.views import LogChunk, RunDetail, RunPage, RunRow, iso
+
+log = logging.getLogger(__name__)
 
 MAX_COMMAND_CHARS = 64 * 1024
 MAX_GPUS = 64
@@ -191,6 +194,10 @@ class RunService:
         self.admission = admission
         # Set by Services: runs of a sweep are launched through it so its parallel cap holds.
         self.sweeps: SweepGate | None = None
+        # Called with a run right after its backend accepted it (the sidecar starts here).
+        self.after_launch: list[Callable[[Run], None]] = []
+        # Called by get() to add what other services know (metrics, alerts, monitor).
+        self.detail_extras: list[Callable[[RunDetail], None]] = []
 
     # ---- lookups -------------------------------------------------------------------------
 
@@ -447,6 +454,11 @@ class RunService:
                 )
                 .values(status_reason="; ".join([f"submitted: {ref}", *extras]))
             )
+        for hook in self.after_launch:
+            try:
+                hook(run)
+            except Exception:  # the job runs; a missing watcher is restarted by reconcile
+                log.exception("after_launch hook failed for %s", run.id)
 
     # ---- stop / rerun --------------------------------------------------------------------
 
@@ -499,7 +511,10 @@ class RunService:
 
     def get(self, run_id: str) -> RunDetail:
         self._fresh(run_id)
-        return self._detail(run_id)
+        detail = self._detail(run_id)
+        for extra in self.detail_extras:
+            extra(detail)
+        return detail
 
     def list(
         self,

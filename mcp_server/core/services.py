@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from mcp_server.core.admission import Admission
+from mcp_server.core.alert_specs import ending_alert
+from mcp_server.core.alerts import AlertService, open_alerts, raise_spec
 from mcp_server.core.backends.registry import Backends
 from mcp_server.core.cluster import ClusterService
 from mcp_server.core.lifecycle import RunStatus
+from mcp_server.core.logs import tail_lines
 from mcp_server.core.memory import MemoryService
+from mcp_server.core.metrics import MetricsService, summaries
 from mcp_server.core.models import Run
+from mcp_server.core.monitor_settings import MonitorSettings
 from mcp_server.core.paths import StateDir
 from mcp_server.core.plans import PlanService
 from mcp_server.core.reconcile import Reconciler
 from mcp_server.core.runs import RunService
 from mcp_server.core.settings import Settings
 from mcp_server.core.settle import ExitSettler
+from mcp_server.core.sidecars import SidecarSupervisor, monitor_info
 from mcp_server.core.store import Store
 from mcp_server.core.sweeps import SweepService
+from mcp_server.core.views import RunDetail
+
+log = logging.getLogger(__name__)
 
 
 class Services:
@@ -26,6 +36,7 @@ class Services:
     ) -> None:
         self.state = StateDir.open(state_dir)
         self.settings = settings or Settings.from_env()
+        self.monitor_settings = MonitorSettings.from_env()
         self.store = Store(self.state.db_path)
         self.backends = Backends(self.state, self.store, self.settings)
         self.reconciler = Reconciler(self.state, self.store, self.backends, self.settings)
@@ -48,6 +59,14 @@ class Services:
         self.settler = ExitSettler(self.reconciler, after_full=[self.sweeps.top_up])
         self.plans = PlanService(self.store)
         self.memory = MemoryService(self.store)
+        # Monitoring: a sidecar per launched run, restarted by reconcile; metrics and alerts.
+        self.sidecars = SidecarSupervisor(self.state, self.store, self.monitor_settings)
+        self.metrics = MetricsService(self.store, self.runs)
+        self.alerts = AlertService(self.store, self.runs)
+        self.runs.after_launch.append(self.sidecars.start)
+        self.runs.detail_extras.append(self.add_monitoring)
+        self.reconciler.after_reconcile.append(self.sidecars.ensure)
+        self.reconciler.on_terminal.append(self.alert_on_ending)
 
     def _release(self, run: Run) -> None:
         """A run that ended gives up its GPU lease or run slot at once (the queue would reclaim it anyway).
@@ -58,6 +77,23 @@ class Services:
             return
         with self.store.write() as s:
             self.admission.release(s, run.id)
+
+    def add_monitoring(self, detail: RunDetail) -> None:
+        """get_run's extra: metric summaries, open alerts and the sidecar's state."""
+        with self.store.read() as s:
+            detail.metrics = summaries(s, detail.id)
+            detail.open_alerts = open_alerts(s, detail.id)
+            detail.monitor = monitor_info(s, detail.id, self.monitor_settings)
+
+    def alert_on_ending(self, run: Run) -> None:
+        """A failed or lost run gets its alert even when no sidecar saw the end (same signature)."""
+        tail = tail_lines(self.runs.files(run.id).output, 200, 64 * 1024).text
+        spec = ending_alert(
+            status=run.status, exit_code=run.exit_code, reason=run.status_reason, output_tail=tail
+        )
+        if spec is not None:
+            with self.store.write() as s:
+                raise_spec(s, run.id, spec)
 
     def close(self) -> None:
         self.store.close()

@@ -47,6 +47,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(models.ClusterState, models.QueueEntry, models.GpuLease),
     _create(models.SlurmJob),
     _create(models.Sweep, models.Plan, models.Memory),
+    _create(models.MetricSeries, models.MetricPoint, models.Sidecar),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

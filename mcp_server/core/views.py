@@ -58,6 +58,9 @@ class RunDetail(RunRow):
     launched_at: str | None = None
     updated_at: str
     stop_requested_at: str | None = None
+    metrics: list[MetricSummary] = Field(default_factory=list, description="one summary per metric key")
+    open_alerts: list[AlertView] = Field(default_factory=list, description="newest first")
+    monitor: MonitorInfo | None = Field(None, description="the run's sidecar, once one has started")
 
 
 class RunPage(BaseModel):
@@ -158,3 +161,120 @@ class ClusterInfo(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     detected_at: str
     detect_ms: float = Field(description="how long detection took")
+
+
+# ---- monitoring ------------------------------------------------------------------------------
+
+
+class AlertView(BaseModel):
+    id: str
+    run_id: str | None = None
+    kind: str = Field(
+        description="e.g. nonfinite, spike, divergence, stall, failure, lost, judge, contention"
+    )
+    severity: Literal["info", "warning", "critical"] | str
+    message: str
+    choices: list[str] = Field(description="pass one of these to resolve_alert")
+    status: str = Field(description="open or resolved")
+    resolution: str | None = Field(None, description="the choice it was resolved with")
+    created_at: str
+    resolved_at: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict, description="evidence: values, steps, log lines")
+
+
+class AlertPage(BaseModel):
+    alerts: list[AlertView]
+    total: int = Field(description="alerts matching the filters")
+    offset: int
+    limit: int
+    next_offset: int | None = Field(
+        None, description="pass as offset for the next page; null on the last page"
+    )
+
+
+class MetricSummary(BaseModel):
+    """One metric key of one run, summarised over all of its points."""
+
+    key: str
+    source: str = Field(description="jsonl (metrics.jsonl) or log (parsed from output lines)")
+    count: int = Field(description="points stored")
+    first_step: int | None = None
+    last_step: int | None = None
+    last: float | None = Field(None, description="latest value (null when it is NaN/Inf)")
+    min: float | None = Field(None, description="smallest finite value")
+    max: float | None = Field(None, description="largest finite value")
+    best: float | None = Field(None, description="min for loss-like keys, max for accuracy-like; else null")
+    best_step: int | None = None
+    nonfinite: int = Field(0, description="NaN/Inf points")
+    first_nonfinite_step: int | None = None
+
+
+class MetricSeriesOut(MetricSummary):
+    points: list[tuple[int, float | None]] = Field(
+        description="[step, value] pairs in step order; null = NaN/Inf"
+    )
+    downsampled: bool = Field(description="true when points were reduced to the budget (extremes kept)")
+
+
+class MissingKey(BaseModel):
+    key: str
+    hint: str
+    similar: list[str] = Field(default_factory=list, description="existing keys that look like it")
+
+
+class IngestStats(BaseModel):
+    """How the sidecar read the run's files; non-zero error counters explain missing numbers."""
+
+    metrics_records: int = Field(0, description="metrics.jsonl lines that carried numbers")
+    log_records: int = Field(0, description="output lines that carried numbers (no metrics.jsonl)")
+    points: int = 0
+    bad_lines: int = Field(0, description="metrics.jsonl lines that were not JSON objects")
+    non_numeric: int = Field(0, description="values skipped because they were not numbers")
+    huge_lines: int = Field(0, description="lines over 1 MiB, skipped")
+    partial_lines: int = Field(0, description="an unterminated last line read at the end of the run")
+    log_parsing: bool = Field(description="true while output.log is parsed (metrics.jsonl still empty)")
+
+
+class JudgeUsage(BaseModel):
+    calls: int = 0
+    errors: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class MonitorInfo(BaseModel):
+    """The run's sidecar (monitor process)."""
+
+    alive: bool = Field(description="its heartbeat is recent")
+    pid: int | None = None
+    heartbeat_age_s: float | None = None
+    starts: int = Field(0, description="how many times a sidecar started for this run")
+    exited: bool = False
+    exit_reason: str = ""
+    ingest: IngestStats
+    judge: JudgeUsage
+
+
+class RunMetrics(BaseModel):
+    run_id: str
+    name: str
+    status: str
+    keys: list[str] = Field(description="every metric key this run has")
+    series: list[MetricSeriesOut]
+    missing: list[MissingKey] = Field(default_factory=list, description="asked-for keys this run lacks")
+    ingest: IngestStats | None = None
+    note: str = ""
+
+
+class MetricsAnswer(BaseModel):
+    runs: list[RunMetrics]
+    max_points: int
+    points_per_series: int = Field(description="the budget each series got (max_points / series)")
+
+
+class AlertResolution(BaseModel):
+    alert: AlertView
+    action: str = Field(description="what resolving did: none, stopped or rerun")
+    run: RunDetail | None = Field(None, description="the run after the action (the new run for rerun)")
+    note: str = ""

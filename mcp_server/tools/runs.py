@@ -187,7 +187,8 @@ def register(mcp: MCPServer, app: App) -> None:
     @mcp.tool(title="Get a run", annotations=READ_ONLY)
     @tool_errors
     def get_run(run_id: RunId) -> RunDetail:
-        """One run in full: command, status and why, exit code, times, params, paths."""
+        """One run in full: command, status and why, exit code, times, params, paths, a summary of
+        each metric (last/min/max/best), open alerts and its monitor's state."""
         return app.services().runs.get(run_id)
 
     @mcp.tool(title="Read a run's log", annotations=READ_ONLY)

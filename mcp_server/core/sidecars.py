@@ -1,0 +1,160 @@
+"""Keep one sidecar alive per live run: start it after launch, restart it when it died.
+
+The sidecar table row is the lock. Starting takes a claim with a compare-and-set on the
+row (insert-if-absent, or update-if-unchanged), so two server processes reconciling at the
+same moment never start two sidecars for one run; the sidecar itself also refuses to run
+beside a live twin, and its offset updates are compare-and-set too.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Iterable
+
+from sqlalchemy import text
+from sqlmodel import Session, col, select
+
+from mcp_server.core.jobfiles import JobFiles
+from mcp_server.core.lifecycle import ACTIVE, RunStatus
+from mcp_server.core.models import Run, Sidecar
+from mcp_server.core.monitor_settings import MonitorSettings
+from mcp_server.core.paths import StateDir
+from mcp_server.core.sidecar_proc import is_sidecar, spawn_sidecar
+from mcp_server.core.store import Store
+from mcp_server.core.views import IngestStats, JudgeUsage, MonitorInfo
+
+log = logging.getLogger(__name__)
+
+# A claimed sidecar that has not written its pid within this long is presumed failed to start.
+START_GRACE_S = 15.0
+
+
+def ingest_stats(row: Sidecar) -> IngestStats:
+    return IngestStats(
+        metrics_records=row.metrics_records,
+        log_records=row.output_records,
+        points=row.points,
+        bad_lines=row.bad_lines,
+        non_numeric=row.non_numeric,
+        huge_lines=row.huge_lines,
+        partial_lines=row.partial_lines,
+        log_parsing=row.log_parsing,
+    )
+
+
+def monitor_info(session: Session, run_id: str, settings: MonitorSettings) -> MonitorInfo | None:
+    row = session.get(Sidecar, run_id)
+    if row is None:
+        return None
+    age = None if row.heartbeat_at is None else round(time.time() - row.heartbeat_at, 3)
+    return MonitorInfo(
+        alive=row.pid is not None and age is not None and age < settings.stale_s,
+        pid=row.pid,
+        heartbeat_age_s=age,
+        starts=row.starts,
+        exited=row.exited_at is not None,
+        exit_reason=row.exit_reason,
+        ingest=ingest_stats(row),
+        judge=JudgeUsage(
+            calls=row.judge_calls,
+            errors=row.judge_errors,
+            prompt_tokens=row.judge_prompt_tokens,
+            completion_tokens=row.judge_completion_tokens,
+            cost_usd=round(row.judge_cost_usd, 6),
+        ),
+    )
+
+
+class SidecarSupervisor:
+    def __init__(self, state: StateDir, store: Store, settings: MonitorSettings) -> None:
+        self.state = state
+        self.store = store
+        self.settings = settings
+        self.host = socket.gethostname()
+
+    def start(self, run: Run) -> None:
+        """After a launch: make sure the run has a sidecar (a relaunch may still have one)."""
+        self.ensure([], also=[run.id])
+
+    def ensure(self, runs: Iterable[Run], also: Iterable[str] = ()) -> list[str]:
+        """Start a sidecar where one is missing; returns the run ids it started one for.
+
+        That is every live run among ``runs`` (and each of ``also``, just launched) without a
+        running sidecar, and every run whose
+        sidecar died before it finished (its row never got ``exited_at``), even if the run
+        ended meanwhile: the new sidecar reads the lines its predecessor did not, then exits.
+        """
+        live = [r.id for r in runs if RunStatus(r.status) in ACTIVE and r.launched_at is not None]
+        live += [run_id for run_id in also if run_id not in live]
+        with self.store.read() as s:
+            unfinished = s.exec(select(Sidecar).where(col(Sidecar.exited_at).is_(None))).all()
+            rows = {row.run_id: row for row in unfinished}
+            missing = [i for i in live if i not in rows]
+            if missing:
+                rows.update(
+                    (row.run_id, row)
+                    for row in s.exec(select(Sidecar).where(col(Sidecar.run_id).in_(missing)))
+                )
+        started = []
+        for run_id in dict.fromkeys([*live, *(r.run_id for r in unfinished)]):
+            row = rows.get(run_id)
+            if row is not None and self._running(row):
+                continue
+            if row is not None and row.exited_at is not None and run_id not in live:
+                continue
+            if self._claim(run_id, row):
+                self._spawn(run_id)
+                started.append(run_id)
+        return started
+
+    def _running(self, row: Sidecar) -> bool:
+        t = time.time()
+        if row.pid is None:
+            # Claimed by a starter that has not heard back yet, or exited (then not running).
+            return row.exited_at is None and t - row.claimed_at < START_GRACE_S
+        if row.host == self.host:
+            return is_sidecar(row.pid, row.run_id)
+        return row.heartbeat_at is not None and t - row.heartbeat_at < self.settings.stale_s
+
+    def _claim(self, run_id: str, seen: Sidecar | None) -> bool:
+        t = time.time()
+        with self.store.write() as s:
+            conn = s.connection()
+            if seen is None:
+                res = conn.execute(
+                    text(
+                        "INSERT OR IGNORE INTO sidecars (run_id, host, claimed_at) VALUES (:r, :h, :t)"
+                    ).bindparams(r=run_id, h=self.host, t=t)
+                )
+            else:
+                res = conn.execute(
+                    text(
+                        "UPDATE sidecars SET pid = NULL, host = :h, claimed_at = :t, exited_at = NULL, "
+                        "exit_reason = '' WHERE run_id = :r AND claimed_at = :c AND pid IS :p"
+                    ).bindparams(h=self.host, t=t, r=run_id, c=seen.claimed_at, p=seen.pid)
+                )
+            return res.rowcount == 1
+
+    def _spawn(self, run_id: str) -> None:
+        files = JobFiles(self.state.run_dir(run_id))
+        try:
+            pid = spawn_sidecar(self.state.root, run_id, files.sidecar_log)
+        except OSError as err:
+            log.warning("could not start a sidecar for %s: %s", run_id, err)
+            if not files.run_dir.is_dir():  # nothing left to watch: do not retry forever
+                with self.store.write() as s:
+                    s.connection().execute(
+                        text(
+                            "UPDATE sidecars SET exited_at = :t, exit_reason = 'the run directory is gone' "
+                            "WHERE run_id = :r"
+                        ).bindparams(t=time.time(), r=run_id)
+                    )
+            return
+        with self.store.write() as s:
+            s.connection().execute(
+                text(
+                    "UPDATE sidecars SET pid = :p WHERE run_id = :r AND pid IS NULL AND exited_at IS NULL"
+                ).bindparams(p=pid, r=run_id)
+            )

@@ -1,0 +1,127 @@
+"""The sidecar's connection to the store: the standard library's sqlite3, same tables.
+
+The schema is declared in ``mcp_server.core.models`` and created by the store's
+migrations; shared writes (status transitions, alerts, events) go through
+``mcp_server.core.sqlwrites`` so they are the same statements the server runs. Only the
+sidecar's own rows (its progress, metric series and points) are written here.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BUSY_TIMEOUT_S = 60.0
+REQUIRED_TABLES = ("runs", "alerts", "events", "sidecars", "metric_series", "metric_points")
+
+
+@dataclass
+class RunState:
+    """The run columns the sidecar reads (duck-types the few attributes backends use)."""
+
+    id: str
+    name: str
+    command: str
+    status: str
+    status_reason: str
+    backend: str
+    backend_ref: str | None
+    exit_code: int | None
+    launched_at: float | None
+    started_at: float | None
+    stop_requested_at: float | None
+
+
+RUN_COLUMNS = ", ".join(RunState.__dataclass_fields__)
+
+
+@dataclass
+class SeriesState:
+    """A metric series' summary, mirrored in memory so a poll updates it without reading it."""
+
+    id: int
+    key: str
+    source: str
+    count: int = 0
+    nonfinite: int = 0
+    first_nonfinite_step: int | None = None
+    first_step: int | None = None
+    last_step: int | None = None
+    last_value: float | None = None
+    min_value: float | None = None
+    min_step: int | None = None
+    max_value: float | None = None
+    max_step: int | None = None
+
+
+SERIES_COLUMNS = ", ".join(SeriesState.__dataclass_fields__)
+
+
+def connect(db_path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+def ensure_schema(db_path: Path) -> None:
+    """Create missing tables through the store's own migrations (rare: an old state dir)."""
+    conn = connect(db_path)
+    try:
+        have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    finally:
+        conn.close()
+    if not set(REQUIRED_TABLES) <= have:
+        from mcp_server.core.store import Store  # heavy; only for a store that predates the sidecar
+
+        Store(db_path).close()
+
+
+class SidecarDB:
+    def __init__(self, db_path: Path) -> None:
+        ensure_schema(db_path)
+        self.conn = connect(db_path)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction (the store's rule for every writer)."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def one(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        return self.conn.execute(sql, params).fetchone()
+
+    def load_run(self, run_id: str) -> RunState | None:
+        row = self.one(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
+        return None if row is None else RunState(*row)
+
+    def load_progress(self, run_id: str) -> dict[str, Any] | None:
+        cur = self.conn.execute("SELECT * FROM sidecars WHERE run_id = ?", (run_id,))
+        row = cur.fetchone()
+        if row is None:
+            return None
+        return dict(zip([d[0] for d in cur.description], row, strict=True))
+
+    def load_series(self, run_id: str) -> dict[str, SeriesState]:
+        rows = self.conn.execute(f"SELECT {SERIES_COLUMNS} FROM metric_series WHERE run_id = ?", (run_id,))
+        return {r[1]: SeriesState(*r) for r in rows}
+
+    def recent_points(self, series_id: int, n: int) -> list[tuple[int, float | None]]:
+        rows = self.conn.execute(
+            "SELECT step, value FROM metric_points WHERE series_id = ? ORDER BY step DESC, id DESC LIMIT ?",
+            (series_id, n),
+        ).fetchall()
+        return [(int(s), v) for s, v in reversed(rows)]

@@ -1,0 +1,109 @@
+"""The monitor loop in-process, poll by poll, on a real store (no job needed: a 'ready' run)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from mcp_server.core.monitor_settings import MonitorSettings
+from mcp_server.core.services import Services
+from sidecar.monitor import Monitor
+from sidecar.parsers import MAX_LINE
+
+
+@pytest.fixture
+def monitor(services: Services, workdir: Path) -> Iterator[Monitor]:
+    run = services.runs.create(name="watched", command="true", workdir=str(workdir), auto_start=False)
+    m = Monitor(services.state, run.id, MonitorSettings(), launch_grace_s=30)
+    assert m.claim()
+    m.resync()
+    m.refresh_run()
+    yield m
+    m.db.close()
+
+
+def progress(m: Monitor) -> dict[str, int]:
+    row = m.db.load_progress(m.run_id)
+    assert row is not None
+    return row
+
+
+def points(m: Monitor, key: str) -> list[tuple[int, float | None]]:
+    rows = m.db.conn.execute(
+        "SELECT p.step, p.value FROM metric_points p JOIN metric_series s ON s.id = p.series_id "
+        "WHERE s.run_id = ? AND s.key = ? ORDER BY p.id",
+        (m.run_id, key),
+    )
+    return list(rows)
+
+
+def test_malformed_input_is_tolerated_and_counted(monitor: Monitor) -> None:
+    lines = [
+        b'{"step": 0, "loss": 1.0, "note": "warmup"}',  # one non-numeric value
+        b"Epoch 1 starting",  # not JSON
+        b'{"step": 1, "loss": 0.9, "flag": true, "list": [1, 2]}',  # two non-numeric values
+        b"x" * (MAX_LINE + 1),  # huge
+        b'{"loss": 0.8}',  # no step: its ordinal
+        b'{"step": 3, "loss": 0.7}',
+    ]
+    monitor.files.metrics.write_bytes(b"\n".join(lines) + b'\n{"step": 4, "lo')  # a partial last line
+    monitor.tick()
+    row = progress(monitor)
+    assert (row["bad_lines"], row["non_numeric"], row["huge_lines"], row["partial_lines"]) == (1, 3, 1, 0)
+    assert points(monitor, "loss") == [(0, 1.0), (1, 0.9), (2, 0.8), (3, 0.7)]
+    with open(monitor.files.metrics, "ab") as fh:
+        fh.write(b'ss": 0.6}\n')  # the writer finishes its line
+    monitor.tick()
+    assert points(monitor, "loss")[-1] == (4, 0.6)
+    assert progress(monitor)["metrics_offset"] == monitor.files.metrics.stat().st_size
+
+
+def test_a_failed_commit_is_retried_without_loss_or_duplicates(monitor: Monitor) -> None:
+    # No metrics.jsonl: the monitor reads the printed log, progress-bar redraws included.
+    bar = "".join(
+        f"\r{i * 100 // 30:3d}%|##| {i}/30 [00:0{i % 10}<00:01, 9.9it/s, loss={1 / i:.4f}]"
+        for i in range(1, 31)
+        for _ in range(3)
+    )
+    monitor.files.output.write_text(bar + "\n")
+    real_write = monitor.db.write
+
+    @contextmanager
+    def crashing_write() -> Iterator[sqlite3.Connection]:
+        with real_write() as conn:
+            yield conn
+            raise OSError("disk full (simulated) before COMMIT")
+
+    monitor.db.write = crashing_write  # type: ignore[method-assign]
+    with pytest.raises(OSError, match="simulated"):
+        monitor.tick()
+    assert points(monitor, "loss") == [] and progress(monitor)["output_offset"] == 0  # rolled back
+    monitor.db.write = real_write  # type: ignore[method-assign]
+    monitor.tick()
+    got = points(monitor, "loss")
+    assert [s for s, _ in got] == list(range(1, 31))  # each redrawn value once, none lost
+    assert progress(monitor)["output_records"] == 30
+
+
+def test_a_rewritten_metrics_file_is_read_again_from_the_start(monitor: Monitor) -> None:
+    monitor.files.metrics.write_text("".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in range(50)))
+    monitor.tick()
+    monitor.files.metrics.write_text(json.dumps({"step": 0, "loss": 2.0}) + "\n")  # job reopened it with "w"
+    monitor.tick()
+    assert len(points(monitor, "loss")) == 51 and points(monitor, "loss")[-1] == (0, 2.0)
+
+
+def test_metrics_jsonl_switches_log_parsing_off(monitor: Monitor) -> None:
+    monitor.files.output.write_text("step 1 loss=0.5\n")
+    monitor.tick()
+    assert points(monitor, "loss") == [(1, 0.5)] and progress(monitor)["log_parsing"]
+    monitor.files.metrics.write_text('{"step": 2, "loss": 0.4}\n')
+    with open(monitor.files.output, "a") as fh:
+        fh.write("step 2 loss=0.4\n")  # the same number printed: not ingested twice
+    monitor.tick()
+    assert points(monitor, "loss") == [(1, 0.5), (2, 0.4)] and not progress(monitor)["log_parsing"]
