@@ -25,9 +25,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="research-mcp", description="MCP server for ML experiments.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the MCP server (stdio)")
+    serve = sub.add_parser("serve", help="run the MCP server (stdio, or HTTP/SSE with a bearer token)")
     _state_dir_arg(serve)
-    serve.add_argument("--transport", choices=["stdio"], default="stdio")
+    serve.add_argument("--transport", choices=["stdio", "http", "sse"], default="stdio")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address for http/sse (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8765, help="port for http/sse (default 8765)")
+    serve.add_argument(
+        "--allow-remote", action="store_true", help="permit a non-loopback --host (needs --allowed-host)"
+    )
+    serve.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME[:PORT]",
+        help="Host header value clients use to reach a remote bind (repeatable)",
+    )
+    serve.add_argument(
+        "--max-body",
+        type=int,
+        default=1024 * 1024,
+        help="largest accepted request body in bytes (default 1 MiB)",
+    )
 
     status = sub.add_parser("status", help="print a table of runs")
     _state_dir_arg(status)
@@ -79,9 +97,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from mcp_server.server import create_server
+    if args.transport == "stdio":
+        import anyio
 
-    create_server(args.state_dir).run()
+        from mcp_server.server import create_server
+        from mcp_server.stdio_transport import run_stdio
+
+        anyio.run(run_stdio, create_server(args.state_dir))
+        return 0
+    from mcp_server.core.errors import ResearchError
+    from mcp_server.transports import serve_network
+
+    try:
+        serve_network(
+            transport=args.transport,
+            state_dir=args.state_dir,
+            host=args.host,
+            port=args.port,
+            allow_remote=args.allow_remote,
+            allowed_hosts=args.allowed_host,
+            max_body=args.max_body,
+        )
+    except ResearchError as err:
+        print(f"research-mcp: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

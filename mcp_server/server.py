@@ -1,12 +1,13 @@
 """``create_server()``: the MCP surface, wired over the core services.
 
-This module, ``mcp_server.notify`` and ``mcp_server.tools`` are the only places that
-import the MCP SDK.
+This module, ``notify``, ``app``, ``transports``, ``stdio_transport`` and ``tools`` are the
+only places that import the MCP SDK.
 """
 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from mcp.server.mcpserver import MCPServer
 
@@ -23,6 +24,10 @@ from mcp_server.tools import resources as resource_wiring
 from mcp_server.tools import runs as run_tools
 from mcp_server.tools import sweeps as sweep_tools
 
+if TYPE_CHECKING:
+    from mcp.server.auth.provider import TokenVerifier
+    from mcp.server.auth.settings import AuthSettings
+
 INSTRUCTIONS = (
     "research-mcp runs and tracks ML experiments. Call detect_cluster once to learn whether runs go to "
     "local GPUs, Slurm or CPU only. Launch every experiment with create_run or create_sweep (never in "
@@ -32,7 +37,13 @@ INSTRUCTIONS = (
 )
 
 
-def create_server(state_dir: str | os.PathLike[str] | None = None) -> MCPServer:
+def create_server(
+    state_dir: str | os.PathLike[str] | None = None,
+    *,
+    token_verifier: TokenVerifier | None = None,
+    auth: AuthSettings | None = None,
+) -> MCPServer:
+    """The server for one state dir; network transports pass a token verifier and auth settings."""
     app = App(state_dir)
     notifier = Notifier()
     app.notifier = notifier
@@ -42,6 +53,8 @@ def create_server(state_dir: str | os.PathLike[str] | None = None) -> MCPServer:
         instructions=INSTRUCTIONS,
         lifespan=app.lifespan,
         log_level="WARNING",
+        token_verifier=token_verifier,
+        auth=auth,
         subscriptions=notifier.bus,
     )
     notifier.install(mcp)

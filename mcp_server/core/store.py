@@ -59,8 +59,10 @@ class Store:
         self.engine: Engine = create_engine(
             url,
             connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+            # More connections than the MCP layer's worker threads (anyio's default is 40), so a
+            # burst of tool calls never times out waiting for a pooled connection.
             pool_size=8,
-            max_overflow=16,
+            max_overflow=56,
         )
         event.listen(self.engine, "connect", self._on_connect)
         event.listen(self.engine, "begin", self._on_begin)
