@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from mcp_server.core import metric_summary
+from mcp_server.core.metrics import recent_points, summaries
+from mcp_server.core.sidecars import wait_drained
 
 if TYPE_CHECKING:
     from mcp_server.core.services import Services
 
 LOG_LINES = 200
 LOG_BYTES = 64 * 1024
-RECENT_METRIC_RECORDS = 20
+RECENT_METRIC_POINTS = 20
 
 
 def _json(data: Any) -> str:
@@ -20,16 +21,8 @@ def _json(data: Any) -> str:
 
 
 def run_document(services: Services, run_id: str) -> str:
-    detail = services.runs.get(run_id)
-    summary = metric_summary.metric_summary(services.state, run_id)
-    return _json(
-        {
-            **detail.model_dump(),
-            "metrics": {
-                k: {"last": v.last, "min": v.min, "max": v.max, "count": v.count} for k, v in summary.items()
-            },
-        }
-    )
+    """The run in full; its metric summaries and open alerts are part of get_run's answer."""
+    return services.runs.get(run_id).model_dump_json(indent=2)
 
 
 def run_logs(services: Services, run_id: str) -> str:
@@ -39,26 +32,12 @@ def run_logs(services: Services, run_id: str) -> str:
 
 def run_metrics(services: Services, run_id: str) -> str:
     services.runs.load(run_id)
-    summary = metric_summary.metric_summary(services.state, run_id)
-    recent = metric_summary.recent_records(services.state, run_id, RECENT_METRIC_RECORDS)
-    return _json(
-        {
-            "run_id": run_id,
-            "metrics": {
-                k: {
-                    "count": v.count,
-                    "last": v.last,
-                    "last_step": v.last_step,
-                    "min": v.min,
-                    "min_step": v.min_step,
-                    "max": v.max,
-                    "max_step": v.max_step,
-                }
-                for k, v in summary.items()
-            },
-            "recent": recent,
-        }
-    )
+    wait_drained(services.store, [run_id])
+    with services.store.read() as s:
+        summary = summaries(s, run_id)
+        recent = recent_points(s, run_id, RECENT_METRIC_POINTS)
+    by_key = {m.key: m.model_dump(exclude={"key"}) for m in summary}
+    return _json({"run_id": run_id, "metrics": by_key, "recent": recent})
 
 
 def sweep_document(services: Services, sweep_id: str) -> str:

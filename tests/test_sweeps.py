@@ -1,6 +1,5 @@
 """Sweeps through the core services on the real local tmux backend."""
 
-import json
 import subprocess
 import textwrap
 from pathlib import Path
@@ -233,22 +232,25 @@ def test_status_is_derived_from_the_runs() -> None:
     assert derive_status({"stopped": 2}) == "stopped"
 
 
-def test_metrics_summary_is_incremental_and_skips_partial_lines(services: Services, workdir: Path) -> None:
-    from mcp_server.core import metric_summary
-
-    run = services.runs.create(name="m", command="true", workdir=str(workdir), auto_start=False)
-    path = services.runs.files(run.id).metrics
-    path.write_text(json.dumps({"step": 1, "loss": 2.0}) + "\n" + '{"step": 2, "loss": 1.0')
-    stats = metric_summary.metric_summary(services.state, run.id)
-    assert stats["loss"].count == 1 and stats["loss"].last == 2.0
-    with path.open("a") as fh:  # the job finishes the line, then logs a NaN and a non-number
-        fh.write('}\n{"step": 3, "loss": NaN, "note": "x"}\nnot json\n{"step": 4, "loss": 1.5}\n')
-    stats = metric_summary.metric_summary(services.state, run.id)
-    assert (stats["loss"].count, stats["loss"].min, stats["loss"].min_step, stats["loss"].last) == (
-        3,
-        1.0,
-        2,
-        1.5,
+def test_best_run_is_ranked_from_the_metrics_the_sidecars_stored(services: Services, workdir: Path) -> None:
+    # Each job logs 40 points, the last of them right before it exits: ranking must wait for
+    # the sidecars to store everything, not just what they had read when the run ended.
+    job = (
+        f'{PYTHON} -c \'import json, os; f = open(os.environ["RESEARCH_METRICS_FILE"], "a"); '
+        '[f.write(json.dumps({"step": i, "loss": {scale} * (40 - i) + {floor}}) + chr(10))'
+        " for i in range(40)]'"
     )
-    assert metric_summary.best_value(services.state, run.id, "loss", "max") == (2.0, 1.5, 1)
-    assert metric_summary.best_value(services.state, run.id, "acc", "max") is None
+    sweep = services.sweeps.create(
+        name="rank", goal="lowest loss", base_command=job, parameters={"scale": [1, 2], "floor": [0.5, 0.25]},
+        workdir=str(workdir),
+    )  # fmt: skip
+    ids = [r.id for r in sweep.runs]
+    wait_for(lambda: all(services.runs.get(i).status == "finished" for i in ids), 60, what="sweep runs")
+    best = services.sweeps.get(sweep.id, metric="loss", direction="min")
+    assert best.best is not None and best.best.params == {"scale": 1, "floor": 0.25}
+    assert best.best.value == pytest.approx(1.25) and best.best.step == 39
+    worst = services.sweeps.get(sweep.id, metric="loss", direction="max")
+    assert worst.best is not None and worst.best.params == {"scale": 2, "floor": 0.5} and worst.best.step == 0
+    counts = {m.run_id: m.series[0].count for m in services.metrics.get(ids, keys=["loss"]).runs}
+    assert counts == dict.fromkeys(ids, 40)
+    assert "logged metrics: loss" in services.sweeps.get(sweep.id, metric="acc").note

@@ -27,9 +27,10 @@ from tests.test_prompts import API_TOOLS, named_tools
 pytestmark = pytest.mark.anyio
 
 # loss = lr * bs, appended to the metrics file the way a training script does.
+# Jobs wait for a `go` file in their workdir, so none ends before the test has looked.
 METRIC_COMMAND = (
-    'sleep 0.2; echo "{\\"step\\": 1, \\"loss\\": $(awk \'BEGIN{print {lr}*{bs}}\')}" '
-    '>> "$RESEARCH_METRICS_FILE"'
+    "while [ ! -f go ]; do sleep 0.05; done; "
+    'echo "{\\"step\\": 1, \\"loss\\": $(awk \'BEGIN{print {lr}*{bs}}\')}" >> "$RESEARCH_METRICS_FILE"'
 )
 
 
@@ -97,6 +98,7 @@ async def test_grid_sweep_runs_under_its_cap_and_ranks_the_best_run(
             assert run["command"] == METRIC_COMMAND.replace("{lr}", str(lr)).replace("{bs}", str(bs))
             assert run["sweep_id"] == sweep["id"]
 
+        (workdir / "go").touch()
         endings = await collect_endings(c, {r["id"] for r in sweep["runs"]})
         assert len(endings) == 6 and len({e["id"] for e in endings}) == 6  # each once
         assert {e["status"] for e in endings} == {"finished"}
@@ -218,10 +220,11 @@ async def test_every_resource_reads(state_dir: Path, workdir: Path, mode: str) -
             return (await c.read_resource(uri)).contents[0].text  # type: ignore[union-attr]
 
         run = json.loads(await read(f"runs://{run_id}"))
-        assert run["status"] == "finished" and run["metrics"]["acc"]["last"] == 0.75
+        assert run["status"] == "finished" and {m["key"]: m for m in run["metrics"]}["acc"]["last"] == 0.75
         assert await read(f"runs://{run_id}/logs") == "logged\n"
         metrics = json.loads(await read(f"runs://{run_id}/metrics"))
-        assert metrics["metrics"]["acc"]["max_step"] == 3 and metrics["recent"] == [{"step": 3, "acc": 0.75}]
+        assert metrics["metrics"]["acc"]["last_step"] == 3 and metrics["metrics"]["acc"]["max"] == 0.75
+        assert metrics["recent"] == [{"key": "acc", "step": 3, "value": 0.75}]
         assert json.loads(await read(f"sweeps://{sweep['id']}"))["progress"]["finished"] == 1
         assert (await read(f"plans://{plan['id']}")).endswith(plan_markdown())
         assert "# Experiment context" in await read("experiment://context")

@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 from mcp_server.core.errors import InvalidInput
 from mcp_server.core.metric_keys import goal, similar_keys
 from mcp_server.core.models import MetricSeries, Sidecar
-from mcp_server.core.sidecars import ingest_stats
+from mcp_server.core.sidecars import ingest_stats, wait_drained
 from mcp_server.core.store import Store
 from mcp_server.core.views import MetricsAnswer, MetricSeriesOut, MetricSummary, MissingKey, RunMetrics
 
@@ -60,6 +60,36 @@ def summarize(s: MetricSeries) -> MetricSummary:
         nonfinite=s.nonfinite,
         first_nonfinite_step=s.first_nonfinite_step,
     )
+
+
+def best_of(series: MetricSeries, direction: str) -> tuple[float, int | None] | None:
+    """A series' best finite value and its step, for the given direction ('min' or 'max')."""
+    value, step = (
+        (series.min_value, series.min_step) if direction == "min" else (series.max_value, series.max_step)
+    )
+    value = _finite(value)
+    return None if value is None else (value, step)
+
+
+def series_of(session: Session, run_ids: list[str]) -> list[MetricSeries]:
+    if not run_ids:
+        return []
+    query = select(MetricSeries).where(col(MetricSeries.run_id).in_(run_ids)).order_by(col(MetricSeries.key))
+    return list(session.exec(query).all())
+
+
+def recent_points(session: Session, run_id: str, n: int) -> list[dict[str, Any]]:
+    """The last ``n`` points the sidecar stored for a run, newest last, any key."""
+    rows = (
+        session.connection()
+        .exec_driver_sql(
+            "SELECT s.key, p.step, p.value FROM metric_points p JOIN metric_series s ON s.id = p.series_id "
+            "WHERE s.run_id = ? ORDER BY p.id DESC LIMIT ?",
+            (run_id, n),
+        )
+        .fetchall()
+    )
+    return [{"key": key, "step": int(step), "value": _finite(value)} for key, step, value in reversed(rows)]
 
 
 def summaries(session: Session, run_id: str) -> list[MetricSummary]:
@@ -127,6 +157,7 @@ class MetricsService:
                 f"max_points={max_points} is out of range; give {MIN_POINTS_PER_SERIES} to {MAX_POINTS}."
             )
         runs = [self.runs.load(run_id) for run_id in ids]
+        still_reading = wait_drained(self.store, ids)
         with self.store.read() as s:
             all_series = s.exec(
                 select(MetricSeries).where(col(MetricSeries.run_id).in_(ids)).order_by(col(MetricSeries.key))
@@ -168,7 +199,7 @@ class MetricsService:
                         series=series_out,
                         missing=missing,
                         ingest=ingest_stats(row) if row is not None else None,
-                        note=self._note(by_run[run_id], row),
+                        note=self._note(by_run[run_id], row, run_id in still_reading),
                     )
                 )
         return MetricsAnswer(runs=answers, max_points=max_points, points_per_series=budget)
@@ -186,8 +217,10 @@ class MetricsService:
         return MissingKey(key=key, hint=hint, similar=similar)
 
     @staticmethod
-    def _note(series: list[MetricSeries], row: Sidecar | None) -> str:
+    def _note(series: list[MetricSeries], row: Sidecar | None, reading: bool = False) -> str:
         notes = []
+        if reading:
+            notes.append("the run ended but its sidecar is still storing its last lines; ask again shortly")
         if not series:
             if row is None:
                 notes.append("no metrics: no sidecar has read this run's files yet")

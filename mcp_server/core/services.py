@@ -22,7 +22,7 @@ from mcp_server.core.reconcile import Reconciler
 from mcp_server.core.runs import RunService
 from mcp_server.core.settings import Settings
 from mcp_server.core.settle import ExitSettler
-from mcp_server.core.sidecars import SidecarSupervisor, monitor_info
+from mcp_server.core.sidecars import SidecarSupervisor, monitor_info, wait_drained
 from mcp_server.core.store import Store
 from mcp_server.core.sweeps import SweepService
 from mcp_server.core.views import RunDetail
@@ -79,7 +79,10 @@ class Services:
             self.admission.release(s, run.id)
 
     def add_monitoring(self, detail: RunDetail) -> None:
-        """get_run's extra: metric summaries, open alerts and the sidecar's state."""
+        """get_run's extra: metric summaries, open alerts and the sidecar's state.
+
+        For an ended run, first let its sidecar store the last lines (and the failure alert)."""
+        wait_drained(self.store, [detail.id])
         with self.store.read() as s:
             detail.metrics = summaries(s, detail.id)
             detail.open_alerts = open_alerts(s, detail.id)

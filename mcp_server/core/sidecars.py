@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlmodel import Session, col, select
 
 from mcp_server.core.jobfiles import JobFiles
-from mcp_server.core.lifecycle import ACTIVE, RunStatus
+from mcp_server.core.lifecycle import ACTIVE, TERMINAL, RunStatus
 from mcp_server.core.models import Run, Sidecar
 from mcp_server.core.monitor_settings import MonitorSettings
 from mcp_server.core.paths import StateDir
@@ -65,6 +65,38 @@ def monitor_info(session: Session, run_id: str, settings: MonitorSettings) -> Mo
             cost_usd=round(row.judge_cost_usd, 6),
         ),
     )
+
+
+# How long a metrics reader waits for an ended run's sidecar to finish reading its files.
+DRAIN_WAIT_S = 5.0
+
+
+def wait_drained(store: Store, run_ids: Iterable[str], timeout: float = DRAIN_WAIT_S) -> list[str]:
+    """Wait until every ended run among ``run_ids`` has had its files read to the end.
+
+    A run's end is recorded by whoever looks first, which can be a moment before its sidecar
+    has stored the last lines; an agent told "finished" must not then rank a sweep on a
+    truncated series. Returns the runs still being read when ``timeout`` ran out.
+    """
+    ids = list(run_ids)
+    ended = [s.value for s in TERMINAL]
+    deadline = time.monotonic() + timeout
+    while True:
+        with store.read() as s:
+            pending = list(
+                s.exec(
+                    select(Sidecar.run_id)
+                    .join(Run, col(Run.id) == col(Sidecar.run_id))
+                    .where(
+                        col(Sidecar.run_id).in_(ids),
+                        col(Sidecar.exited_at).is_(None),
+                        col(Run.status).in_(ended),
+                    )
+                ).all()
+            )
+        if not pending or time.monotonic() >= deadline:
+            return pending
+        time.sleep(0.05)
 
 
 class SidecarSupervisor:

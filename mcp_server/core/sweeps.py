@@ -21,10 +21,10 @@ from typing import Any
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
-from mcp_server.core import metric_summary
 from mcp_server.core.errors import Conflict, InvalidInput, NotFound, ResearchError
 from mcp_server.core.ids import new_id, validate_id, validate_name
 from mcp_server.core.lifecycle import ACTIVE, TERMINAL, RunStatus
+from mcp_server.core.metrics import best_of, series_of
 from mcp_server.core.models import Run, Sweep
 from mcp_server.core.paths import StateDir
 from mcp_server.core.reconcile import WATCHED, Reconciler, transition
@@ -36,6 +36,7 @@ from mcp_server.core.runs import (
     _validate_workdir,
     launch_reason,
 )
+from mcp_server.core.sidecars import wait_drained
 from mcp_server.core.store import Store, now
 from mcp_server.core.sweep_space import MAX_SWEEP_RUNS, expand, render_command, validate_space
 from mcp_server.core.views import iso
@@ -375,13 +376,16 @@ class SweepService:
         if watched and self.reconciler.reconcile(watched):
             runs = self._runs_of(sweep_id)
         keys: set[str] = set()
-        values: dict[str, tuple[float, float, float | None]] = {}
-        for run in runs:
-            keys.update(metric_summary.metric_summary(self.state, run.id))
-            if metric is not None:
-                found = metric_summary.best_value(self.state, run.id, metric, direction)  # type: ignore[arg-type]
-                if found is not None:
-                    values[run.id] = found
+        values: dict[str, tuple[float, float | None, float | None]] = {}
+        # Metrics as the runs' sidecars stored them (the one reader of metrics.jsonl and logs).
+        if metric is not None:
+            wait_drained(self.store, [r.id for r in runs])
+        with self.store.read() as s:
+            series = series_of(s, [r.id for r in runs])
+        for row in series:
+            keys.add(row.key)
+            if row.key == metric and (found := best_of(row, direction)) is not None:
+                values[row.run_id] = (found[0], row.last_value, found[1])
         best = None
         if values:
             pick = min if direction == "min" else max
