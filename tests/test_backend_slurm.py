@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -269,3 +270,27 @@ def test_auto_backend_follows_a_detected_slurm_cluster(
         Services(state_dir).runs.create(name="pinned", command="true", workdir=str(workdir)).backend
         == "local"
     )
+
+
+@needs_slurm
+def test_a_nan_in_a_slurm_run_raises_the_same_alert_as_locally(
+    slurm_services: Services, workdir: Path
+) -> None:
+    script = workdir / "train.py"
+    script.write_text(
+        "import json, os\n"
+        "f = open(os.environ['RESEARCH_METRICS_FILE'], 'a', buffering=1)\n"
+        "for step in range(100):\n"
+        "    loss = float('nan') if step >= 50 else 2.0 / (1 + 0.1 * step)\n"
+        "    f.write(json.dumps({'step': step, 'loss': loss}) + '\\n')\n"
+    )
+    run = slurm_services.runs.create(
+        name="nan-on-slurm", command=f"{sys.executable} train.py", workdir=str(workdir), backend="slurm"
+    )
+    done = wait_status(slurm_services, run.id, {"finished", "failed", "lost"})
+    assert done.status == "finished"
+    alerts = slurm_services.alerts.list(run_id=run.id, status="all").alerts
+    assert [(a.kind, a.severity) for a in alerts] == [("nonfinite", "critical")]
+    assert alerts[0].data["step"] == 50 and alerts[0].choices == ["Ignore", "Stop run"]
+    loss = next(m for m in done.metrics if m.key == "loss")
+    assert loss.count == 100 and loss.first_nonfinite_step == 50
