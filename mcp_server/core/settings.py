@@ -68,7 +68,7 @@ class Settings:
     # A run whose launch never produced a backend job within this window is declared lost.
     launch_grace_s: float = 30.0
     # At most one scheduler query per this many seconds, shared by all processes.
-    slurm_poll_s: float = 5.0
+    slurm_poll_s: float = 6.0
     # A job the scheduler stops listing is declared lost only after this long (and two polls).
     slurm_missing_grace_s: float = 60.0
     # A queued run's waiter checks for free GPUs / a run slot this often.
