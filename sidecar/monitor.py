@@ -32,7 +32,7 @@ from typing import Any
 from mcp_server.core.alert_specs import AlertSpec, ending_alert
 from mcp_server.core.backends.base import observe_files
 from mcp_server.core.jobfiles import JobFiles
-from mcp_server.core.lifecycle import TERMINAL, Observation, RunStatus, decide, decision_fields
+from mcp_server.core.lifecycle import TERMINAL, Observation, RunStatus, decide_for, decision_fields
 from mcp_server.core.logs import tail_lines
 from mcp_server.core.metric_keys import is_loss_like
 from mcp_server.core.monitor_settings import MonitorSettings
@@ -497,17 +497,7 @@ class Monitor:
                 log.info("alert %s [%s] %s", row["id"], spec.severity, spec.message)
 
     def _raise(self, execute: Any, spec: AlertSpec) -> dict[str, Any] | None:
-        return raise_alert_sql(
-            execute,
-            run_id=self.run_id,
-            kind=spec.kind,
-            severity=spec.severity,
-            message=spec.message,
-            signature=spec.signature,
-            choices=spec.choices,
-            data=spec.data,
-            ttl_s=spec.ttl_s,
-        )
+        return raise_alert_sql(execute, run_id=self.run_id, **spec.fields())
 
     def raise_now(self, spec: AlertSpec) -> None:
         with self.db.write() as c:
@@ -573,14 +563,7 @@ class Monitor:
         run = self.run
         if run is None:
             return
-        d = decide(
-            RunStatus(run.status),
-            obs,
-            stop_requested=run.stop_requested_at is not None,
-            launched_at=run.launched_at,
-            now=t,
-            launch_grace_s=self.launch_grace_s,
-        )
+        d = decide_for(run, obs, now=t, launch_grace_s=self.launch_grace_s)
         if d is None:
             return
         ending = None

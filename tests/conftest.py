@@ -15,6 +15,7 @@ import pytest
 
 from mcp_server.core.paths import StateDir
 from tests.fakegpus import FakeGpus, path_without_slurm
+from tests.procs import pids_with
 
 # Short grace periods keep stop tests fast; they are the same knobs a user sets.
 os.environ.setdefault("RESEARCH_MCP_STOP_GRACE_S", "1")
@@ -31,18 +32,8 @@ def anyio_backend() -> str:
 
 
 def sidecar_pids(root: Path) -> list[int]:
-    """Pids of sidecar processes watching runs of this state dir (found through /proc)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"sidecar" in argv and str(root).encode() in argv:
-            pids.append(int(entry.name))
-    return pids
+    """Pids of sidecar processes watching runs of this state dir."""
+    return pids_with("sidecar", str(root))
 
 
 def kill_state_dir_jobs(root: Path) -> None:

@@ -9,6 +9,8 @@ from typing import Any
 
 from mcp import Client, StdioServerParameters
 
+from tests.procs import pids_with
+
 MODES = ["auto", "legacy"]
 
 # The stdio client starts the server with a minimal environment; these knobs of the test
@@ -53,15 +55,5 @@ async def call_error(c: Client, tool: str, **args: Any) -> str:
 
 
 def server_pids(state_dir: Path) -> list[int]:
-    """Pids of ``research-mcp serve`` processes for this state dir (found through /proc)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"serve" in argv and str(state_dir).encode() in argv:
-            pids.append(int(entry.name))
-    return pids
+    """Pids of ``research-mcp serve`` processes for this state dir."""
+    return pids_with("serve", str(state_dir))

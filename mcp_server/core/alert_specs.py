@@ -33,6 +33,18 @@ class AlertSpec:
     data: dict[str, Any] = field(default_factory=dict)
     ttl_s: float = 3600.0
 
+    def fields(self) -> dict[str, Any]:
+        """The keyword arguments of raise_alert / raise_alert_sql (all but run_id)."""
+        return {
+            "kind": self.kind,
+            "severity": self.severity,
+            "message": self.message,
+            "signature": self.signature,
+            "choices": self.choices,
+            "data": self.data,
+            "ttl_s": self.ttl_s,
+        }
+
 
 def ending_alert(*, status: str, exit_code: int | None, reason: str, output_tail: str) -> AlertSpec | None:
     """The alert for a run that ended badly: failed (with its classified cause) or lost."""

@@ -83,17 +83,7 @@ def raise_alert(
 
 
 def raise_spec(session: Session, run_id: str | None, spec: AlertSpec) -> Alert | None:
-    return raise_alert(
-        session,
-        run_id=run_id,
-        kind=spec.kind,
-        severity=spec.severity,
-        message=spec.message,
-        signature=spec.signature,
-        choices=spec.choices,
-        data=spec.data,
-        ttl_s=spec.ttl_s,
-    )
+    return raise_alert(session, run_id=run_id, **spec.fields())
 
 
 def to_view(alert: Alert) -> AlertView:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 
 class RunStatus(StrEnum):
@@ -147,3 +148,23 @@ def decide(
     if obs.present and obs.waiting and obs.detail and status is RunStatus.LAUNCHING:
         return Decision(RunStatus.QUEUED, obs.detail)
     return None
+
+
+class RunLike(Protocol):
+    """What ``decide_for`` reads of a run: a store row, or the sidecar's lighter copy of it."""
+
+    status: str
+    stop_requested_at: float | None
+    launched_at: float | None
+
+
+def decide_for(run: RunLike, obs: Observation, *, now: float, launch_grace_s: float) -> Decision | None:
+    """``decide`` for a run row: the one call every looker (reconcile, sidecar) makes."""
+    return decide(
+        RunStatus(run.status),
+        obs,
+        stop_requested=run.stop_requested_at is not None,
+        launched_at=run.launched_at,
+        now=now,
+        launch_grace_s=launch_grace_s,
+    )

@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 from mcp_server.core.backends.registry import Backends
 from mcp_server.core.errors import ResearchError
 from mcp_server.core.jobfiles import JobFiles
-from mcp_server.core.lifecycle import ACTIVE, TERMINAL, Decision, RunStatus, decide, decision_fields
+from mcp_server.core.lifecycle import ACTIVE, TERMINAL, Decision, RunStatus, decide_for, decision_fields
 from mcp_server.core.models import Run
 from mcp_server.core.paths import StateDir
 from mcp_server.core.settings import Settings
@@ -111,14 +111,7 @@ class Reconciler:
                 obs = observed.get(run.id)
                 if obs is None:
                     continue
-                d = decide(
-                    RunStatus(run.status),
-                    obs,
-                    stop_requested=run.stop_requested_at is not None,
-                    launched_at=run.launched_at,
-                    now=t,
-                    launch_grace_s=self.settings.launch_grace_s,
-                )
+                d = decide_for(run, obs, now=t, launch_grace_s=self.settings.launch_grace_s)
                 if d is not None:
                     decisions.append((run, d))
         return self.apply(decisions)

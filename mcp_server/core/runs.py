@@ -44,7 +44,7 @@ from mcp_server.core.probes import GpuProbe, probe_gpus
 from mcp_server.core.reconcile import WATCHED, Reconciler, transition
 from mcp_server.core.settings import Settings
 from mcp_server.core.store import Store, now
-from mcp_server.core.views import LogChunk, RunDetail, RunPage, RunRow, iso
+from mcp_server.core.views import LogChunk, RunDetail, RunPage, RunRecord, RunRow, iso
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,8 @@ def to_row(run: Run, leased: list[int] | None = None) -> RunRow:
     )
 
 
-def to_detail(run: Run, run_dir: Path, leased: list[int] | None = None) -> RunDetail:
-    return RunDetail(
+def to_record(run: Run, run_dir: Path, leased: list[int] | None = None) -> RunRecord:
+    return RunRecord(
         **to_row(run, leased).model_dump(),
         command=run.command,
         workdir=run.workdir,
@@ -235,7 +235,7 @@ class RunService:
         backend: str = "auto",
         slurm: Mapping[str, Any] | None = None,
         gpuwrap: Mapping[str, Any] | None = None,
-    ) -> RunDetail:
+    ) -> RunRecord:
         validate_name(name, "run name")
         _validate_command(command)
         wd = _validate_workdir(workdir)
@@ -339,21 +339,21 @@ class RunService:
             raise
         return run
 
-    def _after_insert(self, run: Run, auto_start: bool) -> RunDetail:
+    def _after_insert(self, run: Run, auto_start: bool) -> RunRecord:
         if auto_start:
             try:
                 self._start(run)
             except ResearchError:
                 self._discard(run)
                 raise
-        return self._detail(run.id)
+        return self._record(run.id)
 
-    def _detail(self, run_id: str) -> RunDetail:
+    def _record(self, run_id: str) -> RunRecord:
         """The run as stored (no reconcile), with its GPU lease."""
         run = self.load(run_id)
         with self.store.read() as s:
             leased = self.admission.leased_gpus(s, [run_id]).get(run_id)
-        return to_detail(run, self.files(run_id).run_dir, leased)
+        return to_record(run, self.files(run_id).run_dir, leased)
 
     def _discard(self, run: Run) -> None:
         """Undo a create whose launch was refused, so no half-created run remains."""
@@ -362,7 +362,7 @@ class RunService:
             self.admission.release(s, run.id)
         shutil.rmtree(self.files(run.id).run_dir, ignore_errors=True)
 
-    def start(self, run_id: str) -> RunDetail:
+    def start(self, run_id: str) -> RunRecord:
         run = self.load(run_id)
         if run.status != RunStatus.READY:
             raise Conflict(
@@ -376,7 +376,7 @@ class RunService:
                 transition(s, self.load(run_id), RunStatus.FAILED, f"launch refused: {err}", error=str(err))
                 self.admission.release(s, run_id)
             raise
-        return self._detail(run_id)
+        return self._record(run_id)
 
     def _start(self, run: Run) -> None:
         """Launch a ready run now, or through its sweep, which may hold it back (parallel cap)."""
@@ -462,7 +462,7 @@ class RunService:
 
     # ---- stop / rerun --------------------------------------------------------------------
 
-    def stop(self, run_id: str) -> RunDetail:
+    def stop(self, run_id: str) -> RunRecord:
         run = self._fresh(run_id)
         status = RunStatus(run.status)
         if status in TERMINAL:
@@ -472,14 +472,15 @@ class RunService:
         if status is RunStatus.READY or run.launched_at is None:
             with self.store.write() as s:
                 transition(s, run, RunStatus.STOPPED, "stopped before it was launched")
-            return self.get(run_id)
+            return self._record(run_id)
         with self.store.write() as s:
             s.execute(update(Run).where(col(Run.id) == run_id).values(stop_requested_at=now()))
         run = self.load(run_id)
         self.backends.get(run.backend).stop(run, self.files(run_id), self.settings.stop_grace_s)
-        return self.get(run_id)
+        self._fresh(run_id)
+        return self._record(run_id)
 
-    def rerun(self, run_id: str, auto_start: bool = True) -> RunDetail:
+    def rerun(self, run_id: str, auto_start: bool = True) -> RunRecord:
         old = self.load(run_id)
         if old.sweep_id is not None and self.sweeps is not None:
             self.sweeps.check_accepts(old.sweep_id, new_run=False)
@@ -511,7 +512,7 @@ class RunService:
 
     def get(self, run_id: str) -> RunDetail:
         self._fresh(run_id)
-        detail = self._detail(run_id)
+        detail = RunDetail(**self._record(run_id).model_dump())
         for extra in self.detail_extras:
             extra(detail)
         return detail

@@ -38,8 +38,8 @@ class RunRow(BaseModel):
     duration_s: float | None = Field(None, description="seconds from command start to end (or to now)")
 
 
-class RunDetail(RunRow):
-    """One run in full."""
+class RunRecord(RunRow):
+    """One run as stored: what lifecycle tools (create, start, stop, rerun) answer with."""
 
     command: str
     workdir: str
@@ -58,6 +58,11 @@ class RunDetail(RunRow):
     launched_at: str | None = None
     updated_at: str
     stop_requested_at: str | None = None
+
+
+class RunDetail(RunRecord):
+    """One run in full: the record plus what its sidecar saw (get_run)."""
+
     metrics: list[MetricSummary] = Field(default_factory=list, description="one summary per metric key")
     open_alerts: list[AlertView] = Field(default_factory=list, description="newest first")
     monitor: MonitorInfo | None = Field(None, description="the run's sidecar, once one has started")
@@ -276,5 +281,5 @@ class MetricsAnswer(BaseModel):
 class AlertResolution(BaseModel):
     alert: AlertView
     action: str = Field(description="what resolving did: none, stopped or rerun")
-    run: RunDetail | None = Field(None, description="the run after the action (the new run for rerun)")
+    run: RunRecord | None = Field(None, description="the run after the action (the new run for rerun)")
     note: str = ""

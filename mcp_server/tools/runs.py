@@ -7,7 +7,7 @@ from mcp_types import ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from mcp_server.app import App, tool_errors
-from mcp_server.core.views import LogChunk, RunDetail, RunPage
+from mcp_server.core.views import LogChunk, RunDetail, RunPage, RunRecord
 
 RunId = Annotated[
     str,
@@ -95,7 +95,7 @@ def register(mcp: MCPServer, app: App) -> None:
             GpuwrapInput | None,
             Field(description="GPU leasing for local runs: {enabled, retries, retry_delay_seconds}"),
         ] = None,
-    ) -> RunDetail:
+    ) -> RunRecord:
         """Launch a training/eval command as a tracked run that survives this session.
 
         The command runs in its own tmux window under a launch script that records its exit
@@ -129,7 +129,7 @@ def register(mcp: MCPServer, app: App) -> None:
         ),
     )
     @tool_errors
-    def start_run(run_id: RunId) -> RunDetail:
+    def start_run(run_id: RunId) -> RunRecord:
         """Launch a run that was created with auto_start=false (status 'ready')."""
         return app.services().runs.start(run_id)
 
@@ -140,7 +140,7 @@ def register(mcp: MCPServer, app: App) -> None:
         ),
     )
     @tool_errors
-    def stop_run(run_id: RunId) -> RunDetail:
+    def stop_run(run_id: RunId) -> RunRecord:
         """Stop a run: SIGINT to its process group, then SIGTERM, then SIGKILL after grace periods."""
         return app.services().runs.stop(run_id)
 
@@ -154,7 +154,7 @@ def register(mcp: MCPServer, app: App) -> None:
     def rerun(
         run_id: RunId,
         auto_start: Annotated[bool, Field(description="launch the new run now")] = True,
-    ) -> RunDetail:
+    ) -> RunRecord:
         """Create a new run with the same command, workdir, env and params; its parent is run_id."""
         return app.services().runs.rerun(run_id, auto_start=auto_start)
 
