@@ -54,7 +54,8 @@ async def main(n: int) -> int:
                     cmd = f"{shlex.quote(sys.executable)} -c {shlex.quote(STAMP)} {shlex.quote(str(stamp))}"
                     t0 = time.time()
                     res = await c.call_tool(
-                        "create_run", {"name": f"lat{i}", "command": cmd, "workdir": str(workdir)}
+                        "create_run",
+                        {"name": f"lat{i}", "command": cmd, "workdir": str(workdir), "backend": "local"},
                     )
                     assert not res.is_error, res.content
                     started = await anyio.to_thread.run_sync(wait_file, stamp)

@@ -23,6 +23,17 @@ from bench.common import summary, temp_state_dir, verdict
 from bench.launch_latency import STAMP, wait_file
 
 
+def wait_idle(job_id: str) -> None:
+    """Let a job leave the node before the next submission, so each one meets an idle node
+    (back-to-back jobs would otherwise measure the previous job's clean-up, not submission)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True)
+        if out.stdout.strip() in ("", "COMPLETED", "FAILED", "CANCELLED"):
+            return
+        time.sleep(0.05)
+
+
 async def main(n: int, poll_s: str) -> int:
     ours: list[float] = []
     raw: list[float] = []
@@ -39,13 +50,14 @@ async def main(n: int, poll_s: str) -> int:
                 stamp = workdir / f"raw-{i}"
                 cmd = f"{shlex.quote(sys.executable)} -c {shlex.quote(STAMP)} {shlex.quote(str(stamp))}"
                 t0 = time.time()
-                subprocess.run(
+                job = subprocess.run(
                     ["sbatch", "--parsable", "--output=/dev/null", f"--chdir={workdir}", "--wrap", cmd],
-                    check=True, capture_output=True,
-                )  # fmt: skip
+                    check=True, capture_output=True, text=True,
+                ).stdout.strip()  # fmt: skip
                 started = await anyio.to_thread.run_sync(wait_file, stamp, 60)
                 if i:
                     raw.append(started - t0)
+                await anyio.to_thread.run_sync(wait_idle, job)
 
                 stamp = workdir / f"ours-{i}"
                 cmd = f"{shlex.quote(sys.executable)} -c {shlex.quote(STAMP)} {shlex.quote(str(stamp))}"
@@ -55,7 +67,9 @@ async def main(n: int, poll_s: str) -> int:
                     {"name": f"b{i}", "command": cmd, "workdir": str(workdir), "backend": "slurm"},
                 )
                 assert not res.is_error, res.content
-                run_id = res.structured_content["id"]  # type: ignore[index]
+                run = res.structured_content
+                assert run is not None
+                run_id = run["id"]
                 started = await anyio.to_thread.run_sync(wait_file, stamp, 60)
                 if i:
                     ours.append(started - t0)
@@ -66,6 +80,7 @@ async def main(n: int, poll_s: str) -> int:
                     await anyio.sleep(0.05)
                 if i:
                     seen.append(time.time() - t0)
+                await anyio.to_thread.run_sync(wait_idle, run["backend_ref"].split(":")[1])
     ratio = statistics.median(ours) / statistics.median(raw)
     print(f"Slurm submit → command running (n={n}, alternating)")
     print(summary("raw sbatch --wrap", raw))
@@ -78,6 +93,6 @@ async def main(n: int, poll_s: str) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("-n", type=int, default=10)
-    parser.add_argument("--poll-s", default="5")
+    parser.add_argument("--poll-s", default="6")
     a = parser.parse_args()
     raise SystemExit(anyio.run(main, a.n, a.poll_s))

@@ -32,7 +32,7 @@ async def gated_run(c: Client, workdir: Path, name: str) -> tuple[dict[str, Any]
     gate = workdir / f"gate-{name}"
     run = await call(
         c, "create_run", name=name, command=f"while [ ! -f {gate.name} ]; do sleep 0.01; done",
-        workdir=str(workdir),
+        workdir=str(workdir), backend="local",
     )  # fmt: skip
     while (await call(c, "get_run", run_id=run["id"]))["status"] != "running":
         await anyio.sleep(0.05)
