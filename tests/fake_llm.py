@@ -29,7 +29,7 @@ class FakeLLM:
         self.mode = "ignore"
         self.slow_s = 5.0
         self.requests: list[tuple[str, dict[str, Any]]] = []  # (mode answered, body)
-        self.headers: list[dict[str, str]] = []
+        self.headers: list[dict[str, str]] = []  # names lower-cased: HTTP header names carry no case
         self._server: ThreadingHTTPServer | None = None
 
     @property
@@ -58,7 +58,7 @@ class FakeLLM:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 mode = fake.mode
                 fake.requests.append((mode, body))
-                fake.headers.append(dict(self.headers))
+                fake.headers.append({k.lower(): v for k, v in self.headers.items()})
                 if not self.path.endswith("/chat/completions"):
                     self._send(404, b'{"error": {"message": "not found"}}')
                     return

@@ -133,7 +133,7 @@ def test_judge_verdicts_alert_and_failures_only_reach_the_log(
             assert len(fake.requests) == asked
 
             # The provider key reached the provider, and no log.
-            assert any(h.get("Authorization") == f"Bearer {api_key}" for h in fake.headers)
+            assert any(h.get("authorization") == f"Bearer {api_key}" for h in fake.headers)
             assert api_key not in sidecar_log.read_text()
             (workdir / "stop").touch()
             wait_for(lambda: services.runs.get(run.id).status == "finished", 20)
