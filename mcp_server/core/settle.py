@@ -5,7 +5,9 @@ for events must not depend on someone else looking, so waiters and the server's 
 call ``ExitSettler.tick`` every poll: it stats the exit-code files of watched runs (no
 backend call) and settles just those that ended; every ``full_every_s`` it runs a full
 reconcile (which also notices lost jobs) and tops up sweeps. Many processes may tick at
-once: settling is a compare-and-set, so each ending is recorded once.
+once: settling is a compare-and-set, so each ending is recorded once. Within one process,
+ticks closer together than ``min_interval_s`` are skipped: a hundred concurrent waiters
+then cost what one does, and an ending is still recorded within that interval.
 """
 
 from __future__ import annotations
@@ -26,21 +28,28 @@ class ExitSettler:
         reconciler: Reconciler,
         *,
         full_every_s: float = 15.0,
+        min_interval_s: float = 0.1,
         after_full: list[Callable[[], object]] | None = None,
     ) -> None:
         self.reconciler = reconciler
         self.full_every_s = full_every_s
         self.after_full = after_full or []
+        self.min_interval_s = min_interval_s
         self._last_full = time.monotonic()
+        self._last_tick = -float("inf")
         self._lock = threading.Lock()
 
     def tick(self) -> int:
-        """Settle what has ended; returns how many runs changed status."""
-        runs = self.reconciler.watched_runs()
+        """Settle what has ended; returns how many runs changed status (0 for a skipped tick)."""
         with self._lock:
-            full = time.monotonic() - self._last_full >= self.full_every_s
+            t = time.monotonic()
+            if t - self._last_tick < self.min_interval_s:
+                return 0
+            self._last_tick = t
+            full = t - self._last_full >= self.full_every_s
             if full:
-                self._last_full = time.monotonic()
+                self._last_full = t
+        runs = self.reconciler.watched_runs()
         if full:
             changed = self.reconciler.reconcile() if runs else []
             for hook in self.after_full:

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from mcp_server.app import App, tool_errors
 from mcp_server.core.views import AlertPage, AlertResolution, MetricsAnswer
+from mcp_server.tools import MAX_INT
 from mcp_server.tools.runs import READ_ONLY
 
 
@@ -50,7 +51,7 @@ def register(mcp: MCPServer, app: App) -> None:
         ] = None,
         limit: Annotated[int, Field(description="page size", ge=1, le=200)] = 50,
         offset: Annotated[
-            int, Field(description="rows to skip (next_offset of the previous page)", ge=0)
+            int, Field(description="rows to skip (next_offset of the previous page)", ge=0, le=MAX_INT)
         ] = 0,
     ) -> AlertPage:
         """Alerts raised by the run monitors (NaN/Inf, loss spikes, divergence, stalls, failures with

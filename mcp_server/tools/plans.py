@@ -8,6 +8,7 @@ from pydantic import Field
 
 from mcp_server.app import App, tool_errors
 from mcp_server.core.workflow_views import PlanDetail, PlanList
+from mcp_server.tools import MAX_INT
 
 PlanId = Annotated[str, Field(description="a plan id as returned by save_plan or list_plans")]
 PlanStatus = Literal["draft", "approved", "executing", "completed", "archived"]
@@ -49,7 +50,7 @@ def register(mcp: MCPServer, app: App) -> None:
     def list_plans(
         status: Annotated[list[PlanStatus] | None, Field(description="only plans in these statuses")] = None,
         limit: Annotated[int, Field(description="page size", ge=1, le=500)] = 50,
-        offset: Annotated[int, Field(description="plans to skip", ge=0)] = 0,
+        offset: Annotated[int, Field(description="plans to skip", ge=0, le=MAX_INT)] = 0,
     ) -> PlanList:
         """Saved plans, newest first, without their Markdown (read one with get_plan)."""
         return app.services().plans.list(status=list(status) if status else None, limit=limit, offset=offset)

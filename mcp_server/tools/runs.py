@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mcp_server.app import App, tool_errors
 from mcp_server.core.views import LogChunk, RunDetail, RunPage, RunRecord
+from mcp_server.tools import MAX_INT
 
 RunId = Annotated[
     str,
@@ -172,7 +173,7 @@ def register(mcp: MCPServer, app: App) -> None:
         sweep_id: Annotated[str | None, Field(description="only runs of this sweep")] = None,
         limit: Annotated[int, Field(description="page size", ge=1, le=500)] = 50,
         offset: Annotated[
-            int, Field(description="rows to skip (next_offset of the previous page)", ge=0)
+            int, Field(description="rows to skip (next_offset of the previous page)", ge=0, le=MAX_INT)
         ] = 0,
     ) -> RunPage:
         """List runs, newest first, as compact rows; page with offset/next_offset."""
@@ -201,7 +202,11 @@ def register(mcp: MCPServer, app: App) -> None:
         ] = "output",
         offset: Annotated[
             int | None,
-            Field(description="read a byte window from here instead of the tail (negative: from the end)"),
+            Field(
+                description="read a byte window from here instead of the tail (negative: from the end)",
+                ge=-MAX_INT,
+                le=MAX_INT,
+            ),
         ] = None,
         length: Annotated[
             int | None, Field(description="bytes to read with offset", ge=1, le=1048576)

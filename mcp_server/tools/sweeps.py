@@ -8,6 +8,7 @@ from pydantic import Field
 
 from mcp_server.app import App, tool_errors
 from mcp_server.core.workflow_views import SweepDetail
+from mcp_server.tools import MAX_INT
 
 ParamValues = list[str | int | float | bool] | dict[str, Any]
 
@@ -53,7 +54,8 @@ def register(mcp: MCPServer, app: App) -> None:
             ),
         ] = None,
         seed: Annotated[
-            int | None, Field(description="random sweeps: RNG seed; the same seed gives the same runs", ge=0)
+            int | None,
+            Field(description="random sweeps: RNG seed; the same seed gives the same runs", ge=0, le=MAX_INT),
         ] = None,
         parallel: Annotated[
             int | None,
