@@ -1,5 +1,7 @@
 import builtins
 import re
+import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -83,3 +85,56 @@ def test_tail_of_a_huge_file_reads_only_its_end(tmp_path: Path, monkeypatch: pyt
     t = tail_lines(big, 100, 1 << 20)
     assert t.text.endswith("line 199\n") and t.lines == 100
     assert read_bytes <= 2 * logs.BLOCK
+
+
+def test_filter_over_a_log_without_newlines_is_linear_and_bounded(tmp_path: Path) -> None:
+    """A log with no line separators at all must not be re-split block after block."""
+    blob = tmp_path / "blob.log"
+    blob.write_bytes(b"needle" + b"x" * (24 * 1024 * 1024) + b"haystack-end")
+    tracemalloc.start()
+    began = time.monotonic()
+    try:
+        t = tail_lines(blob, 5, 4096, re.compile("no such text"))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert t.text == "" and t.lines == 0
+    assert peak < 4 * logs.MAX_LINE  # the unbounded carry held the whole 24 MiB
+    assert time.monotonic() - began < 10
+    # The over-long line is searched piece by piece, so its start is still found.
+    t = tail_lines(blob, 1, 4096, re.compile("^needle"))
+    assert t.lines == 1 and t.start == 0 and t.text.startswith("needle")
+    assert len(t.text.encode()) <= 4096
+
+
+def test_filter_sees_each_progress_bar_redraw_as_a_line(tmp_path: Path) -> None:
+    """tqdm redraws with '\\r' only; a filter returns the latest redraws, one per line."""
+    bar = tmp_path / "tqdm.log"
+    bar.write_text(
+        "start\n" + "".join(f"\r{i}%|{'█' * (i // 10)}| loss={3 - i / 50:.2f}" for i in range(101))
+    )
+    t = tail_lines(bar, 2, 1 << 20, re.compile(r"loss=1\.0"))
+    assert t.text == "99%|█████████| loss=1.02\n100%|██████████| loss=1.00\n"
+    assert t.lines == 2 and t.truncated
+    assert bar.read_bytes()[t.start :].startswith(b"99%|")
+
+
+def test_filter_searches_only_the_start_of_a_huge_line(tmp_path: Path) -> None:
+    p = tmp_path / "wide.log"
+    p.write_text("loss=1 early\n" + "x" * (2 * logs.MATCH_PREFIX) + " loss=2 late\nend\n")
+    t = tail_lines(p, 5, 1 << 20, re.compile("loss="))
+    assert t.text == "loss=1 early\n" and t.lines == 1
+
+
+def test_tail_of_one_line_longer_than_the_byte_cap_returns_its_end(tmp_path: Path) -> None:
+    """A 138 KB tqdm line used to come back as text='' lines=0."""
+    bar = tmp_path / "tqdm.log"
+    redraws = "".join(f"\rtrain {i}/2000 |{'█' * (i % 40)}|" for i in range(2000))
+    bar.write_text("epoch 0\n" + redraws)
+    size = bar.stat().st_size
+    t = tail_lines(bar, 50, 64 * 1024)
+    assert t.text and t.lines == 1 and t.truncated and t.end == size
+    assert t.text.endswith("train 1999/2000 |" + "█" * 39 + "|")
+    assert "\ufffd" not in t.text  # the cut does not split a multi-byte character
+    assert bar.read_bytes()[t.start :].decode() == t.text
+    assert size - t.start <= 64 * 1024
