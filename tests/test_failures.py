@@ -40,3 +40,22 @@ def test_signals_and_nccl() -> None:
     assert classify(137, "").summary.startswith("killed by SIGKILL")
     assert classify(1, "NCCL error in: ProcessGroupNCCL.cpp:1234, unhandled system error").kind == "nccl"
     assert classify(2, "usage: x").kind == "exit_code"
+
+
+def test_os_device_busy_is_not_gpu_contention() -> None:
+    """EBUSY from the filesystem (an NFS silly-rename file still open) must not requeue."""
+    nfs = (
+        "Traceback (most recent call last):\n"
+        '  File "train.py", line 40, in <module>\n'
+        "    shutil.rmtree(tmpdir)\n"
+        "OSError: [Errno 16] Device or resource busy: '.nfs000000000123abcd00000042'\n"
+    )
+    f = classify(1, nfs)
+    assert f.kind == "exception" and not f.retryable
+    assert classify(1, "RuntimeError: CUDA error: device busy\n").kind == "contention"
+    assert classify(1, "cudaErrorDevicesUnavailable: CUDA-capable device(s) is/are busy\n").retryable
+
+
+def test_oom_wins_over_contention_in_the_same_log() -> None:
+    f = classify(1, BUSY + OOM)
+    assert f.kind == "cuda_oom" and not f.retryable

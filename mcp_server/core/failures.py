@@ -12,11 +12,13 @@ import signal
 from dataclasses import dataclass, field
 
 # Another process holds the device (exclusive-process mode, or a busy/unavailable GPU).
+# Only CUDA's own wording: the OS's "Device or resource busy" (EBUSY, e.g. an NFS
+# '.nfs…' file still open) is not contention, and retrying it would requeue forever.
 _CONTENTION = re.compile(
     r"all CUDA-capable devices are busy or unavailable"
     r"|CUDA-capable device\(s\) is/are busy or unavailable"
     r"|cudaErrorDevicesUnavailable|CUDA_ERROR_DEVICES_UNAVAILABLE"
-    r"|CUDA error: device busy|device or resource busy",
+    r"|CUDA error:[^\n]*\bbusy\b",
     re.IGNORECASE,
 )
 # The run's own allocations did not fit.
@@ -60,12 +62,14 @@ def _last_traceback(lines: list[str], keep: int = 12) -> list[str]:
 
 def classify(exit_code: int | None, output_tail: str) -> Failure:
     lines = output_tail.splitlines()
-    if hits := _matching(lines, _CONTENTION):
-        return Failure("contention", "the GPU was busy or unavailable (another process holds it)", hits)
+    # OOM first: a log that shows both was the run's own allocation failing, and treating
+    # it as contention would requeue a run that can never fit.
     if hits := _matching(lines, _OOM):
         return Failure(
             "cuda_oom", "CUDA out of memory: the run's own allocations did not fit on its GPU(s)", hits
         )
+    if hits := _matching(lines, _CONTENTION):
+        return Failure("contention", "the GPU was busy or unavailable (another process holds it)", hits)
     if hits := _matching(lines, _NCCL):
         return Failure("nccl", "NCCL (multi-GPU communication) error", hits)
     if tb := _last_traceback(lines):
