@@ -1,7 +1,7 @@
 """gpuwrap end to end: real tmux, real SQLite, real processes; only the GPU inventory is fake.
 
 Inventory (tests/fakegpus.py): 4 GPUs, GPU 1 used by a foreign process, so GPUs 0, 2 and 3
-are free. Jobs record their CUDA_VISIBLE_DEVICES and when they ran.
+are free. Jobs record their CUDA_VISIBLE_DEVICES, CUDA_DEVICE_ORDER and when they ran.
 """
 
 from __future__ import annotations
@@ -26,11 +26,12 @@ from tests.fakegpus import FakeGpus
 from tests.helpers import wait_for
 
 ENDED = {"finished", "failed", "stopped", "lost"}
-# Appends "<run id> <CUDA_VISIBLE_DEVICES> <start> <end>" once the job is done.
+# Appends "<run id> <CUDA_VISIBLE_DEVICES> <start> <end> <CUDA_DEVICE_ORDER>" once the job is done.
 RECORD = (
     "t0=$(date +%s.%N); {body}; t1=$(date +%s.%N); "
-    'echo "$RESEARCH_RUN_ID ${{CUDA_VISIBLE_DEVICES:-none}} $t0 $t1" >> jobs.log'
+    'echo "$RESEARCH_RUN_ID ${{CUDA_VISIBLE_DEVICES:-none}} $t0 $t1 ${{CUDA_DEVICE_ORDER:-none}}" >> jobs.log'
 )
+PCI = "PCI_BUS_ID"  # leased GPUs are NVML indices, so CUDA must number GPUs the same way
 
 
 def job(body: str) -> str:
@@ -46,11 +47,11 @@ def wait_status(services: Services, run_id: str, statuses: set[str], timeout: fl
     )
 
 
-def records(workdir: Path) -> dict[str, tuple[str, float, float]]:
+def records(workdir: Path) -> dict[str, tuple[str, float, float, str]]:
     out = {}
     for line in (workdir / "jobs.log").read_text().splitlines():
-        run_id, cvd, t0, t1 = line.split()
-        out[run_id] = (cvd, float(t0), float(t1))
+        run_id, cvd, t0, t1, order = line.split()
+        out[run_id] = (cvd, float(t0), float(t1), order)
     return out
 
 
@@ -111,8 +112,8 @@ def test_eight_runs_from_four_processes_never_share_a_gpu_and_start_in_fifo_orde
 
     # Never the foreign GPU, always exactly one GPU, and never two jobs on one GPU at once.
     by_gpu: dict[str, list[tuple[float, float]]] = {}
-    for cvd, t0, t1 in ran.values():
-        assert cvd in {"0", "2", "3"}
+    for cvd, t0, t1, order in ran.values():
+        assert cvd in {"0", "2", "3"} and order == PCI
         by_gpu.setdefault(cvd, []).append((t0, t1))
     for spans in by_gpu.values():
         spans.sort()
@@ -158,9 +159,9 @@ def test_two_gpu_run_waits_while_only_one_gpu_is_free_and_blocks_later_runs(
     (workdir / "gate_b").touch()
     wait_status(services, b.id, ENDED)
     ran = records(workdir)
-    assert ran[c.id][0] == "0,3"
+    assert ran[c.id][0] == "0,3" and ran[c.id][3] == PCI
     assert ran[c.id][1] >= ran[a.id][2]  # c started after a released GPU 0
-    assert ran[d.id][1] >= ran[c.id][1] and ran[d.id][0] in {"0", "3"}
+    assert ran[d.id][1] >= ran[c.id][1] and ran[d.id][0] in {"0", "3"} and ran[d.id][3] == PCI
 
 
 def test_lease_of_a_killed_run_is_reclaimed_only_when_its_job_is_gone(
@@ -184,7 +185,7 @@ def test_lease_of_a_killed_run_is_reclaimed_only_when_its_job_is_gone(
     os.killpg(pgid, signal.SIGKILL)  # now nothing of the run is left
     done = wait_status(services, waiter.id, ENDED)
     assert done.status == "finished"
-    assert records(workdir)[waiter.id][0] in {"0", "2", "3"}
+    assert records(workdir)[waiter.id][0] in {"0", "2", "3"} and records(workdir)[waiter.id][3] == PCI
     log = (services.runs.files(waiter.id).run_dir / "queue.log").read_text()
     assert f"reclaimed queue entries and leases of {hog.id}" in log
     assert services.runs.get(hog.id).status == "lost"
@@ -245,7 +246,7 @@ def test_contention_requeues_with_an_alert_then_succeeds(
         alerts = s.exec(select(Alert).where(Alert.run_id == run.id)).all()
     assert [a.kind for a in alerts] == ["contention"]
     assert "requeued after GPU contention" in alerts[0].message and "retry 1 of 2" in alerts[0].message
-    assert records(workdir)[run.id][0] in {"0", "2", "3"}
+    assert records(workdir)[run.id][0] in {"0", "2", "3"} and records(workdir)[run.id][3] == PCI
     with services.store.read() as s:
         started_at = s.exec(select(Run.started_at).where(Run.id == run.id)).one()
     assert started_at is not None and started_at >= alerts[0].created_at  # the retry's start, not the first
@@ -309,6 +310,43 @@ def test_a_command_that_picks_its_own_gpus_turns_gpuwrap_off_and_says_so(
     assert ran[own.id][0] == "1" and ran[by_env.id][0] == "3"
     with services.store.read() as s:
         assert s.exec(select(GpuLease)).all() == [] and s.exec(select(QueueEntry)).all() == []
+
+
+def test_a_run_on_a_gpu_it_did_not_lease_keeps_that_gpu_busy(
+    fake_gpus: FakeGpus, services: Services, workdir: Path
+) -> None:
+    """A run that picked GPU 0 itself holds no lease there: the queue must not hand GPU 0 out."""
+    own = services.runs.create(
+        name="own",
+        command="export CUDA_VISIBLE_DEVICES=0; while [ ! -f gate ]; do sleep 0.05; done",
+        workdir=str(workdir),
+        gpus=1,
+    )
+    assert own.leased_gpus is None
+    pgid = wait_for(lambda: services.runs.files(own.id).read_pgid(), what="job started")
+    fake_gpus.gpus[0]["processes"] = [{"pid": pgid, "used_memory_mib": 3000, "kind": "compute"}]
+    fake_gpus.write()
+
+    after = services.runs.create(name="after", command="sleep 600", workdir=str(workdir), gpus=1)
+    assert after.leased_gpus == [2]
+    big = services.runs.create(name="big", command="true", workdir=str(workdir), gpus=2)
+    assert big.status == "queued"
+    assert f"GPU 0 used by run {own.id} without a lease (pid {pgid})" in big.status_reason
+    g0 = services.cluster.detect().gpus[0]
+    assert not g0.free and f"used by run {own.id} without a lease" in (g0.busy_reason or "")
+    assert not services.cluster.get().gpus[0].free  # and still busy as leases are refreshed
+
+    # A leased run's own process excuses only its leased GPU.
+    after_pgid = wait_for(lambda: services.runs.files(after.id).read_pgid(), what="after started")
+    fake_gpus.gpus[2]["processes"] = [{"pid": after_pgid, "kind": "compute"}]
+    fake_gpus.write()
+    g2 = services.cluster.detect().gpus[2]
+    assert g2.leased_by == after.id and g2.processes[0].run_id == after.id
+    assert g2.busy_reason == f"GPU 2 leased by {after.id}"
+    for run in (big, after):
+        services.runs.stop(run.id)
+    (workdir / "gate").touch()
+    assert wait_status(services, own.id, ENDED).status == "finished"
 
 
 def test_more_gpus_than_the_machine_has_is_refused_before_anything_is_created(

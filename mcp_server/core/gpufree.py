@@ -2,10 +2,13 @@
 
 A process is ours when it runs in the session of one of our active runs: every job is
 its own session leader (``setsid`` in the launch script) and records that id in its
-``pgid`` file, so ``getsid(pid)`` names the run. Anything else on a GPU is foreign — a
+``pgid`` file, so ``getsid(pid)`` names the run. Ours excuses a process only on a GPU
+its run has leased: a run that picked its GPUs itself (gpuwrap off) holds no lease, and
+excusing it would lease its GPU to the next run. Anything else on a GPU is foreign — a
 colleague's job, a notebook, a process from another container whose pid we cannot
-even see — and makes the GPU busy. Admission (``core.admission``) and the cluster view
-(``core.cluster``) both use ``assess`` so what the user is shown is what the queue does.
+even see, or one of our runs off its lease — and makes the GPU busy. Admission
+(``core.admission``) and the cluster view (``core.cluster``) both use ``assess`` so what
+the user is shown is what the queue does.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ class ProcessFact:
     user: str | None
     used_memory_mib: float | None
     kind: str
-    run_id: str | None  # the run of ours it belongs to; None = foreign
+    run_id: str | None  # the run that holds this GPU's lease and owns the process; None = foreign
+    owner: str | None = None  # the run of ours it belongs to, leased here or not
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ class GpuState:
         if self.leased_by is not None:
             return f"GPU {g.index} leased by {self.leased_by}"
         if foreign := self.foreign:
-            who = ", ".join(f"pid {p.pid} ({p.user or 'unknown user'})" for p in foreign[:3])
+            who = ", ".join(_who(p) for p in foreign[:3])
             more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
             return f"GPU {g.index} used by {who}{more}"
         if self.over_memory:
@@ -66,6 +70,12 @@ class GpuState:
                 f"(free means under {self.memory_threshold_mib:.0f} MiB)"
             )
         return None
+
+
+def _who(p: ProcessFact) -> str:
+    if p.owner is not None:
+        return f"run {p.owner} without a lease (pid {p.pid})"
+    return f"pid {p.pid} ({p.user or 'unknown user'})"
 
 
 def own_sessions(session: Session, state: StateDir) -> dict[int, str]:
@@ -90,13 +100,12 @@ def assess(
     """``leases`` maps GPU uuid → run id; ``sessions`` maps session id → run id (ours)."""
     states = []
     for gpu in gpus:
+        holder = leases.get(gpu.uuid)
         facts = []
         for p in gpu.processes:
             sid = session_of(p.pid)
-            facts.append(
-                ProcessFact(
-                    p.pid, user_of(p.pid), p.used_memory_mib, p.kind, sessions.get(sid) if sid else None
-                )
-            )
-        states.append(GpuState(gpu, tuple(facts), leases.get(gpu.uuid), memory_threshold_mib))
+            owner = sessions.get(sid) if sid else None
+            excused = owner if owner is not None and owner == holder else None
+            facts.append(ProcessFact(p.pid, user_of(p.pid), p.used_memory_mib, p.kind, excused, owner))
+        states.append(GpuState(gpu, tuple(facts), holder, memory_threshold_mib))
     return states
