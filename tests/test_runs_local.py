@@ -1,6 +1,7 @@
 """Runs through the core service on the real local tmux backend."""
 
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from mcp_server.core.errors import Conflict, InvalidInput, NotFound
 from mcp_server.core.models import Event
 from mcp_server.core.services import Services
 from tests.helpers import wait_for
+from tests.procs import pids_with
 
 
 def wait_status(services: Services, run_id: str, statuses: set[str], timeout: float = 20):  # type: ignore[no-untyped-def]
@@ -158,13 +160,64 @@ def test_a_vanished_window_without_exit_code_is_lost(services: Services, workdir
     assert pgid is not None
     launch = str(services.runs.files(run.id).launch)
 
-    def launch_script_alive() -> bool:
-        return launch in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-
-    # tmux dies first, taking the launch script with it; the job (its own session) lives on
-    subprocess.run(["tmux", "-L", services.state.tmux_socket, "kill-server"], check=True)
-    wait_for(lambda: not launch_script_alive(), what="launch script gone")
-    os.killpg(pgid, 9)
+    # The launch script is killed outright (its window closes with it), then the job:
+    # nobody is left to write an exit code.
+    for pid in pids_with(launch):
+        os.kill(pid, signal.SIGKILL)
+    os.killpg(pgid, signal.SIGKILL)
     lost = wait_status(services, run.id, {"lost"})
     assert "window is gone" in lost.status_reason
     assert not services.runs.files(run.id).exit_code.exists()
+
+
+def test_a_job_outlives_the_tmux_server_and_still_ends_with_its_exit_code(
+    services: Services, workdir: Path
+) -> None:
+    run = services.runs.create(
+        name="survivor",
+        command="echo up; while [ ! -f go ]; do sleep 0.05; done; echo after; exit 3",
+        workdir=str(workdir),
+    )
+    wait_for(lambda: "up" in services.runs.logs(run.id).text)
+    pgid = services.runs.files(run.id).read_pgid()
+    assert pgid is not None
+
+    # The tmux server dies (killed, crashed): the job trains on and the run is not lost.
+    subprocess.run(["tmux", "-L", services.state.tmux_socket, "kill-server"], check=True)
+    for _ in range(5):
+        assert group_alive(pgid)
+        assert services.runs.get(run.id).status == "running"
+        time.sleep(0.2)
+
+    # Its output still reaches the log, and its exit code is recorded as usual.
+    (workdir / "go").touch()
+    done = wait_status(services, run.id, {"failed", "lost"})
+    assert done.status == "failed" and done.exit_code == 3
+    assert "after" in services.runs.logs(run.id).text
+
+
+def test_a_run_whose_tmux_socket_vanished_settles_from_its_exit_code(
+    services: Services, workdir: Path
+) -> None:
+    """A /tmp cleaner may delete the socket of a live tmux server: no window list, no loss."""
+    run = services.runs.create(
+        name="unseen", command="echo up; while [ ! -f go ]; do sleep 0.05; done; exit 3", workdir=str(workdir)
+    )
+    wait_for(lambda: "up" in services.runs.logs(run.id).text)
+    tmux = ["tmux", "-L", services.state.tmux_socket]
+    where = subprocess.run(
+        [*tmux, "display-message", "-p", "#{socket_path} #{pid}"], capture_output=True, text=True, check=True
+    )
+    socket_path, server_pid = where.stdout.split()
+    os.unlink(socket_path)
+    try:
+        assert services.backends.get("local").window_names() == set()  # tmux seems gone
+        for _ in range(5):
+            assert services.runs.get(run.id).status == "running"
+            time.sleep(0.2)
+        (workdir / "go").touch()
+        done = wait_status(services, run.id, {"failed", "lost"})
+        assert done.status == "failed" and done.exit_code == 3 and "code 3" in done.status_reason
+    finally:
+        os.kill(int(server_pid), signal.SIGUSR1)  # tmux recreates its socket, so teardown can end it
+        wait_for(lambda: os.path.exists(socket_path), what="socket recreated")

@@ -7,6 +7,8 @@ on a command line, in the launch script, in tmux scrollback or in a log.
 launch.sh runs the command in its own session (``setsid``) so that stop signals reach the
 command's whole process group but not the launch script, which must survive to record
 the exit code; ``tee`` keeps the output both in output.log and visible in the pane.
+Once the command runs, the launch script and tee also outlive the pane (a killed tmux
+server), so the run still ends with its true exit code.
 """
 
 from __future__ import annotations
@@ -88,9 +90,14 @@ if [ -f "$RUN_DIR/env.sh" ]; then . "$RUN_DIR/env.sh"; fi
 # One pass per attempt: post_command lines may `continue` to run the command again.
 while :; do
 {pre}
+# While the job runs, a hang-up (its tmux pane or server gone) must end neither this script,
+# which records the exit code, nor tee, which keeps output.log growing; the job is its own
+# session and never sees it. Before the job starts a hang-up still ends a waiting script.
+trap : HUP
 {JOB_WRAPPER} \\
-    research-job "$RUN_DIR" < /dev/null 2>&1 | tee -i -a "$RUN_DIR/output.log"{sink}
+    research-job "$RUN_DIR" < /dev/null 2>&1 | (trap '' HUP; exec tee -i -a "$RUN_DIR/output.log"){sink}
 code=${{PIPESTATUS[0]}}
+trap - HUP
 {post}
 break
 done

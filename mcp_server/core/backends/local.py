@@ -102,9 +102,17 @@ class LocalTmuxBackend(Backend):
         out: dict[str, Observation] = {}
         for run in runs:
             present = None if names is None else run.id in names
-            out[run.id] = observe_files(
-                files[run.id], present, "" if present is not False else "tmux window is gone"
-            )
+            detail = ""
+            if present is not True:
+                # The job is its own session, so it outlives its window and the tmux server
+                # (killed, or its socket removed by a /tmp cleaner): while its process group
+                # lives the run is still training, and losing it would free its GPUs.
+                pgid = files[run.id].read_pgid()
+                if pgid is not None and group_alive(pgid):
+                    present = True
+                elif present is False:
+                    detail = "tmux window is gone" + (" and the job has ended" if pgid is not None else "")
+            out[run.id] = observe_files(files[run.id], present, detail)
         return out
 
     def stop(self, run: Run, files: JobFiles, grace_s: float) -> None:
