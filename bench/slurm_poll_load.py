@@ -3,7 +3,8 @@
 50 runs are submitted (on a small node most stay PENDING, which is still active), then
 for --seconds two server processes answer list_runs every 0.5 s while every run's sidecar
 watches its run. squeue/sacct/scontrol are wrapped by a PATH shim that counts each
-invocation across all processes. Target: ≤ 12 calls per minute (default poll 5 s).
+invocation across all processes. Target: ≤ 12 calls per minute (the default
+RESEARCH_MCP_SLURM_POLL_S of 6 s allows 10).
 """
 
 from __future__ import annotations

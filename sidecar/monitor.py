@@ -49,6 +49,7 @@ log = logging.getLogger("sidecar")
 READ_CAP = 4 << 20  # bytes read per file per poll; a backlog is drained poll after poll without sleeping
 RUN_REFRESH_S = 1.0  # re-read the run row (others may stop, requeue or settle it)
 EXIT_CODE_GRACE_S = 2.0  # after the job's group ends, the launch script writes exit_code
+SIGNAL_EXIT_CHECK_S = 1.0  # how often to ask a scheduler why a command was killed
 RECENT = 10  # latest values per key kept for the judge's digest
 TAIL_BYTES = 64 * 1024
 
@@ -105,8 +106,8 @@ class Batch:
     huge_lines: int = 0
     partial_lines: int = 0
     backlog: bool = False
-    # Last (step, value) per key printed to the log, as of the end of this batch (a redrawn
-    # progress bar repeats them); adopted only once the batch is committed.
+    # Last (step, value) per key on the printed line still being redrawn with '\r' at the
+    # end of this batch (a progress bar repeats them); adopted only once committed.
     log_seen: dict[str, tuple[int | None, float]] | None = None
 
     def counters(self) -> tuple[int, int, int, int]:
@@ -155,7 +156,7 @@ class Monitor:
         self.raised_stall: str | None = None
         self.pgid: int | None = None
         self.group_gone_at: float | None = None
-        self.next_backend_check = 0.0
+        self.backend_checked_at = -math.inf
         self.next_refresh = 0.0
         self.last_heartbeat = 0.0
         self.output_size = 0
@@ -362,16 +363,21 @@ class Monitor:
         if p.log_parsing and o_size < p.output_offset:
             p.output_offset, p.output_skipping = 0, False
         if p.log_parsing and o_size > p.output_offset:
-            seen = batch.log_seen = dict(self.last_log_point)
+            # At offset 0 (a new or rewritten log) no printed line is being redrawn yet.
+            seen = batch.log_seen = dict(self.last_log_point) if p.output_offset else {}
             data = _read(self.files.output, p.output_offset, READ_CAP)
             more = p.output_offset + len(data) < o_size
             chunk = split_lines(data, split_cr=True, skipping=p.output_skipping, final=final and not more)
-            for line in chunk.lines:
+            for line, new_line in zip(chunk.lines, chunk.new_line, strict=True):
+                if new_line:
+                    seen.clear()
                 rec = parse_log_line(decode(line))
                 if rec is None:
                     continue
-                # A progress bar redraws the same numbers many times: same step (or none) and
-                # same value as the key's last point is the same point.
+                # A progress bar redraws the same numbers many times on one printed line
+                # ('\r' between): the same step (or none) and value as the key's last point on
+                # this line is the same point. Every '\n'-ended line counts: a Trainer prints
+                # its stepless dicts with a constant learning_rate line after line.
                 fresh = [(k, v) for k, v in rec.values.items() if seen.get(k) != (rec.step, v)]
                 if not fresh:
                     continue
@@ -380,6 +386,8 @@ class Monitor:
                 for k, v in fresh:
                     seen[k] = (rec.step, v)
                     points.append((k, step, v, "log"))
+            if chunk.ends_line:
+                seen.clear()  # the printed line is over; the next one starts afresh
             p.output_offset += chunk.consumed
             p.output_skipping = chunk.skipping
             batch.huge_lines += chunk.huge
@@ -507,10 +515,15 @@ class Monitor:
 
     # ---- status --------------------------------------------------------------------------
 
-    def _backend_observation(self, t: float) -> Observation | None:
-        if t < self.next_backend_check or self.run is None:
+    def _backend_observation(
+        self, t: float, every: float | None = None, fallback: Observation | None = None
+    ) -> Observation | None:
+        """Ask the run's backend at most once per ``every`` seconds; ``fallback`` if it fails."""
+        if t - self.backend_checked_at < (self.settings.backend_check_s if every is None else every):
             return None
-        self.next_backend_check = t + self.settings.backend_check_s
+        if self.run is None:
+            return fallback
+        self.backend_checked_at = t
         if self._backends is None:
             from mcp_server.core.backends.registry import Backends
             from mcp_server.core.settings import Settings
@@ -529,13 +542,17 @@ class Monitor:
             return backend.observe([self.run], {self.run.id: self.files}).get(self.run.id)
         except Exception as err:
             log.warning("could not ask the %s backend about %s: %s", self.run.backend, self.run_id, err)
-            return None
+            return fallback
 
     def observe(self, t: float) -> Observation | None:
         """What the run's files (and, rarely, its backend) say now; None when nothing new."""
         if self.files.exit_code.exists():
             obs = observe_files(self.files, present=None)  # with the launch script's failure note
             if obs.exit_code is not None:
+                if obs.exit_code > 128 and self.run is not None and self.run.backend != "local":
+                    # Killed by a signal: a scheduler (a Slurm TIMEOUT, OUT_OF_MEMORY) may be
+                    # why, and only the backend can tell; it names it in the run's reason.
+                    return self._backend_observation(t, every=SIGNAL_EXIT_CHECK_S, fallback=obs)
                 return obs
         if self.pgid is None:
             self.pgid = self.files.read_pgid()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mcp_server.core.metric_keys import goal
 
@@ -51,6 +51,11 @@ class Lines:
     huge: int = 0
     skipping: bool = False  # the buffer ended inside a huge line: skip to its end next time
     partial: int = 0  # an unterminated final line taken because the file is final
+    # With split_cr only: new_line[i] says lines[i] follows a '\n' in this buffer, so it is a
+    # printed line of its own rather than a '\r' redraw of the line before it (the first
+    # line of a buffer continues whatever the previous read ended with: see ends_line).
+    new_line: list[bool] = field(default_factory=list)
+    ends_line: bool = False  # the last separator consumed was '\n' (not a '\r' redraw)
 
 
 def split_lines(
@@ -64,6 +69,7 @@ def split_lines(
     out = Lines([], 0, skipping=skipping)
     seps = b"\r\n" if split_cr else b"\n"
     pos = 0
+    after_nl = False  # the separator just consumed was '\n'
     if skipping:
         end = _first_sep(data, seps)
         if end < 0:
@@ -72,26 +78,45 @@ def split_lines(
         out.huge += 1
         out.skipping = False
         pos = end + 1
+        after_nl = out.ends_line = data[end] == 10
     last = max(data.rfind(b"\n"), data.rfind(b"\r") if split_cr else -1)
     if last >= pos:
         body = data[pos:last]
-        pieces = re.split(rb"[\r\n]", body) if split_cr else body.split(b"\n")
-        for piece in pieces:
-            if len(piece) > max_line:
-                out.huge += 1
-            elif piece:
-                out.lines.append(piece)
+        if split_cr:
+            _split_redraws(body, out, after_nl, max_line)
+        else:
+            for piece in body.split(b"\n"):
+                if len(piece) > max_line:
+                    out.huge += 1
+                elif piece:
+                    out.lines.append(piece)
         pos = last + 1
+        after_nl = out.ends_line = data[last] == 10
     tail = len(data) - pos
     if tail > max_line:
         out.skipping = True
         pos = len(data)
     elif tail and final:
         out.lines.append(data[pos:])
+        if split_cr:
+            out.new_line.append(after_nl)
         out.partial = 1
         pos = len(data)
     out.consumed = pos
     return out
+
+
+def _split_redraws(body: bytes, out: Lines, after_nl: bool, max_line: int) -> None:
+    """Cut on CR and LF, noting which pieces start a printed line (follow an LF, not a CR redraw)."""
+    for i, printed in enumerate(body.split(b"\n")):
+        new = after_nl or i > 0
+        for piece in printed.split(b"\r"):
+            if len(piece) > max_line:
+                out.huge += 1
+            elif piece:
+                out.lines.append(piece)
+                out.new_line.append(new)
+                new = False
 
 
 def _first_sep(data: bytes, seps: bytes) -> int:

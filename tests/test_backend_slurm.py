@@ -13,7 +13,10 @@ import anyio
 import pytest
 from sqlmodel import select
 
+from mcp_server.core.backends.slurm import EXIT_FILE_GRACE_S, SlurmBackend, validate_slurm_options
 from mcp_server.core.errors import BackendError, InvalidInput
+from mcp_server.core.jobfiles import JobFiles
+from mcp_server.core.lifecycle import decide_for
 from mcp_server.core.models import Run, SlurmJob
 from mcp_server.core.services import Services
 from mcp_server.core.store import now
@@ -72,6 +75,20 @@ def test_options_are_validated_before_anything_is_created(services: Services, wo
     assert services.runs.list().total == 0
 
 
+def test_abbreviated_reserved_flags_are_refused_too() -> None:
+    # sbatch takes any unambiguous prefix of a long option (`sbatch --test-only --outp=/x` is
+    # --output), so a prefix would slip the output, workdir or array past research-mcp.
+    for flag, means in [("--outp=/x", "--output"), ("--chdi=/tmp", "--chdir"), ("--arr=0-1", "--array")]:
+        with pytest.raises(
+            InvalidInput, match=f"may not set {flag.split('=')[0]} \\(sbatch reads it as {means}\\)"
+        ):
+            validate_slurm_options({"extra_args": [flag]})
+    with pytest.raises(InvalidInput, match="research-mcp sets --array, --chdir, --comment, "):
+        validate_slurm_options({"extra_args": ["--o=/x"]})  # --output or --open-mode
+    allowed = ["--exclusive", "--constraint=a100", "--mem-per-cpu=2G", "--gpus-per-task=1", "--nice=10"]
+    assert validate_slurm_options({"extra_args": allowed}) == {"extra_args": allowed}
+
+
 def test_sbatch_command_line_carries_options_but_no_env_values(services: Services, workdir: Path) -> None:
     run = services.runs.create(
         name="opts", command="true", workdir=str(workdir), backend="slurm", auto_start=False, gpus=2,
@@ -79,8 +96,6 @@ def test_sbatch_command_line_carries_options_but_no_env_values(services: Service
         slurm={"partition": "debug", "time": "0:30:00", "cpus_per_task": 4, "mem": "8G",
                "extra_args": ["--exclusive"]},
     )  # fmt: skip
-    from mcp_server.core.backends.slurm import SlurmBackend
-
     backend = services.backends.get("slurm")
     assert isinstance(backend, SlurmBackend)
     argv = backend.sbatch_argv(services.runs.load(run.id), services.runs.files(run.id))
@@ -294,3 +309,174 @@ def test_a_nan_in_a_slurm_run_raises_the_same_alert_as_locally(
     assert alerts[0].data["step"] == 50 and alerts[0].choices == ["Ignore", "Stop run"]
     loss = next(m for m in done.metrics if m.key == "loss")
     assert loss.count == 100 and loss.first_nonfinite_step == 50
+
+
+# ---- the scheduler's word, as cached rows (no Slurm needed) --------------------------------
+
+
+def slurm_run(sv: Services, job_id: str, status: str = "running", started: bool = True) -> Run:
+    """A run row whose Slurm job was submitted a while ago (its run dir holds no files yet)."""
+    t = now()
+    run_id = f"run-20260101-000000-{int(job_id):08x}"
+    (sv.state.runs_dir / run_id).mkdir()
+    run = Run(
+        id=run_id, name=f"job{job_id}", command="true", workdir="/tmp", status=status, backend="slurm",
+        backend_ref=f"slurm:{job_id}", created_at=t - 300, updated_at=t - 300, launched_at=t - 300,
+        started_at=t - 290 if started else None,
+    )  # fmt: skip
+    with sv.store.write() as s:
+        s.add(run)
+    return sv.runs.load(run_id)
+
+
+def verdict(sv: Services, run: Run, job: SlurmJob, files: JobFiles | None = None) -> tuple[str, str] | None:
+    """What the backend makes of a cached scheduler row, as the run's next (status, reason)."""
+    backend = sv.backends.get("slurm")
+    assert isinstance(backend, SlurmBackend)
+    t = now()
+    obs = backend._observation(run, files or sv.runs.files(run.id), job, t)
+    d = decide_for(run, obs, now=t, launch_grace_s=sv.settings.launch_grace_s)
+    return None if d is None else (d.status.value, d.reason)
+
+
+def test_each_slurm_state_maps_to_a_run_status_and_reason(services: Services) -> None:
+    long_ago = now() - 60  # an ending seen this long ago had its chance to leave an exit_code
+    at = " [Slurm job 7]"  # every ending's reason names the job
+    table = [  # Slurm's state and reason, the run's status before, its next (status, reason)
+        ("PENDING", "Priority", "launching", ("queued", "Slurm job 7: PENDING (Priority)")),
+        ("RUNNING", "None", "launching", None),  # the command has not written its pgid yet
+        ("COMPLETED", "None", "running", ("finished", "Slurm: COMPLETED" + at)),
+        ("FAILED", "NonZeroExitCode", "running",
+         ("failed", "Slurm: FAILED (the batch script ended with an error)" + at)),
+        ("CANCELLED", "None", "running", ("stopped", "Slurm: CANCELLED (scancel or an administrator)" + at)),
+        ("TIMEOUT", "TimeLimit", "running",
+         ("failed", "Slurm: TIMEOUT — the job reached its time limit (raise slurm.time)" + at)),
+        ("OUT_OF_MEMORY", "None", "running",
+         ("failed", "Slurm: OUT_OF_MEMORY — the job exceeded its memory (raise slurm.mem)" + at)),
+        ("NODE_FAIL", "None", "running", ("failed", "Slurm: NODE_FAIL — the job's node failed" + at)),
+        ("PREEMPTED", "None", "running", ("failed", "Slurm: PREEMPTED by a higher-priority job" + at)),
+    ]  # fmt: skip
+    run = slurm_run(services, "7")
+    for state, reason, status, expected in table:
+        run.status = status
+        job = SlurmJob(job_id="7", run_id=run.id, state=state, reason=reason, seen_at=long_ago,
+                       ended_seen_at=long_ago, updated_at=long_ago)  # fmt: skip
+        assert verdict(services, run, job) == expected, state
+    # Once the command started, RUNNING moves a queued run on.
+    files = services.runs.files(run.id)
+    files.pgid.write_text("4242\n")
+    run.status = "queued"
+    job = SlurmJob(job_id="7", run_id=run.id, state="RUNNING", reason="None", updated_at=now())
+    assert verdict(services, run, job, files) == ("running", "Slurm job 7: RUNNING")
+    # COMPLETED or FAILED just now: wait a moment for the exit_code file a shared FS may lag.
+    run.status = "running"
+    job = SlurmJob(job_id="7", run_id=run.id, state="COMPLETED", ended_seen_at=now(), updated_at=now())
+    assert verdict(services, run, job, files) is None
+
+
+def test_a_scheduler_kill_is_named_next_to_the_exit_code(services: Services) -> None:
+    run = slurm_run(services, "8")
+    files = services.runs.files(run.id)
+    t = now()
+    files.exit_code.write_text("143\n")  # the launch script outlived Slurm's SIGTERM
+    timeout = SlurmJob(job_id="8", run_id=run.id, state="TIMEOUT", ended_seen_at=t, updated_at=t)
+    assert verdict(services, run, timeout, files) == (
+        "failed",
+        "Slurm: TIMEOUT — the job reached its time limit (raise slurm.time); "
+        "command was killed by SIGTERM (exit code 143) [Slurm job 8]",
+    )
+    files.exit_code.write_text("137\n")  # the kernel's OOM killer took the command
+    oom = SlurmJob(job_id="8", run_id=run.id, state="OUT_OF_MEMORY", ended_seen_at=t, updated_at=t)
+    status, reason = verdict(services, run, oom, files)  # type: ignore[misc]
+    assert (
+        status == "failed"
+        and reason.startswith("Slurm: OUT_OF_MEMORY")
+        and "SIGKILL (exit code 137)" in reason
+    )
+    # Slurm calls the job ended only after the launch script exits: a signal exit waits for
+    # the next poll while the cache still says RUNNING, then settles from the code alone.
+    running = SlurmJob(job_id="8", run_id=run.id, state="RUNNING", seen_at=t - 1, updated_at=t - 1)
+    assert verdict(services, run, running, files) is None
+    os.utime(files.exit_code, (t - EXIT_FILE_GRACE_S - 1, t - EXIT_FILE_GRACE_S - 1))
+    assert verdict(services, run, running, files) == (
+        "failed",
+        "command was killed by SIGKILL (exit code 137)",
+    )
+    # An ordinary exit code settles at once, whatever the cache says.
+    files.exit_code.write_text("3\n")
+    assert verdict(services, run, running, files) == ("failed", "command exited with code 3")
+
+
+def fake_forgetful_scheduler(bin_dir: Path, log: Path) -> None:
+    """squeue and sacct as on a cluster whose controller forgot jobs 990001-990003.
+
+    squeue answers as real squeue does for forgotten ids; sacct prints what real
+    ``sacct -n -P -X -o JobID,State,Reason`` prints for those jobs.
+    """
+    bin_dir.mkdir()
+    scripts = {
+        "squeue": 'echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1',
+        "sacct": "printf '990001|COMPLETED|None\\n990002|FAILED|None\\n990003|CANCELLED by 0|None\\n'",
+    }
+    for tool, body in scripts.items():
+        (bin_dir / tool).write_text(f'#!/bin/sh\necho {tool} >> "{log}"\n{body}\n')
+        (bin_dir / tool).chmod(0o755)
+
+
+@pytest.fixture
+def forgetful(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, state_dir: Path):  # type: ignore[no-untyped-def]
+    """Services polling a fake scheduler that forgot every job (so no real Slurm is needed)."""
+    log = tmp_path / "calls.log"
+    fake_forgetful_scheduler(tmp_path / "fake-slurm", log)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'fake-slurm'}:{os.environ['PATH']}")
+    monkeypatch.setenv("RESEARCH_MCP_SLURM_POLL_S", "0")
+    sv = Services(state_dir)
+    yield sv, log
+    sv.close()
+
+
+def test_jobs_the_controller_forgot_settle_from_sacct_or_their_exit_code(forgetful) -> None:  # type: ignore[no-untyped-def]
+    sv, log = forgetful
+    done, failed, cancelled = (slurm_run(sv, job) for job in ("990001", "990002", "990003"))
+    wrote = slurm_run(sv, "990004")  # accounting never heard of it, but its exit_code is there
+    sv.runs.files(wrote.id).exit_code.write_text("0\n")
+    ids = [done.id, failed.id, cancelled.id, wrote.id]
+    sv.reconciler.reconcile(ids)
+    got = {r.id: (r.status, r.status_reason) for r in (sv.runs.load(i) for i in ids)}
+    assert got == {
+        done.id: ("finished", "Slurm: COMPLETED [Slurm job 990001]"),
+        failed.id: ("failed", "Slurm: FAILED (the batch script ended with an error) [Slurm job 990002]"),
+        cancelled.id: ("stopped", "Slurm: CANCELLED (scancel or an administrator) [Slurm job 990003]"),
+        wrote.id: ("finished", "command exited with code 0"),
+    }
+    assert sorted(set(log.read_text().split())) == ["sacct", "squeue"]
+
+
+@needs_slurm
+def test_a_lost_job_stops_costing_scheduler_calls(
+    slurm_services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "calls.log"
+    shim_scheduler(tmp_path / "bin", log)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    ghost = slurm_run(slurm_services, "999998")  # a job id Slurm never had (or long forgot)
+    wait_for(
+        lambda: (
+            slurm_services.reconciler.reconcile([ghost.id])
+            or slurm_services.runs.load(ghost.id).status == "lost"
+        ),
+        10,
+        what="the ghost run declared lost",
+    )
+    calls = log.read_text().splitlines()
+    assert calls.count("sacct") <= 2, calls  # asked when it went missing and before giving up
+    # A lost run stays watched (its exit_code file may still come), but not at Slurm's expense:
+    # 2 s of looking at a 0.3 s poll interval used to cost ~7 squeue and ~7 sacct calls.
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 2:
+        slurm_services.reconciler.reconcile()
+        time.sleep(0.05)
+    assert log.read_text().splitlines() == calls
+    slurm_services.runs.files(ghost.id).exit_code.write_text("0\n")
+    slurm_services.reconciler.reconcile()
+    assert slurm_services.runs.load(ghost.id).status == "finished"

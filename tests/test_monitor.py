@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from mcp_server.core.models import Run, SlurmJob
 from mcp_server.core.monitor_settings import MonitorSettings
 from mcp_server.core.services import Services
+from mcp_server.core.store import now
 from sidecar.monitor import Monitor
 from sidecar.parsers import MAX_LINE
 
@@ -107,3 +109,44 @@ def test_metrics_jsonl_switches_log_parsing_off(monitor: Monitor) -> None:
         fh.write("step 2 loss=0.4\n")  # the same number printed: not ingested twice
     monitor.tick()
     assert points(monitor, "loss") == [(1, 0.5), (2, 0.4)] and not progress(monitor)["log_parsing"]
+
+
+def test_every_printed_trainer_dict_counts_but_a_redrawn_bar_once(monitor: Monitor) -> None:
+    # Trainer dicts have no step, and learning_rate (here also loss) stays the same.
+    dicts = "".join(f"{{'loss': 0.5, 'learning_rate': 5e-05, 'epoch': {e / 5}}}\n" for e in range(1, 6))
+    monitor.files.output.write_text(dicts)
+    monitor.tick()
+    assert points(monitor, "learning_rate") == [(i, 5e-05) for i in range(5)]
+    assert [v for _, v in points(monitor, "loss")] == [0.5] * 5
+    # A bar without a step, redrawn with the same postfix, cut across two reads: one point.
+    with open(monitor.files.output, "a") as fh:
+        fh.write("\rtraining: 12it [00:01, val_acc=0.75]" * 3)
+    monitor.tick()
+    with open(monitor.files.output, "a") as fh:
+        fh.write("\rtraining: 13it [00:02, val_acc=0.75]" * 2 + "\n")
+    monitor.tick()
+    assert points(monitor, "val_acc") == [(5, 0.75)]
+
+
+def test_the_sidecar_names_a_slurm_timeout_behind_a_sigterm_exit(services: Services) -> None:
+    t = now()
+    run_id = "run-20260101-000000-0000beef"
+    (services.state.runs_dir / run_id).mkdir()
+    with services.store.write() as s:
+        s.add(Run(id=run_id, name="timed-out", command="train", workdir="/tmp", status="running",
+                  backend="slurm", backend_ref="slurm:4711", created_at=t - 90, updated_at=t - 90,
+                  launched_at=t - 90, started_at=t - 80))  # fmt: skip
+        # What the shared poll last heard from Slurm: the job hit its time limit.
+        s.add(SlurmJob(job_id="4711", run_id=run_id, state="TIMEOUT", reason="TimeLimit",
+                       seen_at=t, ended_seen_at=t, updated_at=t))  # fmt: skip
+    services.runs.files(run_id).exit_code.write_text("143\n")  # the launch script outlived SIGTERM
+    m = Monitor(services.state, run_id, MonitorSettings(), launch_grace_s=30)
+    assert m.claim()
+    m.resync()
+    m.refresh_run()
+    m.tick()
+    m.db.close()
+    run = services.runs.load(run_id)
+    assert (run.status, run.exit_code) == ("failed", 143)
+    assert run.status_reason.startswith("Slurm: TIMEOUT — the job reached its time limit")
+    assert "killed by SIGTERM (exit code 143)" in run.status_reason

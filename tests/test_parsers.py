@@ -35,6 +35,14 @@ def test_progress_bar_redraws_split_on_carriage_returns() -> None:
     assert split_lines(b"a\r\nb\n", split_cr=True).lines == [b"a", b"b"]  # CRLF makes no empty line
 
 
+def test_carriage_return_redraws_are_told_apart_from_printed_lines() -> None:
+    data = b"\r 10%| 1/10 [loss=0.9]\r 10%| 1/10 [loss=0.9]\n{'loss': 0.9}\n\r 20%| 2/10 [loss=0.8]\r"
+    cut = split_lines(data, split_cr=True)
+    # The bar's redraws continue one printed line; the dict and the next bar each start one.
+    assert cut.new_line == [False, False, True, True] and not cut.ends_line
+    assert split_lines(b"a\nb\n", split_cr=True).ends_line
+
+
 def test_huge_lines_are_skipped_and_counted_even_across_reads() -> None:
     big = b"x" * (MAX_LINE + 10)
     cut = split_lines(b'{"a": 1}\n' + big + b'\n{"a": 2}\n', split_cr=False)

@@ -124,6 +124,30 @@ def test_trainer_dicts_without_metrics_jsonl_become_a_loss_series(services: Serv
     assert metrics.ingest is not None and metrics.ingest.log_parsing and metrics.ingest.log_records == 11
 
 
+def test_each_printed_trainer_dict_is_a_point_even_with_constant_values(
+    services: Services, workdir: Path
+) -> None:
+    run = launch(
+        services,
+        workdir,
+        "hfconst",
+        """
+        import sys
+        for i in range(1, 6):
+            for _ in range(3):  # tqdm redraws the same bar and postfix
+                sys.stdout.write(f"\\r{i}/5 [00:0{i}<00:00, 9.5it/s, acc=0.5]")
+            print()
+            print({"loss": 0.5, "learning_rate": 5e-05, "epoch": i / 5})
+        """,
+    )
+    ended_and_drained(services, run.id)
+    (metrics,) = services.metrics.get([run.id], keys=["learning_rate", "loss", "acc"]).runs
+    counts = {s.key: s.count for s in metrics.series}
+    assert counts == {"learning_rate": 5, "loss": 5, "acc": 5}, counts  # one bar point per step
+    lr = next(s for s in metrics.series if s.key == "learning_rate")
+    assert [v for _, v in lr.points] == [5e-05] * 5
+
+
 def test_kill_9_of_the_sidecar_loses_and_duplicates_nothing(
     services: Services, workdir: Path, state_dir: Path
 ) -> None:

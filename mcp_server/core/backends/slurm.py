@@ -4,8 +4,11 @@ The scheduler is polled sparingly: at most one ``squeue`` for *all* active jobs 
 ``slurm_poll_s`` across every process sharing the state dir (the claim and the answers
 live in the store), because shared clusters punish tight polling loops. A job that the
 scheduler stops listing is settled from its exit_code file, then from ``sacct`` where
-accounting exists, and only declared lost after it stayed missing for two polls and a
-grace period. pyslurm does not build against the Slurm this targets, so the CLI is the API.
+accounting exists (asked when the job first goes missing and once more before giving up,
+not on every poll), and only declared lost after it stayed missing for two polls and a
+grace period. A job whose ending is known, or that is given up as lost, is not asked about
+again: a lost run stays watched only for its exit_code file. pyslurm does not build against
+the Slurm this targets, so the CLI is the API.
 """
 
 from __future__ import annotations
@@ -16,15 +19,16 @@ import shutil
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlmodel import col, select
 
-from mcp_server.core.backends.base import Backend
+from mcp_server.core.backends.base import Backend, observe_files
 from mcp_server.core.errors import BackendError, InvalidInput
 from mcp_server.core.jobfiles import JobFiles
-from mcp_server.core.lifecycle import Observation, RunStatus
+from mcp_server.core.lifecycle import ACTIVE as ACTIVE_RUNS
+from mcp_server.core.lifecycle import Observation, RunStatus, describe_exit
 from mcp_server.core.models import Meta, Run, SlurmJob
 from mcp_server.core.settings import Settings
 from mcp_server.core.store import Store, now
@@ -53,6 +57,9 @@ ENDINGS: dict[str, tuple[RunStatus, str]] = {
     "SPECIAL_EXIT": (RunStatus.FAILED, "Slurm: SPECIAL_EXIT"),
     "REVOKED": (RunStatus.FAILED, "Slurm: REVOKED"),
 }
+# Endings the exit code alone explains; any other one (TIMEOUT, OUT_OF_MEMORY, PREEMPTED...)
+# is how the scheduler killed the command, and the run's reason says so next to the code.
+PLAIN_ENDINGS = {"COMPLETED", "FAILED"}
 
 # ---- options ---------------------------------------------------------------------------------
 
@@ -108,10 +115,14 @@ def validate_slurm_options(raw: Mapping[str, Any] | None) -> dict[str, Any]:
                 "letters, digits and . _ , : = / @ % + - only (no spaces or shell characters)."
             )
         name = flag[2:].split("=", 1)[0]
-        if name in _RESERVED_FLAGS:
+        # sbatch (getopt_long) takes any unambiguous prefix of a long option: --outp is --output.
+        hits = sorted(r for r in _RESERVED_FLAGS if r.startswith(name))
+        if hits:
+            spelled = "" if hits == [name] else f" (sbatch reads it as {' or '.join('--' + h for h in hits)})"
             raise InvalidInput(
-                f"slurm.extra_args may not set --{name}: research-mcp sets it itself "
-                "(use the gpus, slurm.* options or env instead)."
+                f"slurm.extra_args may not set --{name}{spelled}: research-mcp sets "
+                f"{', '.join('--' + r for r in sorted(_RESERVED_FLAGS))} itself "
+                "(use the gpus, slurm.* options or env instead; spell other sbatch flags out in full)."
             )
     if extra:
         out["extra_args"] = list(extra)
@@ -218,18 +229,35 @@ class SlurmBackend(Backend):
             s.merge(Meta(key=POLL_CLAIM_KEY, value=repr(t)))
         return True
 
-    def _active_jobs(self) -> dict[str, str]:
-        from mcp_server.core.reconcile import WATCHED
+    def _gone(self, job: SlurmJob, t: float) -> bool:
+        """Missing from the scheduler for two polls and the grace period: given up as lost."""
+        gone_for = t - job.missing_since if job.missing_since is not None else 0.0
+        return job.missing_polls >= 2 and gone_for >= self.settings.slurm_missing_grace_s
 
+    def _jobs_to_ask(self, t: float) -> tuple[dict[str, str], dict[str, SlurmJob]]:
+        """Jobs of active runs whose state may still change, and what the cache says of them.
+
+        Not lost runs (reconcile keeps watching them, but only for an exit_code file), not
+        jobs with a known ending (Slurm's endings are final), not jobs given up as missing:
+        asking about those every poll would cost scheduler calls forever.
+        """
+        statuses = [status.value for status in ACTIVE_RUNS]
         with self.store.read() as s:
             runs = s.exec(
-                select(Run.id, Run.backend_ref).where(Run.backend == self.name, col(Run.status).in_(WATCHED))
+                select(Run.id, Run.backend_ref).where(Run.backend == self.name, col(Run.status).in_(statuses))
             ).all()
-        return {ref.split(":", 1)[1]: rid for rid, ref in runs if ref and ref.startswith("slurm:")}
+            jobs = {ref.split(":", 1)[1]: rid for rid, ref in runs if ref and ref.startswith("slurm:")}
+            rows = {
+                row.job_id: row
+                for row in s.exec(select(SlurmJob).where(col(SlurmJob.job_id).in_(list(jobs)))).all()
+            }
+        settled = {job_id for job_id, row in rows.items() if row.state in ENDINGS or self._gone(row, t)}
+        return {job_id: rid for job_id, rid in jobs.items() if job_id not in settled}, rows
 
     def poll(self) -> None:
-        """One squeue for every active job; answers go to the shared cache."""
-        jobs = self._active_jobs()
+        """One squeue for every job still worth asking about; answers go to the shared cache."""
+        t = now()
+        jobs, rows = self._jobs_to_ask(t)
         if not jobs:
             return
         res = self._cli("squeue", "-h", "--states=all", "-j", ",".join(sorted(jobs)), "-o", "%i|%T|%r")
@@ -240,9 +268,11 @@ class SlurmBackend(Backend):
             parts = line.strip().split("|")
             if len(parts) == 3 and parts[0] in jobs:
                 listed[parts[0]] = (parts[1].split()[0], parts[2])
-        missing = sorted(set(jobs) - set(listed))
-        if missing:
-            listed.update(self._sacct(missing))
+        # sacct only when a job first goes missing and once more before it is given up: an
+        # answer then is final, and no answer will not change on the next poll.
+        ask = [job_id for job_id in sorted(set(jobs) - set(listed)) if self._sacct_due(rows.get(job_id), t)]
+        from_sacct = self._sacct(ask) if ask else {}
+        listed.update(from_sacct)
         t = now()
         with self.store.write() as s:
             for job_id, run_id in jobs.items():
@@ -251,7 +281,9 @@ class SlurmBackend(Backend):
                     row.state, row.reason = listed[job_id]
                     row.seen_at = t
                     if row.state in ENDINGS and row.ended_seen_at is None:
-                        row.ended_seen_at = t
+                        # The controller forgets a job MinJobAge (300 s by default) after it
+                        # ended: one only accounting knows had time to write its exit_code.
+                        row.ended_seen_at = t - EXIT_FILE_GRACE_S if job_id in from_sacct else t
                     row.missing_since = None
                     row.missing_polls = 0
                 else:
@@ -260,8 +292,18 @@ class SlurmBackend(Backend):
                 row.updated_at = t
                 s.add(row)
 
+    def _sacct_due(self, row: SlurmJob | None, t: float) -> bool:
+        if row is None or row.missing_since is None:
+            return True  # first time missing
+        gone_for = t - row.missing_since
+        return gone_for >= self.settings.slurm_missing_grace_s and not self._gone(row, t)
+
     def _sacct(self, job_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
-        """Final states of jobs the controller forgot, where accounting exists."""
+        """Final states of jobs the controller forgot, where accounting exists.
+
+        Only endings count: accounting that still calls a forgotten job RUNNING (a
+        controller that lost its state) must not keep it from being declared lost.
+        """
         if shutil.which("sacct") is None:
             return {}
         res = self._cli("sacct", "-n", "-P", "-X", "-j", ",".join(job_ids), "-o", "JobID,State,Reason")
@@ -270,7 +312,7 @@ class SlurmBackend(Backend):
         out: dict[str, tuple[str, str]] = {}
         for line in res.out.splitlines():
             parts = line.split("|")
-            if len(parts) >= 2 and parts[0] in job_ids:
+            if len(parts) >= 2 and parts[0] in job_ids and parts[1].split()[0] in ENDINGS:
                 out[parts[0]] = (parts[1].split()[0], parts[2] if len(parts) > 2 else "")
         return out
 
@@ -286,13 +328,31 @@ class SlurmBackend(Backend):
         return {run.id: self._observation(run, files[run.id], cache.get(run.id), t) for run in runs}
 
     def _observation(self, run: Run, files: JobFiles, job: SlurmJob | None, t: float) -> Observation:
-        started = files.started_at()
-        code = files.read_exit_code()
-        if code is not None:
-            return Observation(present=None, started_at=started, exit_code=code, ended_at=files.ended_at())
+        """What the run's files and the cached scheduler state say of one run."""
+        obs = observe_files(files, present=None)
+        if obs.exit_code is not None:
+            return self._ended_with_code(obs, job, t)
+        started = obs.started_at
         if job is None:
-            return Observation(present=None, started_at=started)
+            return obs
         label = f"Slurm job {job.job_id}"
+        if job.state in ENDINGS:
+            ended_seen = job.ended_seen_at or t
+            if job.state in PLAIN_ENDINGS and t - ended_seen < EXIT_FILE_GRACE_S:
+                # The launch script writes exit_code before the job ends; give a lagging
+                # shared filesystem a moment before settling from the scheduler's word.
+                return Observation(present=True, started_at=started, detail=f"{label}: {job.state}")
+            final, why = ENDINGS[job.state]
+            return Observation(present=False, started_at=started, final=final, detail=f"{why} [{label}]")
+        if job.missing_since is not None:
+            # Not listed by the last poll: the state cached before is stale.
+            if self._gone(job, t):
+                return Observation(
+                    present=False,
+                    started_at=started,
+                    detail=f"Slurm no longer knows {label} and it left no exit code",
+                )
+            return Observation(present=None, started_at=started, detail=f"{label}: not listed by squeue")
         if job.state in PENDING:
             reason = f" ({job.reason})" if job.reason and job.reason != "None" else ""
             return Observation(
@@ -300,24 +360,37 @@ class SlurmBackend(Backend):
             )
         if job.state in ACTIVE:
             return Observation(present=True, started_at=started, detail=f"{label}: {job.state}")
-        if job.state in ENDINGS:
-            ended_seen = job.ended_seen_at or t
-            if job.state in ("COMPLETED", "FAILED") and t - ended_seen < EXIT_FILE_GRACE_S:
-                # The launch script writes exit_code before the job ends; give a lagging
-                # shared filesystem a moment before settling from the scheduler's word.
-                return Observation(present=True, started_at=started, detail=f"{label}: {job.state}")
-            final, why = ENDINGS[job.state]
-            return Observation(present=False, started_at=started, final=final, detail=f"{why} [{label}]")
-        gone_for = t - job.missing_since if job.missing_since is not None else 0.0
-        if job.missing_polls >= 2 and gone_for >= self.settings.slurm_missing_grace_s:
-            return Observation(
-                present=False,
-                started_at=started,
-                detail=f"Slurm no longer knows {label} and it left no exit code",
-            )
         return Observation(
             present=None, started_at=started, detail=f"{label}: {job.state or 'not listed yet'}"
         )
+
+    def _ended_with_code(self, obs: Observation, job: SlurmJob | None, t: float) -> Observation:
+        """The exit code decides the status; a scheduler's kill is named in the reason.
+
+        A TIMEOUT, OUT_OF_MEMORY or PREEMPTED job's command dies by a signal (143, 137) and
+        the launch script may still write that code, which alone reads "killed by SIGTERM".
+        Slurm calls the job ended only after the script exits, so a signal exit waits (at
+        most EXIT_FILE_GRACE_S) for a poll to see the job's ending.
+        """
+        code = obs.exit_code
+        assert code is not None
+        if job is None:
+            return obs
+        label = f"Slurm job {job.job_id}"
+        if job.state in ENDINGS and job.state not in PLAIN_ENDINGS:
+            why = ENDINGS[job.state][1] + "; " + describe_exit(code)
+            if obs.failure:
+                why += f": {obs.failure}"
+            final = RunStatus.FINISHED if code == 0 else RunStatus.FAILED
+            return replace(obs, present=False, final=final, detail=f"{why} [{label}]")
+        ended = obs.ended_at if obs.ended_at is not None else t
+        if code > 128 and job.state in ACTIVE and job.missing_since is None and t - ended < EXIT_FILE_GRACE_S:
+            return Observation(
+                present=True,
+                started_at=obs.started_at,
+                detail=f"{label}: {job.state}; {describe_exit(code)}, waiting for Slurm to say why",
+            )
+        return obs
 
     # ---- stop -------------------------------------------------------------------------------
 
