@@ -83,7 +83,10 @@ class Notifier:
 
     async def publish(self, uris: Iterable[str]) -> None:
         for uri in uris:
-            await self.bus.publish(ResourceUpdated(uri=uri))
+            try:
+                await self.bus.publish(ResourceUpdated(uri=uri))
+            except Exception:  # one failed listener path must not silence the rest
+                log.warning("could not publish an update of %s to listeners", uri, exc_info=True)
             for key, session in list(self._legacy.get(uri, {}).items()):
                 try:
                     await session.send_resource_updated(uri)
@@ -92,7 +95,13 @@ class Notifier:
                     self._legacy[uri].pop(key, None)
 
     async def watch(self, app: App) -> None:
-        """Poll the event feed for changes made by any process and notify their URIs."""
+        """Poll the event feed for changes made by any process and notify their URIs.
+
+        This task runs in the lifespan's task group, so an exception escaping it would take
+        the whole server down: every failure is logged and the loop goes on. Events whose
+        notification failed are not retried (the cursor has moved past them); clients still
+        read the current state, and wait_for_events reads the feed itself.
+        """
         feed = EventFeed(app.db_path)
         cursor = await anyio.to_thread.run_sync(feed.latest_id)
         while True:
@@ -104,5 +113,9 @@ class Notifier:
                 log.warning("event watcher: could not read the store; retrying in 10 s", exc_info=True)
                 await anyio.sleep(10)
                 continue
-            if events:
+            if not events:
+                continue
+            try:
                 await self.publish(uris_for(events))
+            except Exception:
+                log.exception("event watcher: could not notify subscribers of %d event(s)", len(events))

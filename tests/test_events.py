@@ -114,6 +114,47 @@ async def test_wait_settles_run_endings_itself(services: Services, workdir: Path
     assert [(e.status, e.exit_code) for e in batch.events] == [("finished", 0)]
 
 
+async def test_without_a_cursor_a_run_that_already_ended_is_reported_at_once(
+    services: Services, workdir: Path
+) -> None:
+    # The agent's first wait leaves the cursor out, but its run may have ended already.
+    ended = stopped_run(services, workdir, "ended-before-the-wait")
+    other = stopped_run(services, workdir, "someone-else")
+    t0 = time.monotonic()
+    batch = await wait_for_events(feed_of(services), cursor=None, timeout_s=30, run_ids=[ended])
+    assert time.monotonic() - t0 < 5 and not batch.timed_out
+    assert [(e.run_id, e.status) for e in batch.events] == [(ended, "stopped")]
+    # The returned cursor continues after it: the other run's ending is not this waiter's news.
+    again = await wait_for_events(feed_of(services), cursor=batch.cursor, timeout_s=1, run_ids=[ended])
+    assert again.timed_out and again.events == []
+    # Without run_ids, no cursor still means "from now on": neither ending is reported.
+    now = await wait_for_events(feed_of(services), cursor=None, timeout_s=1)
+    assert now.timed_out and now.events == [] and now.cursor == feed_of(services).latest_id()
+    # A run with no events yet is waited for from now on, as before.
+    fresh = services.runs.create(name="fresh", command="true", workdir=str(workdir), auto_start=False)
+    idle = await wait_for_events(feed_of(services), cursor=None, timeout_s=1, run_ids=[fresh.id])
+    assert idle.timed_out and idle.cursor == feed_of(services).latest_id()
+    # Several runs: the earliest recorded event of any of them is where the wait starts.
+    both = await wait_for_events(feed_of(services), cursor=None, timeout_s=1, run_ids=[other, ended])
+    assert [e.run_id for e in both.events] == [ended, other]
+
+
+async def test_progress_is_reported_periodically_while_nothing_arrives(services: Services) -> None:
+    reports: list[tuple[float, float, str]] = []
+
+    async def progress(done: float, total: float, message: str) -> None:
+        reports.append((done, total, message))
+
+    batch = await wait_for_events(
+        feed_of(services), cursor=None, timeout_s=1.5, progress=progress, poll_s=0.05, progress_every_s=0.3
+    )
+    assert batch.timed_out and batch.waited_s >= 1.5
+    done = [r[0] for r in reports]
+    assert len(done) >= 3, reports
+    assert done == sorted(set(done)) and done[0] < 0.5 and done[-1] <= 1.5  # strictly increasing, in range
+    assert all(total == 1.5 and "waiting for run_ended, alert" in message for _, total, message in reports)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

@@ -344,6 +344,29 @@ async def test_wait_for_events_returns_soon_after_the_exit_and_never_repeats(
         assert result["returned_at"] - exit_at < 1.0, result["returned_at"] - exit_at
         again = await call(c, "wait_for_events", cursor=result["cursor"], timeout_s=1)
         assert again["timed_out"] and again["events"] == []
-        assert "above the cap of 240 s" in await call_error(c, "wait_for_events", timeout_s=600)
+        # The limits are in the schema, so clients see them before calling; a call past them
+        # is refused naming the argument and the limit.
+        tools = {t.name: t for t in (await c.list_tools()).tools}
+        schema = tools["wait_for_events"].input_schema["properties"]["timeout_s"]
+        assert (schema["minimum"], schema["maximum"]) == (1, 240)
+        error = await call_error(c, "wait_for_events", timeout_s=600)
+        assert "timeout_s" in error and "less than or equal to 240" in error
         with contextlib.suppress(Exception):
             (workdir / "gate").unlink()
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_first_wait_without_cursor_reports_a_run_that_already_ended(
+    state_dir: Path, workdir: Path, mode: str
+) -> None:
+    async with client(state_dir, mode) as c:
+        run = await call(c, "create_run", name="quick", command="true", workdir=str(workdir))
+        with anyio.fail_after(20):
+            while (await call(c, "get_run", run_id=run["id"]))["status"] != "finished":
+                await anyio.sleep(0.05)
+        # The agent's first wait, as the prompts tell it: no cursor, its run named.
+        batch = await call(c, "wait_for_events", run_ids=[run["id"]], timeout_s=30)
+        assert not batch["timed_out"] and batch["waited_s"] < 5
+        assert [(e["run_id"], e["status"], e["exit_code"]) for e in batch["events"]] == [
+            (run["id"], "finished", 0)
+        ]

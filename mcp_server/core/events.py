@@ -30,8 +30,10 @@ from mcp_server.core.workflow_views import EventBatch, EventRow
 
 EVENT_KINDS: tuple[str, ...] = ("run_ended", "run_status", "alert")
 DEFAULT_KINDS: tuple[str, ...] = ("run_ended", "alert")
-MAX_TIMEOUT_S = 240.0
-DEFAULT_TIMEOUT_S = 60.0
+# Whole seconds, so the tool's schema advertises them as such (minimum 1, maximum 240).
+MIN_TIMEOUT_S = 1
+MAX_TIMEOUT_S = 240
+DEFAULT_TIMEOUT_S = 60
 MAX_RUN_IDS = 500
 MAX_EVENTS = 100
 POLL_S = 0.2
@@ -97,6 +99,24 @@ class EventFeed:
             except sqlite3.OperationalError:  # the store is being created right now
                 return 0
 
+    def before_first_of(self, run_ids: Iterable[str]) -> int | None:
+        """The position just before the first event of any of ``run_ids``; None if they have none.
+
+        A waiter that names its runs but has no cursor starts here, so a run that ended
+        between create_run and the wait is still reported instead of waited for in vain.
+        """
+        ids = list(dict.fromkeys(run_ids))
+        con = self._connect() if ids else None
+        if con is None:
+            return None
+        with closing(con):
+            sql = f"SELECT min(id) FROM events WHERE run_id IN ({','.join('?' * len(ids))})"
+            try:
+                (first,) = con.execute(sql, ids).fetchone()
+            except sqlite3.OperationalError:
+                return None
+        return None if first is None else int(first) - 1
+
     def read(
         self,
         after: int,
@@ -159,8 +179,10 @@ def validate_wait(
             "after about 4 minutes). Wait up to 240 s, then call wait_for_events again with the returned "
             "cursor."
         )
-    if timeout_s < 1:
-        raise InvalidInput(f"timeout_s={timeout_s:g} is below 1 s; give 1 to {MAX_TIMEOUT_S:g}.")
+    if timeout_s < MIN_TIMEOUT_S:
+        raise InvalidInput(
+            f"timeout_s={timeout_s:g} is below {MIN_TIMEOUT_S} s; give {MIN_TIMEOUT_S} to {MAX_TIMEOUT_S}."
+        )
     if cursor is not None and (isinstance(cursor, bool) or not isinstance(cursor, int) or cursor < 0):
         raise InvalidInput(
             f"cursor={cursor!r} is not valid: pass the cursor a previous call returned, 0 for every event "
@@ -194,7 +216,10 @@ async def wait_for_events(
 ) -> EventBatch:
     """Return the matching events after ``cursor`` as soon as there are any, or none at ``timeout_s``.
 
-    ``cursor=None`` means "from now": only events written after the call starts count.
+    ``cursor=None`` means "from now": only events written after the call starts count —
+    unless ``run_ids`` is given: then every recorded event of those runs counts too, so a
+    run that ended before the first wait is reported at once rather than missed (an agent
+    leaves the cursor out on its first call, often after the run already finished).
     ``settle`` runs each poll (in a thread) so run endings are recorded promptly even when
     no other process is watching the runs; ``progress`` is awaited every
     ``progress_every_s`` (and at the start) while nothing has arrived.
@@ -203,7 +228,8 @@ async def wait_for_events(
     start = time.monotonic()
     latest = await anyio.to_thread.run_sync(feed.latest_id)
     if cursor is None:
-        cursor = latest
+        first = None if only is None else await anyio.to_thread.run_sync(feed.before_first_of, only)
+        cursor = latest if first is None else min(first, latest)
     elif cursor > latest:
         raise InvalidInput(
             f"cursor={cursor} is ahead of the event feed (latest event {latest}); pass the cursor your last "

@@ -38,7 +38,7 @@ from mcp_server.core.jobfiles import JobFiles
 from mcp_server.core.launch import render_launch_script, write_command, write_env, write_launch_script
 from mcp_server.core.lifecycle import TERMINAL, RunStatus
 from mcp_server.core.logs import read_window, tail_lines
-from mcp_server.core.models import Run
+from mcp_server.core.models import Event, Run
 from mcp_server.core.paths import StateDir
 from mcp_server.core.probes import GpuProbe, probe_gpus
 from mcp_server.core.reconcile import WATCHED, Reconciler, transition
@@ -340,11 +340,16 @@ class RunService:
         return run
 
     def _after_insert(self, run: Run, auto_start: bool) -> RunRecord:
+        """Start the new run if asked; a launch that fails for any reason (a refused launch, a
+        locked store, a tmux or disk error) leaves no half-created run behind."""
         if auto_start:
             try:
                 self._start(run)
-            except ResearchError:
-                self._discard(run)
+            except Exception:
+                try:
+                    self._discard(run)
+                except Exception:  # keep the launch's error: it is the one the caller can act on
+                    log.exception("could not discard %s after its launch failed", run.id)
                 raise
         return self._record(run.id)
 
@@ -356,8 +361,13 @@ class RunService:
         return to_record(run, self.files(run_id).run_dir, leased)
 
     def _discard(self, run: Run) -> None:
-        """Undo a create whose launch was refused, so no half-created run remains."""
+        """Undo a create whose launch was refused, so no half-created run remains.
+
+        Its events go too: a 'launching' event of a run that does not exist would be served
+        by wait_for_events and name a run no tool can find.
+        """
         with self.store.write() as s:
+            s.execute(delete(Event).where(col(Event.run_id) == run.id))
             s.execute(delete(Run).where(col(Run.id) == run.id))
             self.admission.release(s, run.id)
         shutil.rmtree(self.files(run.id).run_dir, ignore_errors=True)
@@ -371,10 +381,15 @@ class RunService:
             )
         try:
             self._start(run)
-        except ResearchError as err:
-            with self.store.write() as s:
-                transition(s, self.load(run_id), RunStatus.FAILED, f"launch refused: {err}", error=str(err))
-                self.admission.release(s, run_id)
+        except Exception as err:  # any failure, not only a refusal, must not strand the run mid-launch
+            try:
+                with self.store.write() as s:
+                    transition(
+                        s, self.load(run_id), RunStatus.FAILED, f"launch refused: {err}", error=str(err)
+                    )
+                    self.admission.release(s, run_id)
+            except Exception:
+                log.exception("could not mark %s failed after its launch failed", run_id)
             raise
         return self._record(run_id)
 

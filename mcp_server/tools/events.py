@@ -24,13 +24,20 @@ def register(mcp: MCPServer, app: App) -> None:
         cursor: Annotated[
             int | None,
             Field(
-                description="the cursor the previous call returned; leave out to wait for events from now "
-                "on; 0 for every event ever recorded"
+                description="the cursor the previous call returned; 0 for every event ever recorded; "
+                "leave out to wait for events from now on (with run_ids: also those of these runs "
+                "already recorded)"
             ),
         ] = None,
         timeout_s: Annotated[
-            float, Field(description="longest wait in seconds, 1 to 240 (clients drop calls near 4 min)")
-        ] = 60,
+            float,
+            Field(
+                ge=feed.MIN_TIMEOUT_S,
+                le=feed.MAX_TIMEOUT_S,
+                description="longest wait in seconds, 1 to 240 (clients drop calls near 4 min); to wait "
+                "longer, call again with the returned cursor",
+            ),
+        ] = feed.DEFAULT_TIMEOUT_S,
         run_ids: Annotated[list[str] | None, Field(description="only events of these runs")] = None,
         kinds: Annotated[
             list[Literal["run_ended", "run_status", "alert"]] | None,
@@ -45,8 +52,10 @@ def register(mcp: MCPServer, app: App) -> None:
         Returns at once if matching events exist after the cursor, else as soon as one
         arrives, else empty with timed_out=true after timeout_s. Events come from the shared
         store, so changes made by sidecars and other sessions count; passing the returned
-        cursor to the next call neither misses nor repeats an event. Waiting costs no tokens:
-        prefer it over polling get_run.
+        cursor to the next call neither misses nor repeats an event. Without a cursor the
+        wait starts now, but with run_ids it also returns those runs' events already
+        recorded, so a run that ended before this first call is not missed. Waiting costs no
+        tokens: prefer it over polling get_run.
         """
 
         async def progress(done: float, total: float, message: str) -> None:
