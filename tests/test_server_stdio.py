@@ -6,14 +6,20 @@ import contextlib
 import os
 import signal
 import sqlite3
+import time
 from pathlib import Path
 
 import anyio
 import pytest
 
+from tests.helpers import sidecar_pids
 from tests.mcp_client import MODES, call, call_error, client, server_pids
 
 pytestmark = pytest.mark.anyio
+
+# The protocol each client mode must negotiate: "auto" must reach the 2026 era (Claude Code's),
+# or the tests run "in both eras" would silently test the legacy one twice.
+ERAS = {"auto": "2026-07-28", "legacy": "2025-11-25"}
 
 
 def _statuses(state_dir: Path, run_ids: list[str]) -> set[str]:
@@ -40,6 +46,7 @@ async def wait_run(c, run_id: str, statuses: set[str], timeout: float = 20) -> d
 @pytest.mark.parametrize("mode", MODES)
 async def test_tools_are_typed_and_annotated(state_dir: Path, mode: str) -> None:
     async with client(state_dir, mode) as c:
+        assert c.protocol_version == ERAS[mode]
         tools = {t.name: t for t in (await c.list_tools()).tools}
     assert set(tools) >= RUN_TOOLS
     for name in RUN_TOOLS:
@@ -108,13 +115,35 @@ async def test_bad_input_gets_a_tool_error_and_creates_nothing(
     assert list((state_dir / "runs").iterdir()) == []
 
 
+def _kill_sidecars(state_dir: Path) -> None:
+    """SIGKILL every sidecar of the state dir until none is left (one may still be starting)."""
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < 0.5:
+        pids = sidecar_pids(state_dir)
+        if pids:
+            quiet_since = time.monotonic()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("sidecars", ["survive", "killed"])
 @pytest.mark.parametrize("mode", MODES)
-async def test_runs_survive_kill_9_of_the_server(state_dir: Path, workdir: Path, mode: str) -> None:
+async def test_runs_survive_kill_9_of_the_server(
+    state_dir: Path, workdir: Path, mode: str, sidecars: str
+) -> None:
+    """Jobs outlive a kill -9 of the server; a new server reports each with its true exit code.
+
+    With the sidecars killed too, nothing records the endings until the new server's
+    start-up reconcile reads the exit-code files: that is what the "killed" case shows.
+    """
     gate = workdir / "gate"
     codes = {"zero": 0, "three": 3, "five": 5}
     ids: dict[str, str] = {}
     stack = contextlib.AsyncExitStack()
     c = await stack.enter_async_context(client(state_dir, mode))
+    assert c.protocol_version == ERAS[mode]
     for name, code in codes.items():
         run = await call(
             c,
@@ -126,11 +155,16 @@ async def test_runs_survive_kill_9_of_the_server(state_dir: Path, workdir: Path,
         ids[name] = run["id"]
     for run_id in ids.values():
         await wait_run(c, run_id, {"running"})
+    with anyio.fail_after(15):  # each run has its sidecar
+        while len(sidecar_pids(state_dir)) < len(ids):
+            await anyio.sleep(0.05)
     pids = server_pids(state_dir)
     assert len(pids) == 1
     os.kill(pids[0], signal.SIGKILL)
     with contextlib.suppress(Exception):
         await stack.aclose()
+    if sidecars == "killed":
+        await anyio.to_thread.run_sync(_kill_sidecars, state_dir)
     pgids = [int((state_dir / "runs" / rid / "pgid").read_text()) for rid in ids.values()]
     for pgid in pgids:
         os.killpg(pgid, 0)  # every job is still alive after the server died
@@ -138,7 +172,12 @@ async def test_runs_survive_kill_9_of_the_server(state_dir: Path, workdir: Path,
     with anyio.fail_after(15):
         while not all((state_dir / "runs" / rid / "exit_code").exists() for rid in ids.values()):
             await anyio.sleep(0.05)
+    if sidecars == "killed":
+        # With no server and no sidecar, the jobs ended but nobody has recorded it.
+        await anyio.sleep(1.0)
+        assert await anyio.to_thread.run_sync(_statuses, state_dir, list(ids.values())) == {"running"}
     async with client(state_dir, mode) as c2:
+        assert c2.protocol_version == ERAS[mode]
         # The new server settles them at start-up, before anyone asks about a run.
         with anyio.fail_after(15):
             while await anyio.to_thread.run_sync(_statuses, state_dir, list(ids.values())) & {
