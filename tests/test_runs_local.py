@@ -221,3 +221,43 @@ def test_a_run_whose_tmux_socket_vanished_settles_from_its_exit_code(
     finally:
         os.kill(int(server_pid), signal.SIGUSR1)  # tmux recreates its socket, so teardown can end it
         wait_for(lambda: os.path.exists(socket_path), what="socket recreated")
+
+
+def test_env_values_appear_nowhere_but_the_jobs_environment(
+    services: Services, workdir: Path, state_dir: Path
+) -> None:
+    secret = "sk-live-" + os.urandom(12).hex()
+    run = services.runs.create(
+        name="keyed",
+        command='test "$API_KEY" = "$EXPECTED" && echo key-ok; while [ ! -f go ]; do sleep 0.05; done',
+        workdir=str(workdir),
+        env={"API_KEY": secret, "EXPECTED": secret},
+    )
+    wait_for(lambda: "key-ok" in services.runs.logs(run.id).text, what="the job to see its key")
+
+    # Not on any process's command line while the job runs (tmux, launch script, job, sidecar).
+    assert not any(secret in arg for pid in _all_pids() for arg in _argv(pid))
+    # Not in the pane's scrollback.
+    tmux = ["tmux", "-L", services.state.tmux_socket]
+    pane = subprocess.run(
+        [*tmux, "capture-pane", "-p", "-S", "-", "-t", f"=research:={run.id}"], capture_output=True, text=True
+    )
+    assert "key-ok" in pane.stdout and secret not in pane.stdout
+
+    (workdir / "go").touch()
+    wait_status(services, run.id, {"finished"})
+    # Not in any file of the state dir but the private env.sh: store, logs, scripts, sidecar log.
+    holders = [p.name for p in state_dir.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert holders == ["env.sh"]
+    assert services.runs.get(run.id).env_keys == ["API_KEY", "EXPECTED"]
+
+
+def _all_pids() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+
+
+def _argv(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:  # the process ended meanwhile
+        return []

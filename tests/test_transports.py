@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -116,6 +117,46 @@ async def test_with_the_token_a_run_goes_to_finished(server: tuple[str, str], wo
                 await anyio.sleep(0.1)
         logs = (await c.call_tool("get_logs", {"run_id": run_id})).structured_content
     assert logs and logs["text"] == "over-the-wire\n"
+
+
+async def test_two_agents_on_one_server_write_at_once_and_lose_nothing(
+    server: tuple[str, str], workdir: Path, state_dir: Path
+) -> None:
+    """Two clients, 40 concurrent create_run calls each: no "database is locked", no lost write."""
+    kind, url = server
+    made: dict[str, list[str]] = {"a": [], "b": []}
+    errors: list[str] = []
+
+    async def agent(tag: str) -> None:
+        async with Client(_transport(kind, url, TOKEN), mode="legacy", cache=None) as c:
+
+            async def one(i: int) -> None:
+                res = await c.call_tool(
+                    "create_run",
+                    {"name": f"{tag}-{i}", "command": "true", "workdir": str(workdir), "auto_start": False},
+                )
+                if res.is_error:
+                    errors.append(res.content[0].text)  # type: ignore[union-attr]
+                else:
+                    made[tag].append(res.structured_content["id"])  # type: ignore[index]
+
+            async with anyio.create_task_group() as tg:
+                for i in range(40):
+                    tg.start_soon(one, i)
+
+    with anyio.fail_after(120):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(agent, "a")
+            tg.start_soon(agent, "b")
+    assert errors == []
+    ids = made["a"] + made["b"]
+    assert len(ids) == 80 and len(set(ids)) == 80
+    con = sqlite3.connect(state_dir / "research.db")
+    try:
+        names = sorted(name for (name,) in con.execute("SELECT name FROM runs"))
+    finally:
+        con.close()
+    assert names == sorted(f"{tag}-{i}" for tag in "ab" for i in range(40))
 
 
 async def test_streamable_http_serves_the_modern_era_too(state_dir: Path) -> None:
