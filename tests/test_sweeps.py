@@ -173,6 +173,8 @@ def test_unknown_sweeps_are_refused_before_anything_is_written(services: Service
         ({"base_command": "x {lr}", "parameters": {"lr": [1, 2, 3]}, "max_runs": 2}, "more than max_runs=2"),
         ({"backend": "cloud"}, "valid: auto, local"),
         ({"workdir": "/no/such/dir"}, "does not exist"),
+        ({"backend": "local", "slurm": {"partition": "gpu"}}, "slurm options need backend 'slurm'"),
+        ({"backend": "slurm", "slurm": {"extra_args": ["--outp=/tmp/x"]}}, "may not set --outp"),
     ],
 )
 def test_bad_sweeps_change_nothing(services: Services, workdir: Path, kwargs: dict, message: str) -> None:
@@ -254,3 +256,21 @@ def test_best_run_is_ranked_from_the_metrics_the_sidecars_stored(services: Servi
     counts = {m.run_id: m.series[0].count for m in services.metrics.get(ids, keys=["loss"]).runs}
     assert counts == dict.fromkeys(ids, 40)
     assert "logged metrics: loss" in services.sweeps.get(sweep.id, metric="acc").note
+
+
+def test_slurm_options_reach_every_run_of_the_sweep(services: Services, workdir: Path) -> None:
+    sweep = services.sweeps.create(
+        name="on-slurm",
+        goal="lr on the gpu partition",
+        base_command="python train.py --lr {lr}",
+        parameters={"lr": [0.1, 0.01]},
+        backend="slurm",
+        slurm={"partition": "gpu", "time": "01:00:00"},
+        workdir=str(workdir),
+        auto_start=False,
+    )
+    runs = [services.runs.get(r.id) for r in services.runs.list(sweep_id=sweep.id).runs]
+    assert len(runs) == 2
+    assert all(
+        r.backend == "slurm" and r.options["slurm"] == {"partition": "gpu", "time": "01:00:00"} for r in runs
+    )

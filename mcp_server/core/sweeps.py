@@ -250,6 +250,7 @@ class SweepService:
         workdir: str | None = None,
         env: Mapping[str, str] | None = None,
         auto_start: bool = True,
+        slurm: Mapping[str, Any] | None = None,
     ) -> SweepDetail:
         validate_name(name, "sweep name")
         if not isinstance(goal, str) or not goal.strip() or len(goal) > MAX_GOAL_CHARS:
@@ -279,6 +280,15 @@ class SweepService:
         wd = _validate_workdir(workdir)
         clean_env = _validate_env(env)
         chosen_backend = self.runs.resolve_backend(backend)
+        slurm_options = None
+        if slurm:  # checked once here, so a bad option refuses the sweep before anything is written
+            if backend == "local":
+                raise InvalidInput(
+                    "slurm options need backend 'slurm' (or 'auto' on a Slurm cluster), not 'local'."
+                )
+            from mcp_server.core.backends.slurm import validate_slurm_options
+
+            slurm_options = validate_slurm_options(slurm)
         if method == "random" and space and seed is None:
             seed = secrets.randbelow(2**31)  # recorded, so the sweep can be reproduced
         configs = expand(space, method, max_runs, seed)
@@ -319,6 +329,7 @@ class SweepService:
                 auto_start=False,
                 params=values,
                 backend=chosen_backend,
+                slurm=slurm_options,
             )
             created.append(self.runs.load(detail.id))
         if auto_start and created:

@@ -9,6 +9,7 @@ from pydantic import Field
 from mcp_server.app import App, tool_errors
 from mcp_server.core.workflow_views import SweepDetail
 from mcp_server.tools import MAX_INT
+from mcp_server.tools.runs import SlurmOptions
 
 ParamValues = list[str | int | float | bool] | dict[str, Any]
 
@@ -80,6 +81,10 @@ def register(mcp: MCPServer, app: App) -> None:
         auto_start: Annotated[
             bool, Field(description="launch the runs now (true) or leave them 'ready' for start_run")
         ] = True,
+        slurm: Annotated[
+            SlurmOptions | None,
+            Field(description="scheduler options for every run on Slurm (as in create_run)"),
+        ] = None,
     ) -> SweepDetail:
         """Create a named sweep and launch one run per configuration of its parameter space.
 
@@ -100,6 +105,7 @@ def register(mcp: MCPServer, app: App) -> None:
             workdir=workdir,
             env=env,
             auto_start=auto_start,
+            slurm=slurm.model_dump(exclude_none=True, exclude_defaults=True) if slurm else None,
         )
 
     @mcp.tool(
