@@ -1,5 +1,5 @@
 """Every tool fuzzed from its own input schema: only validation errors or ToolErrors come back,
-the server stays up, and a rejected call changes nothing in the store or the state dir.
+the server stays up, and a rejected call writes nothing to the store or the state dir.
 
 The arguments are drawn from each tool's published ``inputSchema``, so
 a new tool or parameter is fuzzed without touching this file. Id fields are sometimes swapped
@@ -8,7 +8,6 @@ for ids that exist, so calls reach past the "unknown id" check into the services
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -69,7 +68,8 @@ class Target:
     schemas: dict[str, dict[str, Any]]
     ids: dict[str, list[str]] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
-    last_snapshot: str = ""  # the store as the previous call left it
+    writes: Writes | None = None
+    last_look: tuple[object, ...] = ()  # the state dir as the previous call left it
     read_only: set[str] = field(default_factory=set)
 
     def call(self, tool: str, args: dict[str, Any]) -> Any:
@@ -81,24 +81,22 @@ class Target:
             return await self.client.call_tool(tool, args)
 
 
-def snapshot(state_dir: Path) -> str:
-    """Every row of every table, and every path under the state dir, as one digest."""
-    digest = hashlib.sha256()
-    con = sqlite3.connect(f"file:{state_dir / 'research.db'}?mode=ro", uri=True)
-    try:
-        tables = [
-            r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-        ]
-        for table in tables:
-            rows = sorted(repr(r) for r in con.execute(f'SELECT * FROM "{table}"'))
-            digest.update(f"{table}:{rows}".encode())
-    finally:
-        con.close()
-    for path in sorted(
-        p for p in state_dir.rglob("*") if p.name not in {"research.db-wal", "research.db-shm"}
-    ):
-        digest.update(str(path.relative_to(state_dir)).encode())
-    return digest.hexdigest()
+class Writes:
+    """Whether anything was written to the state dir since the last look, cheaply enough to
+    ask after every call: SQLite's data_version moves whenever another connection commits a
+    change, and a directory's mtime whenever an entry is added to or removed from it."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.con = sqlite3.connect(
+            f"file:{state_dir / 'research.db'}?mode=ro", uri=True, check_same_thread=False
+        )
+
+    def look(self) -> tuple[object, ...]:
+        (version,) = self.con.execute("PRAGMA data_version").fetchone()
+        runs = self.state_dir / "runs"
+        dirs = [self.state_dir, runs, *(e for e in os.scandir(runs) if e.is_dir())]
+        return version, tuple((str(d), os.stat(d).st_mtime_ns) for d in dirs)
 
 
 def seed_store(state_dir: Path, workdir: Path) -> dict[str, list[str]]:
@@ -156,7 +154,9 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
             t.read_only = {
                 tool.name for tool in tools if tool.annotations and tool.annotations.read_only_hint
             }
+            t.writes = Writes(state_dir)
             yield t
+            t.writes.con.close()
             # The server is still up and answers after everything thrown at it.
             assert not portal.call(client.call_tool, "list_runs", {}).is_error
     finally:
@@ -198,21 +198,22 @@ def tame(tool: str, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def check(target: Target, tool: str, args: dict[str, Any]) -> None:
-    before = target.last_snapshot or snapshot(target.state_dir)
+    assert target.writes is not None
+    before = target.last_look or target.writes.look()
     result = target.call(tool, args)
     text = result.content[0].text if result.content else ""  # type: ignore[union-attr]
     if result.is_error:
         # A ToolError or a validation error carries its reason after the prefix; a crash does not.
         prefix = f"Error executing tool {tool}: "
         assert text.startswith(prefix) and text[len(prefix) :].strip(), f"{tool}({args!r}) crashed: {text!r}"
-        after = snapshot(target.state_dir)
+        after = target.writes.look()
         assert after == before, f"rejected {tool}({args!r}) changed the store"
     else:
         assert result.structured_content is not None, f"{tool}({args!r}) answered without a typed result"
         if tool not in target.read_only:
             quiesce(target.state_dir)
-        after = snapshot(target.state_dir)
-    target.last_snapshot = after
+        after = target.writes.look()
+    target.last_look = after
 
 
 def quiesce(state_dir: Path) -> None:
@@ -261,7 +262,8 @@ def test_wait_for_events_survives_its_own_schema(target: Target) -> None:
 
     collect()
     assert len(drawn) >= EXAMPLES
-    before = snapshot(target.state_dir)
+    assert target.writes is not None
+    before = target.writes.look()
 
     async def call_all() -> list[tuple[dict[str, Any], Any]]:
         results: list[tuple[dict[str, Any], Any]] = []
@@ -289,4 +291,4 @@ def test_wait_for_events_survives_its_own_schema(target: Target) -> None:
             )
         else:
             assert set(result.structured_content) >= {"events", "cursor", "timed_out"}
-    assert snapshot(target.state_dir) == before  # waiting only reads
+    assert target.writes.look() == before  # waiting only reads
