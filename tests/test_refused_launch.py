@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,11 @@ from sqlmodel import select
 from mcp_server.core import runs as runs_module
 from mcp_server.core.errors import ResearchError
 from mcp_server.core.events import EventFeed, wait_for_events
+from mcp_server.core.jobfiles import JobFiles
+from mcp_server.core.lifecycle import TERMINAL
 from mcp_server.core.models import Event, GpuLease, QueueEntry, Run
 from mcp_server.core.services import Services
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -91,3 +95,29 @@ async def test_start_run_that_fails_unexpectedly_marks_the_run_failed_and_frees_
     assert failed.status == "failed" and "launch refused" in failed.status_reason
     assert "No space left on device" in (failed.error or "")
     assert rows(services)["queue"] == []
+
+
+def test_a_store_failure_after_the_job_was_submitted_keeps_the_run(
+    services: Services, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the backend took the job it runs: the run must stay, never be discarded."""
+    backend = services.backends.get("local")
+    real_submit, real_write = backend.submit, services.store.write
+    failing = {"next_write": False}
+
+    def submit_then_break_the_store(run: Run, files: JobFiles) -> str:
+        ref = real_submit(run, files)
+        failing["next_write"] = True
+        return ref
+
+    def write():  # type: ignore[no-untyped-def]
+        if failing.pop("next_write", False):
+            raise sqlite3.OperationalError("disk I/O error")
+        return real_write()
+
+    monkeypatch.setattr(backend, "submit", submit_then_break_the_store)
+    monkeypatch.setattr(services.store, "write", write)
+    run = services.runs.create(name="kept", command="echo still-here", workdir=str(workdir))
+    done = wait_for(lambda: (r := services.runs.get(run.id)).status in {t.value for t in TERMINAL} and r, 20)
+    assert done.status == "finished" and done.exit_code == 0
+    assert "still-here" in services.runs.logs(run.id).text

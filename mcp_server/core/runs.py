@@ -459,16 +459,23 @@ class RunService:
             raise
         except Exception as err:  # an unexpected backend failure still must not strand the run
             raise ResearchError(f"the {backend.name} backend failed to submit {run.id}: {err}") from err
-        with self.store.write() as s:
-            s.execute(update(Run).where(col(Run.id) == run.id).values(backend_ref=ref))
-            # Say where it went, unless the reason moved on (a queued run's says what it waits for).
-            s.execute(
-                update(Run)
-                .where(
-                    col(Run.id) == run.id, col(Run.status_reason) == reason, col(Run.status) == "launching"
+        # From here the job exists: nothing may raise, or a caller would discard (or fail) the
+        # run of a live job.
+        try:
+            with self.store.write() as s:
+                s.execute(update(Run).where(col(Run.id) == run.id).values(backend_ref=ref))
+                # Say where it went, unless the reason moved on (a queued run's says what it waits for).
+                s.execute(
+                    update(Run)
+                    .where(
+                        col(Run.id) == run.id,
+                        col(Run.status_reason) == reason,
+                        col(Run.status) == "launching",
+                    )
+                    .values(status_reason="; ".join([f"submitted: {ref}", *extras]))
                 )
-                .values(status_reason="; ".join([f"submitted: {ref}", *extras]))
-            )
+        except Exception:
+            log.exception("%s was submitted as %s, but recording that failed", run.id, ref)
         for hook in self.after_launch:
             try:
                 hook(run)
