@@ -30,7 +30,7 @@ def test_run_goes_from_launching_to_running_to_finished(services: Services, work
     run = services.runs.create(
         name="ok", command="while [ ! -f go ]; do sleep 0.05; done; echo done", workdir=str(workdir)
     )
-    assert run.status == "launching" and run.backend == "local"
+    assert run.status in ("launching", "running") and run.backend == "local"  # the event check below is exact
     running = wait_status(services, run.id, {"running"})
     assert running.started_at is not None and running.exit_code is None
     marker.touch()
