@@ -47,8 +47,8 @@ class FakeGpus:
         self.foreign.wait()
 
 
-def path_without_slurm(bin_dir: Path) -> str:
-    """A PATH holding every command of the current PATH except Slurm's (a machine without Slurm)."""
+def path_without(bin_dir: Path, *missing: str) -> str:
+    """A PATH holding every command of the current PATH except ``missing`` (a machine without them)."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     for entry in os.environ.get("PATH", "").split(os.pathsep):
         if not entry or not os.path.isdir(entry):
@@ -56,8 +56,13 @@ def path_without_slurm(bin_dir: Path) -> str:
         for name in os.listdir(entry):
             target = os.path.join(entry, name)
             link = bin_dir / name
-            if name in SLURM_COMMANDS or link.exists() or not os.access(target, os.X_OK):
+            if name in missing or link.exists() or not os.access(target, os.X_OK):
                 continue
             if os.path.isfile(target):
                 link.symlink_to(target)
     return str(bin_dir)
+
+
+def path_without_slurm(bin_dir: Path) -> str:
+    """A PATH without Slurm's commands (a machine without Slurm)."""
+    return path_without(bin_dir, *SLURM_COMMANDS)

@@ -9,7 +9,6 @@ tool can find.
 from __future__ import annotations
 
 import errno
-import os
 import sqlite3
 from pathlib import Path
 
@@ -23,22 +22,10 @@ from mcp_server.core.jobfiles import JobFiles
 from mcp_server.core.lifecycle import TERMINAL
 from mcp_server.core.models import Event, GpuLease, QueueEntry, Run
 from mcp_server.core.services import Services
+from tests.fakegpus import path_without
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.anyio
-
-
-def path_without(bin_dir: Path, *missing: str) -> str:
-    """A PATH holding every command of the current PATH except ``missing``."""
-    bin_dir.mkdir()
-    for entry in os.environ.get("PATH", "").split(os.pathsep):
-        if not os.path.isdir(entry):
-            continue
-        for name in os.listdir(entry):
-            target, link = os.path.join(entry, name), bin_dir / name
-            if name not in missing and not link.exists() and os.path.isfile(target):
-                link.symlink_to(target)
-    return str(bin_dir)
 
 
 def disk_full(*_args: object) -> None:

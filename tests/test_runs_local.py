@@ -14,7 +14,7 @@ from mcp_server.core.errors import Conflict, InvalidInput, NotFound
 from mcp_server.core.models import Event
 from mcp_server.core.services import Services
 from tests.helpers import wait_for
-from tests.procs import pids_with
+from tests.procs import pids_mentioning, pids_with
 
 
 def wait_status(services: Services, run_id: str, statuses: set[str], timeout: float = 20):  # type: ignore[no-untyped-def]
@@ -236,7 +236,7 @@ def test_env_values_appear_nowhere_but_the_jobs_environment(
     wait_for(lambda: "key-ok" in services.runs.logs(run.id).text, what="the job to see its key")
 
     # Not on any process's command line while the job runs (tmux, launch script, job, sidecar).
-    assert not any(secret in arg for pid in _all_pids() for arg in _argv(pid))
+    assert pids_mentioning(secret) == []
     # Not in the pane's scrollback.
     tmux = ["tmux", "-L", services.state.tmux_socket]
     pane = subprocess.run(
@@ -250,14 +250,3 @@ def test_env_values_appear_nowhere_but_the_jobs_environment(
     holders = [p.name for p in state_dir.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
     assert holders == ["env.sh"]
     assert services.runs.get(run.id).env_keys == ["API_KEY", "EXPECTED"]
-
-
-def _all_pids() -> list[int]:
-    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
-
-
-def _argv(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:  # the process ended meanwhile
-        return []

@@ -35,6 +35,7 @@ from mcp_server.core.runs import (
     _validate_env,
     _validate_workdir,
     launch_reason,
+    validate_run_slurm,
 )
 from mcp_server.core.sidecars import wait_drained
 from mcp_server.core.store import Store, now
@@ -280,15 +281,8 @@ class SweepService:
         wd = _validate_workdir(workdir)
         clean_env = _validate_env(env)
         chosen_backend = self.runs.resolve_backend(backend)
-        slurm_options = None
-        if slurm:  # checked once here, so a bad option refuses the sweep before anything is written
-            if backend == "local":
-                raise InvalidInput(
-                    "slurm options need backend 'slurm' (or 'auto' on a Slurm cluster), not 'local'."
-                )
-            from mcp_server.core.backends.slurm import validate_slurm_options
-
-            slurm_options = validate_slurm_options(slurm)
+        # Checked once here, so a bad option refuses the sweep before anything is written.
+        slurm_options = validate_run_slurm(backend, slurm) if slurm else None
         if method == "random" and space and seed is None:
             seed = secrets.randbelow(2**31)  # recorded, so the sweep can be reproduced
         configs = expand(space, method, max_runs, seed)
