@@ -196,6 +196,35 @@ def test_a_job_outlives_the_tmux_server_and_still_ends_with_its_exit_code(
     assert "after" in services.runs.logs(run.id).text
 
 
+def test_a_run_is_not_lost_while_its_launch_script_still_records_the_exit_code(
+    services: Services, workdir: Path
+) -> None:
+    """Between the job's group ending and ``exit_code`` landing, only the launch script lives.
+
+    A child the job started in its own session (a daemonized helper) keeps the output pipe
+    open, which widens that moment to a second: with no tmux to ask, the run must wait for
+    the launch script rather than be declared lost.
+    """
+    run = services.runs.create(
+        name="lingering",
+        command="echo up; while [ ! -f go ]; do sleep 0.05; done; (setsid sleep 1.5 &); echo after; exit 3",
+        workdir=str(workdir),
+    )
+    wait_for(lambda: "up" in services.runs.logs(run.id).text)
+    files = services.runs.files(run.id)
+    pgid = files.read_pgid()
+    assert pgid is not None
+    subprocess.run(["tmux", "-L", services.state.tmux_socket, "kill-server"], check=True)
+
+    (workdir / "go").touch()
+    wait_for(lambda: not group_alive(pgid), what="the job's group to end")
+    assert files.read_exit_code() is None  # the launch script is still waiting on the pipe
+    assert services.runs.get(run.id).status == "running"
+
+    done = wait_status(services, run.id, {"failed", "lost"})
+    assert done.status == "failed" and done.exit_code == 3
+
+
 def test_a_run_whose_tmux_socket_vanished_settles_from_its_exit_code(
     services: Services, workdir: Path
 ) -> None:

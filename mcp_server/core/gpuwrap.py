@@ -183,7 +183,6 @@ def pre_lines(state_root: str, run_id: str, settings: Settings) -> list[str]:
     """Wait for admission unless the server admitted the run already, then take its environment."""
     wait = _admit_command("wait", state_root, run_id, settings)
     return [
-        'printf \'%s\\n\' "$$" > "$RUN_DIR/launcher.pid"',
         'if [ ! -f "$RUN_DIR/admission.env" ]; then',
         f'    {wait} >> "$RUN_DIR/queue.log" 2>&1',
         "    admit_rc=$?",

@@ -74,6 +74,8 @@ def render_launch_script(
 # research-mcp launch script for run {run_id} (generated; do not edit).
 set -u
 RUN_DIR={q(files.run_dir)}
+# Who records the exit code: while this script lives, the run has not ended unseen.
+printf '%s\\n' "$$" > "$RUN_DIR/launcher.pid"
 finish() {{
     printf '%s\\n' "$1" > "$RUN_DIR/exit_code.tmp" && mv -f "$RUN_DIR/exit_code.tmp" "$RUN_DIR/exit_code"
     exit "$1"
