@@ -202,12 +202,13 @@ def test_a_run_is_not_lost_while_its_launch_script_still_records_the_exit_code(
     """Between the job's group ending and ``exit_code`` landing, only the launch script lives.
 
     A child the job started in its own session (a daemonized helper) keeps the output pipe
-    open, which widens that moment to a second: with no tmux to ask, the run must wait for
-    the launch script rather than be declared lost.
+    open, which holds that moment open until the test releases it: with no tmux to ask, the
+    run must wait for the launch script rather than be declared lost.
     """
+    helper = "while [ ! -f release ] && [ $SECONDS -lt 60 ]; do sleep 0.05; done"
     run = services.runs.create(
         name="lingering",
-        command="echo up; while [ ! -f go ]; do sleep 0.05; done; (setsid sleep 1.5 &); echo after; exit 3",
+        command=f"echo up; while [ ! -f go ]; do sleep 0.05; done; (setsid bash -c '{helper}' &); exit 3",
         workdir=str(workdir),
     )
     wait_for(lambda: "up" in services.runs.logs(run.id).text)
@@ -218,9 +219,12 @@ def test_a_run_is_not_lost_while_its_launch_script_still_records_the_exit_code(
 
     (workdir / "go").touch()
     wait_for(lambda: not group_alive(pgid), what="the job's group to end")
-    assert files.read_exit_code() is None  # the launch script is still waiting on the pipe
-    assert services.runs.get(run.id).status == "running"
+    for _ in range(3):
+        assert files.read_exit_code() is None  # the launch script is still waiting on the pipe
+        assert services.runs.get(run.id).status == "running"
+        time.sleep(0.2)
 
+    (workdir / "release").touch()
     done = wait_status(services, run.id, {"failed", "lost"})
     assert done.status == "failed" and done.exit_code == 3
 
