@@ -31,7 +31,7 @@ from mcp_server.core.lifecycle import TERMINAL, RunStatus
 from mcp_server.core.models import GpuLease, QueueEntry, Run
 from mcp_server.core.paths import StateDir
 from mcp_server.core.probes import GpuProbe
-from mcp_server.core.procs import group_alive, runs_script
+from mcp_server.core.procs import job_lives
 from mcp_server.core.settings import Settings
 from mcp_server.core.sqlwrites import release_admission_sql
 from mcp_server.core.store import now
@@ -197,13 +197,9 @@ class Admission:
         files = self.files(run.id)
         if files.read_exit_code() is not None:
             return False  # the command ended; its launch script is only finishing up
-        launcher = files.read_launcher_pid()
-        if launcher is not None and runs_script(launcher, files.launch):
+        if job_lives(files):  # the job, or a launch script waiting for or finishing it
             return True
-        pgid = files.read_pgid()  # launch script gone: the job may still run on the GPUs
-        if pgid is not None and group_alive(pgid):
-            return True
-        if launcher is not None or run.status == RunStatus.LOST.value:
+        if files.read_launcher_pid() is not None or run.status == RunStatus.LOST.value:
             return False
         since = run.launched_at if run.launched_at is not None else entry.enqueued_at
         return t - since < self.settings.launch_grace_s  # launch script not started yet

@@ -10,6 +10,10 @@ from __future__ import annotations
 import os
 import pwd
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mcp_server.core.jobfiles import JobFiles
 
 PROC = Path("/proc")
 
@@ -67,3 +71,17 @@ def runs_script(pid: int, script: Path) -> bool:
     except OSError:
         return True  # alive but unreadable (no /proc access): trust the pid
     return os.fsencode(str(script)) in argv
+
+
+def job_lives(files: JobFiles) -> bool:
+    """True while the run's launch script or its job's process group lives.
+
+    Either one still has the exit code to come: the group is the user's command, the
+    launch script records the code just after the group ends (or waits for a GPU before
+    it starts). Both outlive the tmux pane, so this, not the window, says a run is gone.
+    """
+    pgid = files.read_pgid()
+    if pgid is not None and group_alive(pgid):
+        return True
+    launcher = files.read_launcher_pid()
+    return launcher is not None and runs_script(launcher, files.launch)

@@ -21,7 +21,7 @@ from mcp_server.core.errors import BackendError
 from mcp_server.core.jobfiles import JobFiles
 from mcp_server.core.lifecycle import Observation
 from mcp_server.core.paths import StateDir
-from mcp_server.core.procs import group_alive, runs_script
+from mcp_server.core.procs import group_alive, job_lives
 
 if TYPE_CHECKING:
     from mcp_server.core.models import Run
@@ -105,18 +105,12 @@ class LocalTmuxBackend(Backend):
             detail = ""
             if present is not True:
                 # The job is its own session, so it outlives its window and the tmux server
-                # (killed, or its socket removed by a /tmp cleaner): while its process group
-                # lives the run is still training, and losing it would free its GPUs. Its
-                # launch script also outlives the pane and, just after the group ends,
-                # writes the exit code: while it lives the run has not vanished either.
-                job = files[run.id]
-                pgid = job.read_pgid()
-                launcher = job.read_launcher_pid()
-                if (pgid is not None and group_alive(pgid)) or (
-                    launcher is not None and runs_script(launcher, job.launch)
-                ):
+                # (killed, or its socket removed by a /tmp cleaner), and so does its launch
+                # script: losing a run whose job lives would free its GPUs.
+                if job_lives(files[run.id]):
                     present = True
                 elif present is False:
+                    pgid = files[run.id].read_pgid()
                     detail = "tmux window is gone" + (" and the job has ended" if pgid is not None else "")
             out[run.id] = observe_files(files[run.id], present, detail)
         return out
