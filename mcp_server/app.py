@@ -73,7 +73,7 @@ class App:
         threading.Thread(target=self.startup, name="research-mcp-startup", daemon=True).start()
         async with anyio.create_task_group() as tg:
             if self.notifier is not None:
-                tg.start_soon(self.notifier.watch, self)
+                await tg.start(self.notifier.watch, self)
             yield self
             tg.cancel_scope.cancel()
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
+from anyio.abc import TaskStatus
 from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.server.session import ServerSession
@@ -94,16 +95,21 @@ class Notifier:
                     log.debug("dropping legacy subscriber of %s", uri, exc_info=True)
                     self._legacy[uri].pop(key, None)
 
-    async def watch(self, app: App) -> None:
+    async def watch(self, app: App, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Poll the event feed for changes made by any process and notify their URIs.
 
         This task runs in the lifespan's task group, so an exception escaping it would take
         the whole server down: every failure is logged and the loop goes on. Events whose
         notification failed are not retried (the cursor has moved past them); clients still
         read the current state, and wait_for_events reads the feed itself.
+
+        The starting cursor is read before the server answers its first request (the
+        lifespan waits for ``task_status.started()``): an event written by a client right
+        after it connected is then after the cursor, never silently skipped.
         """
         feed = EventFeed(app.db_path)
         cursor = await anyio.to_thread.run_sync(feed.latest_id)
+        task_status.started()
         while True:
             await anyio.sleep(self.interval_s)
             try:
