@@ -344,7 +344,7 @@ def test_a_sidecar_started_by_hand_catches_up_on_an_ended_run(
 def test_the_sidecar_loads_no_heavy_library() -> None:
     """Its idle RSS budget (60 MB) excludes sqlmodel/SQLAlchemy/pydantic, libtmux and litellm."""
     code = (
-        "import sys, sidecar.__main__, sidecar.monitor, sidecar.db, sidecar.rules, sidecar.parsers\n"
+        "import sys, sidecar.__main__, sidecar.monitor, sidecar.db, sidecar.rules, sidecar.printed, sidecar.sources.files, sidecar.sources.tfevents\n"
         "heavy = ('sqlmodel', 'sqlalchemy', 'pydantic', 'libtmux', 'litellm', 'mcp')\n"
         "print(sorted({m.split('.')[0] for m in sys.modules if m.split('.')[0] in heavy}))"
     )
