@@ -61,9 +61,11 @@ class SeriesState:
     exact_through: int | None = None  # a file source's highest step (it owns the key)
     # Lower-ranked (printed) points may lie beyond exact_through; unknown after a restart.
     provisional: bool = dataclasses.field(default=True, compare=False)
+    # Some stored point's step was inferred (not the framework's); unknown after a restart.
+    inexact: bool = dataclasses.field(default=True, compare=False)
 
 
-SERIES_COLUMNS = ", ".join(f for f in SeriesState.__dataclass_fields__ if f != "provisional")
+SERIES_COLUMNS = ", ".join(f for f in SeriesState.__dataclass_fields__ if f not in ("provisional", "inexact"))
 
 
 def connect(db_path: Path) -> sqlite3.Connection:
@@ -125,12 +127,12 @@ class SidecarDB:
         return {r[1]: SeriesState(*r) for r in rows}
 
     def runs_sharing_workdir(self, run: RunState, until: float) -> int:
-        """Other runs in ``run``'s workdir that started after it and no later than ``until``."""
+        """Other runs in ``run``'s workdir that ran at some time between its start and ``until``."""
         started = run.started_at or run.launched_at or 0.0
         row = self.one(
             "SELECT COUNT(*) FROM runs WHERE workdir = ? AND id != ? "
-            "AND COALESCE(started_at, launched_at) > ? AND COALESCE(started_at, launched_at) <= ?",
-            (run.workdir, run.id, started, until),
+            "AND COALESCE(started_at, launched_at) <= ? AND (ended_at IS NULL OR ended_at >= ?)",
+            (run.workdir, run.id, until, started),
         )
         return int(row[0])
 

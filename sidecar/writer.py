@@ -112,7 +112,9 @@ class Writer:
         """Per-key state for one commit: a copy of the series summary and the rule windows."""
         old = self.series.get(key)
         series = (
-            dataclasses.replace(old) if old else SeriesState(id=0, key=key, source=source, provisional=False)
+            dataclasses.replace(old)
+            if old
+            else SeriesState(id=0, key=key, source=source, provisional=False, inexact=False)
         )
         recent = self.recent.setdefault(key, deque(maxlen=RECENT))
         if not is_loss_like(key):
@@ -131,7 +133,7 @@ class Writer:
         ctx: dict[str, Context] = {}
         rows: list[tuple[SeriesState, int, float]] = []
         specs: dict[str, AlertSpec] = {}
-        wipe: set[int] = set()  # series whose stored points a higher-ranked source replaces
+        wipe: dict[int, bool] = {}  # series a higher-ranked source takes over → delete all its points?
         started: dict[str, int | None] = {}  # exact_through when the batch began, per key
         ttl = self.alert_ttl_s
         isfinite = math.isfinite
@@ -146,6 +148,8 @@ class Writer:
                 continue
             if RANK[kind] > 1 and kind == s.source and (s.exact_through is None or step > s.exact_through):
                 s.exact_through = step
+            elif not exact:
+                s.inexact = True
             rows.append((s, step, value))
             recent.append((step, value))
             s.count += 1
@@ -214,18 +218,21 @@ class Writer:
         step: int,
         exact: bool,
         rows: list[tuple[SeriesState, int, float]],
-        wipe: set[int],
+        wipe: dict[int, bool],
     ) -> bool:
         """A point of another source than the key's owner: does it enter the series?"""
         rank, owner = RANK[kind], RANK.get(s.source, 1)
-        if rank > owner:  # the better source takes the key over: what the other gave goes
+        if rank > owner:  # the better source takes the key over
             rows[:] = [r for r in rows if r[0] is not s]
             if s.id:
-                wipe.add(s.id)
+                # What the other source gave up to this source's steps goes; beyond them it stays
+                # (as provisional points) unless some step was only inferred: then all of it goes.
+                wipe[s.id] = s.inexact
             s.source, s.count, s.nonfinite, s.first_nonfinite_step = kind, 0, 0, None
             s.first_step = s.last_step = s.last_value = s.min_value = s.min_step = None
             s.max_value = s.max_step = s.exact_through = None
-            s.provisional = False
+            s.provisional = bool(s.id) and not s.inexact
+            s.inexact = False
             return True
         if rank < owner and exact and s.exact_through is not None and step > s.exact_through:
             s.provisional = True  # ahead of the file: kept until the file reaches this step
@@ -237,23 +244,25 @@ class Writer:
         c: sqlite3.Connection,
         touched: dict[str, SeriesState],
         started: dict[str, int | None],
-        wipe: set[int],
+        wipe: dict[int, bool],
     ) -> list[SeriesState]:
         """Delete points a better source now gives; returns series whose summary must be recounted."""
         trimmed = []
         for key, s in touched.items():
-            if s.id in wipe:
-                c.execute("DELETE FROM metric_points WHERE series_id = ?", (s.id,))
-                continue
             old, new = started[key], s.exact_through
+            if s.id in wipe:
+                if wipe[s.id] or new is None:
+                    c.execute("DELETE FROM metric_points WHERE series_id = ?", (s.id,))
+                    continue
+                old = None  # every step up to the new owner's
             if s.provisional and s.id and new is not None and (old is None or new > old):
                 # Printed points the file has now reached are replaced by the file's own.
-                low = -1 if old is None else old
+                low = -(1 << 63) if old is None else old
                 cur = c.execute(
                     "DELETE FROM metric_points WHERE series_id = ? AND step > ? AND step <= ?",
                     (s.id, low, new),
                 )
-                if cur.rowcount:
+                if cur.rowcount or s.id in wipe:
                     trimmed.append(s)
         return trimmed
 

@@ -5,8 +5,9 @@ Found: TensorBoard event files (``events.out.tfevents.*``: torch's SummaryWriter
 ``report_to="tensorboard"``), Lightning's ``metrics.csv`` and HF's ``trainer_state.json``.
 A file counts when it was written after the run started. Several runs may share a
 workdir (a sweep), so a file is only taken when it is this run's: an event file names its
-writer's pid, and a live writer must be in the run's session; otherwise the file must not
-be younger than another run that shares the workdir and started after this one.
+writer's pid, and a live writer must be in the run's session; a file that cannot be told
+apart that way is taken only when no other run in the workdir ran between this run's
+start and the file's last write.
 
 The workdir is walked at most every ``discover_s`` (bounded in depth and entries, hidden
 and package directories skipped); known files are stat'ed each poll and read only when
@@ -99,7 +100,7 @@ class FileSources:
         self, started_at: float, local_pgid: int | None, shared_after: Callable[[float], int]
     ) -> None:
         """Walk the workdir for this run's log files. ``shared_after(t)``: how many other runs
-        sharing the workdir started after this one and at or before ``t``."""
+        sharing the workdir ran between this run's start and ``t``."""
         if not self.root.is_dir():
             return
         for path, st in walk(self.root):
