@@ -68,6 +68,7 @@ class Monitor(StatusMixin, JudgeMixin):
         self.writer = Writer(self.db, run_id, self.pid, settings.alert_ttl_s)
         self.sources = FileSources(str(self.files.run_dir), {})
         self.discover_due = 0.0
+        self.last_points_at = 0.0  # when a poll last stored points (from any source)
         self.raised_stall: str | None = None
         self.pgid: int | None = None
         self.group_gone_at: float | None = None
@@ -238,7 +239,10 @@ class Monitor(StatusMixin, JudgeMixin):
         if started is None:
             return
         pgid = self.files.read_pgid() if run.backend == "local" else None
+        t0 = time.monotonic()
         self.sources.discover(started, pgid, lambda until: self.db.runs_sharing_workdir(run, until))
+        # A huge workdir is walked less often: at most ~5% of a core goes to looking.
+        self.discover_due = max(self.discover_due, t + 20 * (time.monotonic() - t0))
 
     def read_new(self, final: bool) -> Batch | None:
         """Parse what every source gained since its saved offset; None when nothing changed."""
@@ -261,6 +265,7 @@ class Monitor(StatusMixin, JudgeMixin):
         self.last_heartbeat = t
         if len(batch.points) > batch.duplicates:
             self.data_version += 1
+            self.last_points_at = t
         for spec, row in raised:
             if row is not None:
                 log.info("alert %s [%s] %s", row["id"], spec.severity, spec.message)

@@ -45,6 +45,7 @@ class StatusMixin:
     group_gone_at: float | None
     backend_checked_at: float
     raised_stall: str | None
+    last_points_at: float
     settled_end: bool
     _backends: Any
 
@@ -156,7 +157,7 @@ class StatusMixin:
             return
         if self.pgid is None and run.backend == "local":
             return  # not started, or ended: not a stall
-        times = [run.started_at or 0.0]
+        times = [run.started_at or 0.0, self.last_points_at]  # a job may only write event files
         for path in (self.files.output, self.files.metrics):
             st = stat_of(path)
             if st is not None:
