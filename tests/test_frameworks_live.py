@@ -43,9 +43,11 @@ NEEDS: dict[str, list[tuple[str, int | None]]] = {
     "tqdm_postfix": [("torch", None), ("tqdm", None)],
 }
 PROBE = (
-    "import importlib, json, sys\n"
+    "import importlib, json, os, sys\n"
     "out = {}\n"
-    "for name in sys.argv[1:]:\n"
+    "for name in sorted(sys.argv[1:], key=lambda n: n == 'keras'):\n"
+    "    if name == 'keras':  # Keras needs a backend to import: the one this venv has\n"
+    "        os.environ['KERAS_BACKEND'] = 'torch' if 'torch' in out else 'tensorflow'\n"
     "    try:\n"
     "        out[name] = getattr(importlib.import_module(name), '__version__', '0')\n"
     "    except Exception:\n"
