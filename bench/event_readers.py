@@ -50,9 +50,11 @@ OPTIONS = {
         "    e = event_pb2.Event.FromString(r)\n"
         "    n += sum(1 for v in e.summary.value if v.HasField('simple_value'))",
     ),
-    "tensorboard EventFileLoader": (
-        "from tensorboard.backend.event_processing.event_file_loader import EventFileLoader",
-        "n = sum(1 for e in EventFileLoader(path).Load() for v in e.summary.value if v.HasField('simple_value'))",
+    "tensorboard (Legacy)EventFileLoader": (
+        "from tensorboard.backend.event_processing import event_file_loader\n"
+        "EventFileLoader = event_file_loader.LegacyEventFileLoader",
+        "n = sum(1 for e in EventFileLoader(path).Load()\n"
+        "        for v in e.summary.value if v.HasField('simple_value'))",
     ),
     "tbparse SummaryReader (pandas)": (
         "from tbparse import SummaryReader",
@@ -100,7 +102,9 @@ def main(python: str, steps: int, repeat: int) -> int:
             med = {k: statistics.median(r[k] for r in runs) for k in ("import_ms", "rss_mb", "read_ms")}  # type: ignore[index]
             n = runs[0]["points"]  # type: ignore[index]
             rate = n / (med["read_ms"] / 1000) if n and med["read_ms"] else 0.0
-            print(f"{name:<38}{med['import_ms']:>10.0f}{med['rss_mb']:>13.1f}{med['read_ms']:>10.0f}{rate:>12,.0f}")
+            print(
+                f"{name:<38}{med['import_ms']:>10.0f}{med['rss_mb']:>13.1f}{med['read_ms']:>10.0f}{rate:>12,.0f}"
+            )
     return 0
 
 
