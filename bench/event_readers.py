@@ -81,7 +81,9 @@ def write_events(path: Path, steps: int) -> int:
 
 def measure(python: str, imports: str, read: str, path: Path) -> dict[str, float] | str:
     code = MEASURE.format(imports=imports, read=read)
-    out = subprocess.run([python, "-c", code, str(path)], capture_output=True, text=True, cwd=ROOT)
+    # Through a shell: a process forked straight from this one would start with its RSS as its peak.
+    argv = ["sh", "-c", '"$0" "$@"; exit $?', python, "-c", code, str(path)]
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
     if out.returncode != 0:
         return (out.stderr.strip().splitlines() or ["failed"])[-1][:80]
     return json.loads(out.stdout.strip().splitlines()[-1])
