@@ -41,6 +41,7 @@ class PrintedStream:
         self.main: list[Any] | None = s.get("main")  # [step, exact] of the main bar's last draw
         self.dicts: list[dict[str, float]] = s.get("dicts", [])  # dicts waiting for a bar
         self.post: list[Any] | None = s.get("post")  # [step, exact, values] drawn at a counter
+        self.flushed: list[Any] | None = s.get("flushed")  # [step, keys] of the last postfix stored
         self.keras_epoch: int | None = s.get("keras_epoch")
         self.keras: dict[str, float] | None = s.get("keras")  # the epoch's final-batch values
         self.rich: bool = s.get("rich", False)  # the last printed line was Lightning's rich bar
@@ -53,7 +54,7 @@ class PrintedStream:
 
     def state(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for name in ("main", "dicts", "post", "keras_epoch", "keras", "rich", "last"):
+        for name in ("main", "dicts", "post", "flushed", "keras_epoch", "keras", "rich", "last"):
             value = getattr(self, name)
             if value is not None and value is not False and value != [] and value != {}:
                 out[name] = value  # (an epoch 0 is kept)
@@ -164,8 +165,13 @@ class PrintedStream:
         if self.post is not None:
             step, exact, values = self.post
             self.post = None
-            if values:
-                self._emit(values, step, exact)
+            done = self.flushed[1] if self.flushed and self.flushed[0] == step else []
+            # A bar redrawn later at the same counter (Lightning, after validation) adds only
+            # what is new there: one point per key per update.
+            fresh = {k: v for k, v in values.items() if k not in done}
+            self.flushed = [step, [*done, *fresh]]
+            if fresh:
+                self._emit(fresh, step, exact)
 
     def _flush_keras(self) -> None:
         if self.keras is not None and self.keras_epoch is not None:
