@@ -14,8 +14,8 @@ from mcp_server.core.models import Run, SlurmJob
 from mcp_server.core.monitor_settings import MonitorSettings
 from mcp_server.core.services import Services
 from mcp_server.core.store import now
-from sidecar.monitor import Monitor
 from sidecar.lines import MAX_LINE
+from sidecar.monitor import Monitor
 
 
 @pytest.fixture

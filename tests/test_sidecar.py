@@ -108,7 +108,7 @@ def test_trainer_dicts_without_metrics_jsonl_become_a_loss_series(services: Serv
             sys.stdout.flush()
             if i % 2 == 0:
                 sys.stdout.write("\\r" + " " * 40 + "\\r")
-                print({"loss": f"{2.0 / i:.4g}", "grad_norm": "1.5", "learning_rate": "5e-05", "epoch": i / 20})
+                print({"loss": f"{2.0 / i:.4g}", "grad_norm": "1.5", "learning_rate": "5e-05", "epoch": i})
                 sys.stdout.write(bar)
             time.sleep(0.01)
         print()
@@ -349,7 +349,8 @@ def test_a_sidecar_started_by_hand_catches_up_on_an_ended_run(
 def test_the_sidecar_loads_no_heavy_library() -> None:
     """Its idle RSS budget (60 MB) excludes sqlmodel/SQLAlchemy/pydantic, libtmux and litellm."""
     code = (
-        "import sys, sidecar.__main__, sidecar.monitor, sidecar.db, sidecar.rules, sidecar.printed, sidecar.sources.files, sidecar.sources.tfevents\n"
+        "import sys, sidecar.__main__, sidecar.monitor, sidecar.db, sidecar.rules, sidecar.printed\n"
+        "import sidecar.sources.files, sidecar.sources.tfevents, sidecar.writer\n"
         "heavy = ('sqlmodel', 'sqlalchemy', 'pydantic', 'libtmux', 'litellm', 'mcp')\n"
         "print(sorted({m.split('.')[0] for m in sys.modules if m.split('.')[0] in heavy}))"
     )
