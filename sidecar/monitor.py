@@ -147,6 +147,7 @@ class Monitor(StatusMixin, JudgeMixin):
         run = self.run or self.db.load_run(self.run_id)
         workdir = run.workdir if run is not None else str(self.files.run_dir)
         self.sources = FileSources(workdir, self.db.load_files(self.run_id))
+        self.discover_due = 0.0  # the files found so far are known again only by looking
 
     # ---- the loop ------------------------------------------------------------------------
 
