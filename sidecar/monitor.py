@@ -43,6 +43,7 @@ from sidecar.writer import OwnershipLost, Writer
 log = logging.getLogger("sidecar")
 
 RUN_REFRESH_S = 1.0  # re-read the run row (others may stop, requeue or settle it)
+SLOW_WALK_S = 0.1  # a workdir walk slower than this spaces the next ones out
 
 
 class Monitor(StatusMixin, JudgeMixin):
@@ -242,8 +243,9 @@ class Monitor(StatusMixin, JudgeMixin):
         pgid = self.files.read_pgid() if run.backend == "local" else None
         t0 = time.monotonic()
         self.sources.discover(started, pgid, lambda until: self.db.runs_sharing_workdir(run, until))
-        # A huge workdir is walked less often: at most ~5% of a core goes to looking.
-        self.discover_due = max(self.discover_due, t + 20 * (time.monotonic() - t0))
+        elapsed = time.monotonic() - t0
+        if elapsed > SLOW_WALK_S:  # a huge workdir is walked less often: ~5% of a core at most
+            self.discover_due = max(self.discover_due, t + 20 * elapsed)
 
     def read_new(self, final: bool) -> Batch | None:
         """Parse what every source gained since its saved offset; None when nothing changed."""

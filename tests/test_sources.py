@@ -40,6 +40,12 @@ def started(services: Services, workdir: Path) -> Iterator[Monitor]:
     m.db.close()
 
 
+def tick(m: Monitor) -> None:
+    """One poll that also looks for new files (the monitor spaces walks out when they are slow)."""
+    m.discover_files(m.clock(), force=True)
+    m.tick()
+
+
 def files_row(m: Monitor) -> dict[str, dict[str, object]]:
     return m.db.load_files(m.run_id)
 
@@ -96,7 +102,7 @@ def test_an_event_file_is_read_record_by_record_as_it_grows(started: Monitor, wo
     for end in (5, 100, 1001, len(data) - 3, len(data)):  # cut mid-header, mid-record, ...
         with open(target, "wb") as fh:
             fh.write(data[:end])
-        started.tick()
+        tick(started)
         row = files_row(started)["runs/exp/events.out.tfevents.1.otherhost.1.0"]
         assert row["offset"] <= end and row["kind"] == "tfevents"
     assert row["offset"] == len(data)
@@ -121,11 +127,11 @@ def test_a_failed_commit_rolls_the_event_file_offset_back_with_its_points(
 
     started.db.write = crashing_write  # type: ignore[method-assign]
     with pytest.raises(OSError, match="simulated"):
-        started.tick()
+        tick(started)
     assert points(started, "train_loss") == [] and files_row(started) == {}
     started.db.write = real_write  # type: ignore[method-assign]
     started.resync()  # what run_forever does after a failed poll
-    started.tick()
+    tick(started)
     truth = [json.loads(x) for x in (FIXTURES / "lightning" / "truth.jsonl").read_text().splitlines()]
     want = [t["step"] for t in truth if t["via"] == "log_metrics" and t["key"] == "train_loss"]
     assert [s for s, _ in points(started, "train_loss")] == want  # each once
@@ -137,10 +143,10 @@ def test_a_rewritten_metrics_csv_with_a_new_column_stores_no_row_twice(
     csv = workdir / "lightning_logs" / "version_0" / "metrics.csv"
     csv.parent.mkdir(parents=True)
     csv.write_text("epoch,step,train_loss\n0,4,2.5\n0,9,2.0\n")
-    started.tick()
+    tick(started)
     # Lightning rewrites the file with a wider header once validation logs val_loss.
     csv.write_text("epoch,step,train_loss,val_loss\n0,4,2.5,\n0,9,2.0,\n0,9,,1.5\n1,14,1.2,\n")
-    started.tick()
+    tick(started)
     assert points(started, "train_loss") == [(4, 2.5), (9, 2.0), (14, 1.2)]
     assert points(started, "val_loss") == [(9, 1.5)] and points(started, "epoch") == [
         (4, 0),
@@ -161,19 +167,19 @@ def test_trainer_state_checkpoints_are_one_history_and_replace_the_printed_serie
         f"\r{bar.format(s)}\r\r{{'loss': '{v:.4g}', 'epoch': '0.1'}}\n\r{bar.format(s)}" for s, v in exact
     )
     started.files.output.write_text(printed + "\n")
-    started.tick()
+    tick(started)
     assert points(started, "loss") == [(s, float(f"{v:.4g}")) for s, v in exact]  # printed: 4 digits
     first = workdir / "out" / "checkpoint-25" / "trainer_state.json"
     first.parent.mkdir(parents=True)
     first.write_text(states[0].read_text())
-    started.tick()
+    tick(started)
     # The file owns 'loss' now: exact values up to its step 25, printed ones beyond it wait for it.
     expect = [(s, v) for s, v in exact if s <= 25] + [(s, float(f"{v:.4g}")) for s, v in exact if s > 25]
     assert sorted(points(started, "loss")) == expect
     second = workdir / "out" / "checkpoint-50" / "trainer_state.json"
     second.parent.mkdir(parents=True)
     second.write_text(states[1].read_text())
-    started.tick()
+    tick(started)
     assert sorted(points(started, "loss")) == exact  # every step once, full precision
     s = started.writer.series["loss"]
     assert (s.source, s.count, s.exact_through) == ("trainer_state", len(exact), 50)
@@ -181,7 +187,7 @@ def test_trainer_state_checkpoints_are_one_history_and_replace_the_printed_serie
     assert progress(started)["duplicates"] == 0  # the printed points came first: they were replaced
     with open(started.files.output, "a") as fh:
         fh.write("\r\r{'loss': '9.9', 'epoch': '1'}\n\r" + bar.format(50) + "\n")  # step 50 again, printed
-    started.tick()
+    tick(started)
     assert sorted(points(started, "loss")) == exact and progress(started)["duplicates"] == 2  # loss, epoch
 
 
@@ -193,5 +199,5 @@ def test_files_written_before_the_run_started_are_not_its_own(started: Monitor, 
     import os
 
     os.utime(csv, (old, old))
-    started.tick()
+    tick(started)
     assert files_row(started) == {} and points(started, "train_loss") == []
