@@ -16,6 +16,7 @@ Point = tuple[str, int, float, str, bool]
 # Sources of one key rank: a file the framework writes beats its printed output (exact
 # steps, full precision); metrics.jsonl, written on purpose, beats both.
 RANK = {"jsonl": 3, "tfevents": 2, "csv": 2, "trainer_state": 2, "log": 1}
+FILE_KINDS = frozenset(k for k, rank in RANK.items() if rank == 2)
 
 
 @dataclasses.dataclass

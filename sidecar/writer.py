@@ -25,7 +25,7 @@ from mcp_server.core.alert_specs import AlertSpec
 from mcp_server.core.metric_keys import is_loss_like
 from mcp_server.core.sqlwrites import raise_alert_sql
 from sidecar import rules
-from sidecar.batch import RANK, Batch, FileProgress, Progress
+from sidecar.batch import FILE_KINDS, RANK, Batch, FileProgress, Progress
 from sidecar.db import SeriesState, SidecarDB
 
 log = logging.getLogger("sidecar")
@@ -143,11 +143,13 @@ class Writer:
                 c = ctx[key] = self._context(key, kind)
                 started[key] = c[0].exact_through
             s, recent, window, steps = c
-            if kind != s.source and not self._admit(s, kind, step, exact, rows, wipe):
-                batch.duplicates += 1
-                continue
-            if RANK[kind] > 1 and kind == s.source and (s.exact_through is None or step > s.exact_through):
-                s.exact_through = step
+            if kind != s.source:
+                if not self._admit(s, kind, step, exact, rows, wipe):
+                    batch.duplicates += 1
+                    continue
+            elif kind in FILE_KINDS:  # (not for metrics.jsonl: nothing below it keeps a point it has)
+                if s.exact_through is None or step > s.exact_through:
+                    s.exact_through = step
             elif not exact:
                 s.inexact = True
             rows.append((s, step, value))
@@ -237,7 +239,7 @@ class Writer:
         if rank < owner and exact and s.exact_through is not None and step > s.exact_through:
             s.provisional = True  # ahead of the file: kept until the file reaches this step
             return True
-        return False
+        return False  # a duplicate: the owner has (or will have) this step
 
     def _delete_replaced(
         self,
