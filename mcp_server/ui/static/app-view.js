@@ -45,7 +45,7 @@
   function drawMetrics(answer, best) {
     var box = el("div", "charts");
     root.appendChild(box);
-    var charts = window.RMCP.drawAnswer(box, answer, { best: best, height: 200 });
+    var charts = window.RMCP.drawAnswer(box, answer, { best: best, height: 200, log: "auto" });
     if (!Object.keys(charts).length) box.appendChild(el("p", "muted", "no metric points yet"));
     root.dataset.drawn = Object.keys(charts).join(",");
   }
@@ -107,6 +107,7 @@
   }).then(function (res) {
     hostCaps = (res && res.hostCapabilities) || {};
     notify("ui/notifications/initialized");
+    // Sizes are reported once the handshake is done, never before it.
+    if (window.ResizeObserver) new ResizeObserver(reportSize).observe(document.body);
   });
-  if (window.ResizeObserver) new ResizeObserver(reportSize).observe(document.body);
 })();

@@ -48,11 +48,37 @@
       var ys = new Array(xs.length);
       l.points.forEach(function (p) {
         var y = p[1];
-        ys[index.get(p[0])] = (y === null || (opts.log && y <= 0)) ? null : y;
+        // Log axis: the values' log10 on a linear scale (uPlot's own log axis draws no ticks
+        // over many decades); labels and the legend show the values themselves.
+        ys[index.get(p[0])] = (y === null || (opts.log && y <= 0)) ? null : (opts.log ? Math.log10(y) : y);
       });
       data.push(smooth(ys, opts.smooth));
     });
     return data;
+  }
+
+  /* A log axis suits curves spanning many decades (a diverging run beside converging ones). */
+  function spansDecades(lines) {
+    var lo = Infinity, hi = -Infinity;
+    for (var i = 0; i < lines.length; i++) {
+      for (var j = 0; j < lines[i].points.length; j++) {
+        var v = lines[i].points[j][1];
+        if (v === null) continue;
+        if (v <= 0) return false;
+        if (v < lo) lo = v;
+        if (v > hi) hi = v;
+      }
+    }
+    return hi / lo > 1e4;
+  }
+
+  function axisNumber(v) {
+    if (v === null || v === undefined) return "";
+    var a = Math.abs(v);
+    return (a >= 1e5 || (a > 0 && a < 1e-3)) ? v.toExponential(1) : String(+v.toPrecision(4));
+  }
+  function shown(log) {  // a plotted value as the reader knows it
+    return function (v) { return v === null || v === undefined ? "" : axisNumber(log ? Math.pow(10, v) : v); };
   }
 
   function Chart(el, key, lines, opts) {
@@ -62,7 +88,8 @@
       return { id: l.id, label: l.label, points: l.points, best: !!l.best,
                color: l.color || COLORS[i % COLORS.length], show: l.show !== false };
     });
-    this.opts = { log: !!(opts && opts.log), smooth: (opts && opts.smooth) || 0,
+    var log = opts && opts.log === "auto" ? spansDecades(this.lines) : !!(opts && opts.log);
+    this.opts = { log: log, smooth: (opts && opts.smooth) || 0,
                   height: (opts && opts.height) || 220, title: opts && opts.title };
     this.pending = false;
     this.u = null;
@@ -83,17 +110,19 @@
   Chart.prototype.build = function () {
     var self = this;
     if (this.u) this.u.destroy();
+    var fmt = shown(this.opts.log);
     var series = [{ label: "step" }].concat(this.lines.map(function (l) {
       return { label: l.label, stroke: l.color, width: l.best ? 3 : 1.5, show: l.show,
-               spanGaps: false, points: { show: false } };
+               spanGaps: false, points: { show: false },
+               value: function (u, v) { return v === null || v === undefined ? "--" : fmt(v); } };
     }));
     var uopts = {
       width: Math.max(this.el.clientWidth || 320, 200),
       height: this.opts.height,
       title: this.opts.title,
-      scales: { x: { time: false }, y: { distr: this.opts.log ? 3 : 1 } },
+      scales: { x: { time: false } },
       series: series,
-      axes: [{}, { size: 56 }],
+      axes: [{}, { size: 60, values: function (u, splits) { return splits.map(fmt); } }],
       legend: { live: true },
       hooks: { draw: [function (u) { self.drawn(u); }] }
     };
@@ -154,7 +183,9 @@
   /* One chart per key of a get_metrics answer, each in a new box under `container`. */
   function drawAnswer(container, answer, opts) {
     var byKey = linesByKey(answer), charts = {};
-    Object.keys(byKey).forEach(function (key) {
+    var lossFirst = function (k) { return /loss/i.test(k) ? 0 : 1; };
+    Object.keys(byKey).sort(function (a, b) { return lossFirst(a) - lossFirst(b) || (a < b ? -1 : 1); })
+      .forEach(function (key) {
       var box = document.createElement("div");
       box.className = "chart";
       box.dataset.key = key;
@@ -173,5 +204,6 @@
     return charts;
   }
 
-  root.RMCP = { Chart: Chart, linesByKey: linesByKey, drawAnswer: drawAnswer, smooth: smooth, COLORS: COLORS };
+  root.RMCP = { Chart: Chart, linesByKey: linesByKey, drawAnswer: drawAnswer, smooth: smooth,
+                spansDecades: spansDecades, COLORS: COLORS };
 })(window);

@@ -84,6 +84,7 @@
     var t = ev.target;
     if (t.matches("form.autosubmit select")) t.form.submit();
     if (t.matches("input.pick") && page === "compare" && compareChart) compareChart.show(t.value, t.checked);
+    if (t.matches("#log-scale")) t.dataset.touched = "1";
     if (t.matches("#log-scale") || t.matches("#smooth")) {
       var opts = { log: document.getElementById("log-scale").checked,
                    smooth: parseFloat(document.getElementById("smooth").value) || 0 };
@@ -114,8 +115,12 @@
     return getJSON(url).then(function (answer) {
       window.RMCP.Chart.all.slice().forEach(function (c) { c.destroy(); });
       box.innerHTML = "";
-      var drawn = window.RMCP.drawAnswer(box, answer, Object.assign(chartOpts(), { best: box.dataset.best, height: 280 }));
+      var opts = Object.assign(chartOpts(), { best: box.dataset.best, height: 280 });
+      var logBox = document.getElementById("log-scale");
+      if (logBox && !logBox.dataset.touched) opts.log = "auto";  // decades apart: log axis until changed
+      var drawn = window.RMCP.drawAnswer(box, answer, opts);
       compareChart = drawn[box.dataset.key] || null;
+      if (logBox && compareChart) logBox.checked = compareChart.opts.log;
       charts = drawn;
     });
   }
