@@ -80,7 +80,7 @@ def test_login_link_then_a_runs_curve_grows_while_it_trains(
     shots: Path,  # type: ignore[no-untyped-def]
 ) -> None:
     run = services.runs.create(
-        name=f"live-{viewport}", command=train_command(600, 0.03), workdir=str(workdir), params={"lr": 0.05}
+        name=f"live-{viewport}", command=train_command(3000, 0.03), workdir=str(workdir), params={"lr": 0.05}
     )
     with chromium(VIEWPORTS[viewport]) as driver:
         login(driver, dashboard)
@@ -98,7 +98,7 @@ def test_login_link_then_a_runs_curve_grows_while_it_trains(
         assert grown["lastStep"] > first["lastStep"]
         assert driver.execute_script("return document.getElementById('live').className") == "live on"
         # The log tail follows too.
-        wait_for(lambda: "step 40/600" in driver.find_element("id", "log").text, timeout=60, what="log tail")
+        wait_for(lambda: "step 40/3000" in driver.find_element("id", "log").text, timeout=60, what="log tail")
         width = driver.execute_script("return document.documentElement.scrollWidth")
         assert width <= VIEWPORTS[viewport][0] + 1, "the run page must not scroll sideways"
         driver.save_screenshot(str(shots / f"run-{viewport}.png"))

@@ -72,6 +72,20 @@ class PointFeed:
         return points, (rows[-1][0] if rows else after), more
 
 
+def active_run_ids(db_path: Path) -> list[str]:
+    """Runs not yet ended (their logs may grow): what a page watching every run follows."""
+    if not db_path.exists():
+        return []
+    with closing(sqlite3.connect(db_path, timeout=10, isolation_level=None)) as con:
+        try:
+            rows = con.execute(
+                "SELECT id FROM runs WHERE status IN ('queued', 'launching', 'running')"
+            ).fetchall()
+        except sqlite3.OperationalError:
+            return []
+    return [r[0] for r in rows]
+
+
 def file_size(path: Path) -> int:
     """Size of a run's log, 0 when it does not exist yet (a live view's cue to read more)."""
     try:

@@ -170,6 +170,8 @@ class Dashboard:
         if self.gate.session_of(request) is None:
             return JSONResponse({"error": "not logged in"}, status_code=401)
         runs = frozenset(r for r in request.query_params.get("runs", "").split(",") if r)
+        if "*" in runs and len(runs) > 1:
+            return JSONResponse({"error": "give runs=* alone, or run ids"}, status_code=400)
         if len(runs) > 50:
             return JSONResponse({"error": "watch at most 50 runs per page"}, status_code=400)
 

@@ -23,11 +23,14 @@ import anyio
 import anyio.to_thread
 
 from mcp_server.core.events import EventFeed
-from mcp_server.core.live import LivePoint, PointFeed, file_size
+from mcp_server.core.live import LivePoint, PointFeed, active_run_ids, file_size
 
 log = logging.getLogger("research_mcp.ui")
 
 POLL_S = 0.25
+# A page (or a browser's shared feed worker) may watch every run: the points of all runs,
+# and the log sizes of every active one.
+ALL_RUNS = frozenset({"*"})
 QUEUE_DEPTH = 64
 # A run that got more points than this in one poll is re-read downsampled by its pages.
 MAX_LIVE_POINTS_PER_RUN = 2000
@@ -51,6 +54,8 @@ class Tick:
 
     def message_for(self, runs: frozenset[str]) -> dict[str, Any] | None:
         changed = sorted(self.points)
+        if runs == ALL_RUNS:
+            runs = frozenset(self.points) | frozenset(self.logs) | frozenset(self.flooded)
         mine = {r: self.points[r] for r in runs if r in self.points and r not in self.flooded}
         resync = sorted(r for r in runs if r in self.flooded)
         logs = {r: self.logs[r] for r in runs if r in self.logs}
@@ -99,7 +104,9 @@ class Broadcaster:
             grouped.setdefault(p.run_id, {}).setdefault(p.key, []).append((p.step, p.value))
             counts[p.run_id] = counts.get(p.run_id, 0) + 1
         flooded = {r for r, n in counts.items() if n > MAX_LIVE_POINTS_PER_RUN or more}
-        watched = set().union(*(s.runs for s in self._subscribers)) if self._subscribers else set()
+        watched: set[str] = set().union(*(s.runs for s in self._subscribers)) if self._subscribers else set()
+        if "*" in watched:
+            watched = (watched - ALL_RUNS) | set(active_run_ids(self.events.db_path))
         logs: dict[str, int] = {}
         for run_id in watched:
             size = file_size(self.output_of(run_id))

@@ -143,47 +143,70 @@
     var events = msg.events || [];
     if (events.some(function (e) { return e.kind === "alert"; })) soon("navcount", 300);
     if (page === "runs") {
-      if (events.length) soon("runs", 300); else if ((msg.changed || []).length) soon("runs", 3000);
+      if (events.length) soon("runs", 300); else if ((msg.changed || []).length) soon("runs", 10000);
     } else if (page === "run") {
       var runId = body.dataset.watch;
       var mine = events.filter(function (e) { return e.run_id === runId; });
       if (mine.length) { soon("head", 200); soon("alerts", 200); soon("monitor", 200); }
       var pts = (msg.points || {})[runId] || {};
       var fresh = Object.keys(pts).filter(function (k) { return !charts[k]; });
-      if (fresh.length || (msg.resync || []).length) loadRunCharts();
+      if (fresh.length || (msg.resync || []).indexOf(runId) >= 0) loadRunCharts();
       else Object.keys(pts).forEach(function (k) { charts[k].append(runId, pts[k]); });
       if ((msg.logs || {})[runId] !== undefined) followLog(msg.logs[runId]);
-      if ((msg.changed || []).indexOf(runId) >= 0) soon("monitor", 2000);
+      if ((msg.changed || []).indexOf(runId) >= 0) soon("monitor", 15000);  // counters: now and then
     } else if (page === "compare") {
       if (events.length) soon("table", 500);
-      if ((msg.resync || []).length) loadCompareChart();
+      var mineRuns = (body.dataset.watch || "").split(",");
+      if ((msg.resync || []).some(function (r) { return mineRuns.indexOf(r) >= 0; })) loadCompareChart();
       else if (compareChart) {
         Object.keys(msg.points || {}).forEach(function (rid) {
           var p = msg.points[rid][compareChart.key];
           if (p) compareChart.append(rid, p);
         });
       }
-      if ((msg.changed || []).length) soon("table", 3000);
+      if ((msg.changed || []).length) soon("table", 10000);
     } else if (page === "alerts") {
       if (events.length) soon("alerts", 300);
     }
   }
 
-  function connect() {
+  function onHello() {
     var dot = document.getElementById("live");
-    var es = new EventSource(prefix + "/api/events?runs=" + encodeURIComponent(body.dataset.watch || ""));
-    es.addEventListener("hello", function () {
-      if (dot) dot.className = "live on";
-      if (!started) { started = true; load(); return; }
-      refreshAll();  // back after a lost connection: what changed meanwhile is read afresh
-      if (page === "run") loadRunCharts(); else if (page === "compare") loadCompareChart();
-    });
-    es.addEventListener("tick", function (e) {
-      var msg = JSON.parse(e.data);
+    if (dot) dot.className = "live on";
+    if (!started) { started = true; load(); return; }
+    refreshAll();  // back after a lost connection: what changed meanwhile is read afresh
+    if (page === "run") loadRunCharts(); else if (page === "compare") loadCompareChart();
+  }
+  function onMessage(type, data) {
+    if (type === "hello") onHello();
+    else if (type === "tick") {
+      var msg = JSON.parse(data);
       if (ready) onTick(msg); else backlog.push(msg);
+    } else if (type === "resync") { refreshAll(); if (page === "run") loadRunCharts(); }
+    else if (type === "error") {
+      var dot = document.getElementById("live");
+      if (dot) dot.className = "live off";
+    }
+  }
+
+  /* One stream per browser where SharedWorker exists (tabs share it: see feed-worker.js);
+     else one per page, for the runs it watches. */
+  function connect() {
+    if (window.SharedWorker && !body.dataset.ownStream) {
+      try {
+        var worker = new SharedWorker(prefix + "/static/feed-worker.js", { name: "research-mcp-feed" });
+        worker.port.onmessage = function (m) { onMessage(m.data.type, m.data.data); };
+        worker.port.start();
+        worker.port.postMessage({ type: "start", url: prefix + "/api/events?runs=*" });
+        window.addEventListener("pagehide", function () { worker.port.postMessage({ type: "bye" }); });
+        return;
+      } catch (e) { /* fall back to a stream of this page's own */ }
+    }
+    var es = new EventSource(prefix + "/api/events?runs=" + encodeURIComponent(body.dataset.watch || ""));
+    ["hello", "tick", "resync"].forEach(function (type) {
+      es.addEventListener(type, function (e) { onMessage(type, e.data); });
     });
-    es.addEventListener("resync", function () { refreshAll(); if (page === "run") loadRunCharts(); });
-    es.onerror = function () { if (dot) dot.className = "live off"; };
+    es.onerror = function () { onMessage("error"); };
   }
 
   /* Listen first, draw second: the charts are read once the stream is subscribed, and
