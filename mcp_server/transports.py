@@ -187,9 +187,8 @@ def serve_network(
 
 def mount_dashboard(app: Any, root: Path, token: Token, security: TransportSecuritySettings) -> None:
     """``/ui`` beside the MCP endpoint: same token, same allowed Host and Origin values."""
-    from mcp_server.core.services import Services
     from mcp_server.ui.security import Gate
     from mcp_server.ui.serve import mount
 
     gate = Gate(token.value, tuple(security.allowed_hosts), tuple(security.allowed_origins))
-    mount(app, Services(root), gate)
+    mount(app, root, gate)

@@ -72,10 +72,19 @@ class SecurityHeaders:
 
 
 class Dashboard:
-    def __init__(self, services: Services, gate: Gate) -> None:
-        self.sv = services
+    def __init__(
+        self, services: Services | Callable[[], Services], gate: Gate, db_path: Path | None = None
+    ) -> None:
+        """``services`` may be a factory: beside the MCP endpoint the store opens on first use, not
+        before the server listens (``db_path`` is then given so the feed needs no services)."""
+        self._services = services
         self.gate = gate
-        self.feed = Broadcaster(services.state.db_path, lambda run_id: services.runs.files(run_id).output)
+        path = db_path if db_path is not None else self.sv.state.db_path
+        self.feed = Broadcaster(path, lambda run_id: self.sv.runs.files(run_id).output)
+
+    @property
+    def sv(self) -> Services:
+        return self._services if isinstance(self._services, Services) else self._services()
 
     # ---- guards --------------------------------------------------------------------------
 
@@ -188,9 +197,11 @@ class Dashboard:
         return EventSourceResponse(stream(), ping=15, headers={"cache-control": "no-store"})
 
 
-def create_ui_app(services: Services, gate: Gate) -> Starlette:
+def create_ui_app(
+    services: Services | Callable[[], Services], gate: Gate, db_path: Path | None = None
+) -> Starlette:
     """The dashboard's routes under ``/ui``; also mountable beside the MCP endpoint."""
-    ui = Dashboard(services, gate)
+    ui = Dashboard(services, gate, db_path)
     p = pages.Pages(ui)
     routes = [
         Route(PREFIX, ui.page(p.runs)),

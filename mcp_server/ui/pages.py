@@ -18,6 +18,7 @@ from mcp_server.ui.render import render
 from mcp_server.ui.views import STATUSES, compare_view, runs_view
 
 if TYPE_CHECKING:
+    from mcp_server.core.services import Services
     from mcp_server.ui.app import Dashboard
 
 LOG_LINES = 200
@@ -35,7 +36,10 @@ def _ids(raw: str | None, what: str, limit: int) -> list[str]:
 class Pages:
     def __init__(self, ui: Dashboard) -> None:
         self.ui = ui
-        self.sv = ui.sv
+
+    @property
+    def sv(self) -> Services:
+        return self.ui.sv
 
     def _page(self, request: Request, sid: str, template: str, **values: Any) -> str:
         fragment = request.query_params.get("fragment")

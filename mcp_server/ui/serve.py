@@ -7,6 +7,8 @@ same loopback default and the same allowed Host/Origin lists as the MCP transpor
 from __future__ import annotations
 
 import sys
+import threading
+from pathlib import Path
 from urllib.parse import quote
 
 from starlette.applications import Starlette
@@ -28,9 +30,21 @@ def login_url(host: str, port: int, token: str) -> str:
     return f"{base_url(host, port)}{PREFIX}?token={quote(token, safe='')}"
 
 
-def mount(app: Starlette, services: Services, gate: Gate) -> None:
-    """Add the dashboard to another Starlette app (the MCP server's), after its own routes."""
-    app.router.routes.append(Mount("", app=create_ui_app(services, gate)))
+def mount(app: Starlette, root: Path, gate: Gate) -> None:
+    """Add the dashboard to another Starlette app (the MCP server's), after its own routes.
+
+    Its services open on the first dashboard request, so the MCP endpoint listens as soon
+    as it would without the dashboard."""
+    lock = threading.Lock()
+    made: list[Services] = []
+
+    def services() -> Services:
+        with lock:
+            if not made:
+                made.append(Services(root))
+            return made[0]
+
+    app.router.routes.append(Mount("", app=create_ui_app(services, gate, root / "research.db")))
 
 
 def serve_ui(
