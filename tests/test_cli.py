@@ -1,10 +1,14 @@
 """The ``research-mcp`` command as a person uses it."""
 
 import re
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
+
+import pytest
 
 from mcp_server.cli import main
 
@@ -16,8 +20,10 @@ def run_cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.Completed
 
 
 def test_demo_sweeps_three_runs_shows_best_sparklines_the_alert_and_the_dashboard_link(
-    state_dir: Path, tmp_path: Path
+    state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Even on a machine whose cluster type is Slurm, the main job runs on the embedded default.
+    monkeypatch.setenv("RESEARCH_MCP_CLUSTER_TYPE", "slurm")
     started = time.monotonic()
     proc = run_cli("demo", "--steps", "60", cwd=tmp_path)
     took = time.monotonic() - started
@@ -33,6 +39,8 @@ def test_demo_sweeps_three_runs_shows_best_sparklines_the_alert_and_the_dashboar
     assert link and link.group(1) == (state_dir / "token").read_text().strip()
     metrics = list(state_dir.glob("runs/*/metrics.jsonl"))
     assert len(metrics) == 3 and all(len(m.read_text().splitlines()) == 60 for m in metrics)
+    with closing(sqlite3.connect(state_dir / "research.db")) as db:
+        assert {b for (b,) in db.execute("SELECT backend FROM runs")} == {"local"}
 
     status = run_cli("status", cwd=tmp_path)
     assert status.returncode == 0 and "finished" in status.stdout and "EXIT" in status.stdout

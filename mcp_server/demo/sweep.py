@@ -51,6 +51,7 @@ def run_demo(sv: Services, *, steps: int, timeout_s: float, workdir: str, dashbo
         base_command=command,
         parameters={"lr": LEARNING_RATES},
         workdir=workdir,
+        backend="local",  # the embedded default, whatever cluster this machine is on
     )
     ids = [r.id for r in sweep.runs]
     rates = ", ".join(map(str, LEARNING_RATES))
