@@ -8,6 +8,7 @@ sidecar's own rows (its progress, metric series and points) are written here.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 BUSY_TIMEOUT_S = 60.0
-REQUIRED_TABLES = ("runs", "alerts", "events", "sidecars", "metric_series", "metric_points")
+REQUIRED_TABLES = ("runs", "alerts", "events", "sidecars", "metric_series", "metric_points", "metric_files")
 
 
 @dataclass
@@ -26,6 +27,7 @@ class RunState:
     id: str
     name: str
     command: str
+    workdir: str
     status: str
     status_reason: str
     backend: str
@@ -56,9 +58,14 @@ class SeriesState:
     min_step: int | None = None
     max_value: float | None = None
     max_step: int | None = None
+    exact_through: int | None = None  # a file source's highest step (it owns the key)
+    # Lower-ranked (printed) points may lie beyond exact_through; unknown after a restart.
+    provisional: bool = dataclasses.field(default=True, compare=False)
+    # Some stored point's step was inferred (not the framework's); unknown after a restart.
+    inexact: bool = dataclasses.field(default=True, compare=False)
 
 
-SERIES_COLUMNS = ", ".join(SeriesState.__dataclass_fields__)
+SERIES_COLUMNS = ", ".join(f for f in SeriesState.__dataclass_fields__ if f not in ("provisional", "inexact"))
 
 
 def connect(db_path: Path) -> sqlite3.Connection:
@@ -118,6 +125,21 @@ class SidecarDB:
     def load_series(self, run_id: str) -> dict[str, SeriesState]:
         rows = self.conn.execute(f"SELECT {SERIES_COLUMNS} FROM metric_series WHERE run_id = ?", (run_id,))
         return {r[1]: SeriesState(*r) for r in rows}
+
+    def runs_sharing_workdir(self, run: RunState, until: float) -> int:
+        """Other runs in ``run``'s workdir that ran at some time between its start and ``until``."""
+        started = run.started_at or run.launched_at or 0.0
+        row = self.one(
+            "SELECT COUNT(*) FROM runs WHERE workdir = ? AND id != ? "
+            "AND COALESCE(started_at, launched_at) <= ? AND (ended_at IS NULL OR ended_at >= ?)",
+            (run.workdir, run.id, until, started),
+        )
+        return int(row[0])
+
+    def load_files(self, run_id: str) -> dict[str, dict[str, Any]]:
+        cur = self.conn.execute("SELECT * FROM metric_files WHERE run_id = ?", (run_id,))
+        names = [d[0] for d in cur.description]
+        return {row[1]: dict(zip(names, row, strict=True)) for row in cur}
 
     def recent_points(self, series_id: int, n: int) -> list[tuple[int, float | None]]:
         rows = self.conn.execute(

@@ -14,8 +14,8 @@ from mcp_server.core.models import Run, SlurmJob
 from mcp_server.core.monitor_settings import MonitorSettings
 from mcp_server.core.services import Services
 from mcp_server.core.store import now
+from sidecar.lines import MAX_LINE
 from sidecar.monitor import Monitor
-from sidecar.parsers import MAX_LINE
 
 
 @pytest.fixture
@@ -100,7 +100,7 @@ def test_a_rewritten_metrics_file_is_read_again_from_the_start(monitor: Monitor)
     assert len(points(monitor, "loss")) == 51 and points(monitor, "loss")[-1] == (0, 2.0)
 
 
-def test_metrics_jsonl_switches_log_parsing_off(monitor: Monitor) -> None:
+def test_metrics_jsonl_switches_log_parsing_off_and_owns_its_keys(monitor: Monitor) -> None:
     monitor.files.output.write_text("step 1 loss=0.5\n")
     monitor.tick()
     assert points(monitor, "loss") == [(1, 0.5)] and progress(monitor)["log_parsing"]
@@ -108,10 +108,12 @@ def test_metrics_jsonl_switches_log_parsing_off(monitor: Monitor) -> None:
     with open(monitor.files.output, "a") as fh:
         fh.write("step 2 loss=0.4\n")  # the same number printed: not ingested twice
     monitor.tick()
-    assert points(monitor, "loss") == [(1, 0.5), (2, 0.4)] and not progress(monitor)["log_parsing"]
+    # metrics.jsonl, written on purpose, owns 'loss' from now on: the printed point gives way.
+    assert points(monitor, "loss") == [(2, 0.4)] and not progress(monitor)["log_parsing"]
+    assert monitor.writer.series["loss"].source == "jsonl"
 
 
-def test_every_printed_trainer_dict_counts_but_a_redrawn_bar_once(monitor: Monitor) -> None:
+def test_every_printed_trainer_dict_counts_and_a_redrawn_bar_once_per_update(monitor: Monitor) -> None:
     # Trainer dicts have no step, and learning_rate (here also loss) stays the same.
     dicts = "".join(f"{{'loss': 0.5, 'learning_rate': 5e-05, 'epoch': {e / 5}}}\n" for e in range(1, 6))
     monitor.files.output.write_text(dicts)
@@ -125,7 +127,7 @@ def test_every_printed_trainer_dict_counts_but_a_redrawn_bar_once(monitor: Monit
     with open(monitor.files.output, "a") as fh:
         fh.write("\rtraining: 13it [00:02, val_acc=0.75]" * 2 + "\n")
     monitor.tick()
-    assert points(monitor, "val_acc") == [(5, 0.75)]
+    assert points(monitor, "val_acc") == [(12, 0.75), (13, 0.75)]
 
 
 def test_the_sidecar_names_a_slurm_timeout_behind_a_sigterm_exit(services: Services) -> None:

@@ -101,13 +101,17 @@ def test_trainer_dicts_without_metrics_jsonl_become_a_loss_series(services: Serv
         import sys, time
         print("***** Running training *****")
         for i in range(1, 21):
-            # tqdm redraws its bar with \\r; the Trainer prints a dict every logging step.
-            sys.stdout.write(f"\\r {i * 5}%|##| {i}/20 [00:0{i % 10}<00:00, 9.5it/s]")
+            # tqdm redraws its bar with \\r; the Trainer writes a dict every logging step with
+            # tqdm.write, which clears the bar, prints the dict and redraws the bar at its counter.
+            bar = f"\\r {i * 5}%|##| {i}/20 [00:0{i % 10}<00:00, 9.5it/s]"
+            sys.stdout.write(bar)
             sys.stdout.flush()
             if i % 2 == 0:
-                print()
-                print({"loss": round(2.0 / i, 4), "grad_norm": 1.5, "learning_rate": 5e-05, "epoch": i / 20})
+                sys.stdout.write("\\r" + " " * 40 + "\\r")
+                print({"loss": f"{2.0 / i:.4g}", "grad_norm": "1.5", "learning_rate": "5e-05", "epoch": i})
+                sys.stdout.write(bar)
             time.sleep(0.01)
+        print()
         print({"train_runtime": 1.2, "train_loss": 0.42, "epoch": 1.0})
         """,
     )
@@ -116,11 +120,12 @@ def test_trainer_dicts_without_metrics_jsonl_become_a_loss_series(services: Serv
     (metrics,) = answer.runs
     (series,) = metrics.series
     assert series.key == "loss" and series.source == "log" and series.count == 10
-    assert [v for _, v in series.points] == [round(2.0 / i, 4) for i in range(2, 21, 2)]
-    assert [s for s, _ in series.points] == list(range(10))  # no step printed: the record ordinal
+    assert series.points == [(i, float(f"{2.0 / i:.4g}")) for i in range(2, 21, 2)]  # at the bar's counter
     assert {"learning_rate", "epoch", "grad_norm", "train_loss"} <= set(metrics.keys)
     (missing,) = metrics.missing
-    assert missing.key == "train/loss" and "loss" in missing.similar and "did you mean" in missing.hint
+    assert missing.key == "train/loss" and "loss" in missing.similar
+    # The run ended: the key was never logged (not "yet"), and the answer says what was read.
+    assert missing.hint.startswith("this run never logged 'train/loss' (read: output.log)")
     assert metrics.ingest is not None and metrics.ingest.log_parsing and metrics.ingest.log_records == 11
 
 
@@ -344,7 +349,8 @@ def test_a_sidecar_started_by_hand_catches_up_on_an_ended_run(
 def test_the_sidecar_loads_no_heavy_library() -> None:
     """Its idle RSS budget (60 MB) excludes sqlmodel/SQLAlchemy/pydantic, libtmux and litellm."""
     code = (
-        "import sys, sidecar.__main__, sidecar.monitor, sidecar.db, sidecar.rules, sidecar.parsers\n"
+        "import sys, sidecar.__main__, sidecar.monitor, sidecar.db, sidecar.rules, sidecar.printed\n"
+        "import sidecar.sources.files, sidecar.sources.tfevents, sidecar.writer\n"
         "heavy = ('sqlmodel', 'sqlalchemy', 'pydantic', 'libtmux', 'litellm', 'mcp')\n"
         "print(sorted({m.split('.')[0] for m in sys.modules if m.split('.')[0] in heavy}))"
     )

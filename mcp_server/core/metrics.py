@@ -19,7 +19,9 @@ from sqlalchemy import Connection
 from sqlmodel import Session, col, select
 
 from mcp_server.core.errors import InvalidInput
+from mcp_server.core.lifecycle import TERMINAL
 from mcp_server.core.metric_keys import goal, similar_keys
+from mcp_server.core.metric_sources import describe, sources_of
 from mcp_server.core.models import MetricSeries, Sidecar
 from mcp_server.core.sidecars import ingest_stats, wait_drained
 from mcp_server.core.store import Store
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from mcp_server.core.runs import RunService
 
 MAX_RUNS = 20
+TERMINAL_STATUSES = frozenset(s.value for s in TERMINAL)
 MAX_KEYS = 50
 MIN_POINTS_PER_SERIES = 10
 MAX_POINTS = 20_000
@@ -158,6 +161,7 @@ class MetricsService:
             )
         runs = [self.runs.load(run_id) for run_id in ids]
         still_reading = wait_drained(self.store, ids)
+        run_status = {run.id: run.status for run in runs}
         with self.store.read() as s:
             all_series = s.exec(
                 select(MetricSeries).where(col(MetricSeries.run_id).in_(ids)).order_by(col(MetricSeries.key))
@@ -176,7 +180,16 @@ class MetricsService:
                     plan.append((run_id, existing, []))
                     continue
                 wanted = [x for x in existing if x.key in keys]
-                missing = [self._missing(k, names) for k in keys if k not in names]
+                missing = []
+                if any(k not in names for k in keys):
+                    ended = run_status[run_id] in TERMINAL_STATUSES and run_id not in still_reading
+                    row = progress.get(run_id)
+                    read = (
+                        describe(sources_of(s, row))
+                        if row is not None
+                        else "no sidecar has read this run yet"
+                    )
+                    missing = [self._missing(k, names, ended, read) for k in keys if k not in names]
                 plan.append((run_id, wanted, missing))
             total = sum(len(chosen) for _, chosen, _ in plan)
             budget = max(MIN_POINTS_PER_SERIES, max_points // max(1, total))
@@ -205,15 +218,18 @@ class MetricsService:
         return MetricsAnswer(runs=answers, max_points=max_points, points_per_series=budget)
 
     @staticmethod
-    def _missing(key: str, names: list[str]) -> MissingKey:
+    def _missing(key: str, names: list[str], ended: bool = False, read: str = "") -> MissingKey:
+        """Why ``key`` is absent: an ended run *never logged* it (and we say what was read)."""
+        said = f"this run never logged {key!r} (read: {read})" if ended else f"no key {key!r} in this run yet"
         if not names:
-            return MissingKey(key=key, hint=f"no key {key!r}: this run has no metrics yet")
+            hint = said if ended else f"no key {key!r}: this run has no metrics yet"
+            return MissingKey(key=key, hint=hint)
         similar = similar_keys(key, names)
         if similar:
-            hint = f"no key {key!r} in this run; did you mean {', '.join(repr(x) for x in similar)}?"
+            hint = f"{said}; did you mean {', '.join(repr(x) for x in similar)}?"
         else:
             shown = ", ".join(repr(x) for x in names[:20]) + (" ..." if len(names) > 20 else "")
-            hint = f"no key {key!r} in this run; its keys are: {shown}"
+            hint = f"{said}; its keys are: {shown}"
         return MissingKey(key=key, hint=hint, similar=similar)
 
     @staticmethod
@@ -226,13 +242,15 @@ class MetricsService:
                 notes.append("no metrics: no sidecar has read this run's files yet")
             else:
                 notes.append(
-                    "no metrics yet: metrics.jsonl is empty and no loss-like lines were printed; have the "
-                    "job append one JSON object per line to $RESEARCH_METRICS_FILE"
+                    "no metrics: metrics.jsonl is empty, no metric lines were printed and no framework log "
+                    "file (TensorBoard events, metrics.csv, trainer_state.json) was found under the workdir; "
+                    "have the job append one JSON object per line to $RESEARCH_METRICS_FILE"
                 )
         if row is not None and row.bad_lines:
             notes.append(f"{row.bad_lines} metrics.jsonl line(s) were not JSON objects and were skipped")
         if row is not None and row.non_numeric:
-            notes.append(f"{row.non_numeric} non-numeric value(s) were skipped")
+            example = f" (e.g. {row.non_numeric_example})" if row.non_numeric_example else ""
+            notes.append(f"{row.non_numeric} non-numeric value(s) were skipped{example}")
         if row is not None and row.huge_lines:
             notes.append(f"{row.huge_lines} line(s) over 1 MiB were skipped")
         return "; ".join(notes)

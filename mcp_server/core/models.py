@@ -244,7 +244,7 @@ class MetricSeries(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     run_id: str
     key: str
-    source: str = _default("jsonl")  # jsonl | log
+    source: str = _default("jsonl")  # jsonl | log | tfevents | csv | trainer_state
     count: int = _default(0)
     nonfinite: int = _default(0)  # NaN/±Inf points (NaN is stored as NULL by SQLite)
     first_nonfinite_step: int | None = None
@@ -256,6 +256,9 @@ class MetricSeries(SQLModel, table=True):
     max_value: float | None = None
     max_step: int | None = None
     updated_at: float = _default(0.0)
+    # When a log file owns the key: the highest step it gave. Printed points beyond it are
+    # kept until the file reaches their step (then the file's replace them).
+    exact_through: int | None = None
 
 
 class MetricPoint(SQLModel, table=True):
@@ -304,7 +307,10 @@ class Sidecar(SQLModel, table=True):
     output_records: int = _default(0)
     output_skipping: bool = _default(False)
     log_parsing: bool = _default(True)
+    output_state: str = _default("")  # the printed-output parser's state (JSON) at output_offset
     points: int = _default(0)
+    duplicates: int = _default(0)  # points not stored: another source's series has them
+    non_numeric_example: str = _default("")  # the first value that looked like a metric but was not a number
     last_data_at: float | None = None
     # LLM judge usage
     judge_calls: int = _default(0)
@@ -313,3 +319,26 @@ class Sidecar(SQLModel, table=True):
     judge_completion_tokens: int = _default(0)
     judge_cost_usd: float = _default(0.0)
     judge_last_at: float | None = None
+
+
+class MetricFile(SQLModel, table=True):
+    """A framework log file the sidecar found under the run's workdir, and how far it read it.
+
+    TensorBoard event files, Lightning's metrics.csv and Hugging Face's trainer_state.json
+    (all checkpoints of one run count as one history). The offset (and the reader's state)
+    advances in the same transaction as the points it read, like metrics.jsonl's.
+    """
+
+    __tablename__ = "metric_files"
+
+    run_id: str = Field(primary_key=True)
+    path: str = Field(primary_key=True)  # relative to the run's workdir
+    kind: str  # tfevents | csv | trainer_state
+    offset: int = _default(0)
+    records: int = _default(0)
+    state: str = _default("")  # reader state (JSON): csv header, the history's cursor
+    points: int = _default(0)
+    bad: int = _default(0)  # records that could not be read
+    example: str = _default("")
+    found_at: float = _default(0.0)
+    updated_at: float = _default(0.0)

@@ -30,6 +30,12 @@ class MonitorSettings:
     judge_model: str | None = None
     judge_interval_s: float = 30.0
     judge_timeout_s: float = 30.0
+    # How often the workdir is walked for framework log files (event files, metrics.csv,
+    # trainer_state.json); known files are stat'ed every poll regardless.
+    discover_s: float = 5.0
+    # Printed lines of other ranks ([rank1]: / [default1]:) are skipped unless this is set;
+    # then they are stored under rank<N>/<key>.
+    log_all_ranks: bool = False
 
     @property
     def stale_s(self) -> float:
@@ -47,4 +53,6 @@ class MonitorSettings:
             judge_model=os.environ.get("RESEARCH_MCP_JUDGE_MODEL") or None,
             judge_interval_s=_float_env("RESEARCH_MCP_JUDGE_INTERVAL_S", cls.judge_interval_s),
             judge_timeout_s=max(0.1, _float_env("RESEARCH_MCP_JUDGE_TIMEOUT_S", cls.judge_timeout_s)),
+            discover_s=max(0.05, _float_env("RESEARCH_MCP_SIDECAR_DISCOVER_S", cls.discover_s)),
+            log_all_ranks=os.environ.get("RESEARCH_MCP_LOG_RANKS", "0").strip().lower() == "all",
         )

@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 
 from mcp_server.core.jobfiles import JobFiles
 from mcp_server.core.lifecycle import ACTIVE, TERMINAL, RunStatus
+from mcp_server.core.metric_sources import sources_of
 from mcp_server.core.models import Run, Sidecar
 from mcp_server.core.monitor_settings import MonitorSettings
 from mcp_server.core.paths import StateDir
@@ -38,8 +39,10 @@ def ingest_stats(row: Sidecar) -> IngestStats:
         points=row.points,
         bad_lines=row.bad_lines,
         non_numeric=row.non_numeric,
+        non_numeric_example=row.non_numeric_example,
         huge_lines=row.huge_lines,
         partial_lines=row.partial_lines,
+        duplicates=row.duplicates,
         log_parsing=row.log_parsing,
     )
 
@@ -57,6 +60,7 @@ def monitor_info(session: Session, run_id: str, settings: MonitorSettings) -> Mo
         exited=row.exited_at is not None,
         exit_reason=row.exit_reason,
         ingest=ingest_stats(row),
+        sources=sources_of(session, row),
         judge=JudgeUsage(
             calls=row.judge_calls,
             errors=row.judge_errors,

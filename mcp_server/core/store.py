@@ -39,6 +39,15 @@ def _create(*tables: type[SQLModel]) -> Callable[[Connection], None]:
     return step
 
 
+def _metric_sources(conn: Connection) -> None:
+    """Framework log files as metric sources; the printed-output parser's saved state."""
+    _add_column_if_missing(conn, "sidecars", "output_state VARCHAR NOT NULL DEFAULT ''")
+    _add_column_if_missing(conn, "sidecars", "duplicates INTEGER NOT NULL DEFAULT 0")
+    _add_column_if_missing(conn, "sidecars", "non_numeric_example VARCHAR NOT NULL DEFAULT ''")
+    _add_column_if_missing(conn, "metric_series", "exact_through INTEGER")
+    _create(models.MetricFile)(conn)
+
+
 # Append-only: version N is reached by applying MIGRATIONS[:N] in order. A fresh store runs
 # all of them; an older one runs those it lacks. Steps must be idempotent.
 MIGRATIONS: list[Callable[[Connection], None]] = [
@@ -48,6 +57,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(models.SlurmJob),
     _create(models.Sweep, models.Plan, models.Memory),
     _create(models.MetricSeries, models.MetricPoint, models.Sidecar),
+    _metric_sources,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -24,6 +24,7 @@ from sqlmodel import Session, col, select
 from mcp_server.core.errors import Conflict, InvalidInput, NotFound, ResearchError
 from mcp_server.core.ids import new_id, validate_id, validate_name
 from mcp_server.core.lifecycle import ACTIVE, TERMINAL, RunStatus
+from mcp_server.core.metric_sources import describe_runs
 from mcp_server.core.metrics import best_of, series_of
 from mcp_server.core.models import Run, Sweep
 from mcp_server.core.paths import StateDir
@@ -412,9 +413,13 @@ class SweepService:
         if metric is None and keys:
             note = "pass metric (one of metric_keys) and direction to rank runs and get the best run"
         elif metric is not None and not values:
-            note = f"no run of this sweep has logged {metric!r} yet" + (
-                f"; logged metrics: {', '.join(sorted(keys))}" if keys else ""
-            )
+            if runs and all(RunStatus(r.status) in TERMINAL for r in runs):
+                with self.store.read() as s:
+                    read = describe_runs(s, [r.id for r in runs])
+                note = f"no run of this sweep logged {metric!r} (read: {read})"
+            else:
+                note = f"no run of this sweep has logged {metric!r} yet"
+            note += f"; logged metrics: {', '.join(sorted(keys))}" if keys else ""
         rows = [
             SweepRunRow(
                 id=r.id,

@@ -201,7 +201,9 @@ class MetricSummary(BaseModel):
     """One metric key of one run, summarised over all of its points."""
 
     key: str
-    source: str = Field(description="jsonl (metrics.jsonl) or log (parsed from output lines)")
+    source: str = Field(
+        description="jsonl (metrics.jsonl), log (printed output), tfevents, csv, trainer_state (HF)"
+    )
     count: int = Field(description="points stored")
     first_step: int | None = None
     last_step: int | None = None
@@ -234,10 +236,22 @@ class IngestStats(BaseModel):
     log_records: int = Field(0, description="output lines that carried numbers (no metrics.jsonl)")
     points: int = 0
     bad_lines: int = Field(0, description="metrics.jsonl lines that were not JSON objects")
-    non_numeric: int = Field(0, description="values skipped because they were not numbers")
+    non_numeric: int = Field(0, description="values that looked like metrics but were not numbers")
+    non_numeric_example: str = Field("", description="the first such value")
     huge_lines: int = Field(0, description="lines over 1 MiB, skipped")
     partial_lines: int = Field(0, description="an unterminated last line read at the end of the run")
+    duplicates: int = Field(0, description="points not stored: a better source's series of that key has them")
     log_parsing: bool = Field(description="true while output.log is parsed (metrics.jsonl still empty)")
+
+
+class MetricSource(BaseModel):
+    """One file the sidecar reads metrics from."""
+
+    kind: str = Field(description="jsonl, log (printed output), tfevents, csv or trainer_state")
+    path: str = Field(description="run-dir file, or a path under the run's workdir")
+    records: int = Field(default=0, description="lines, events or rows read")
+    keys: int = Field(default=0, description="metric keys whose series this kind of source owns")
+    bad: int = Field(default=0, description="records or values it could not read")
 
 
 class JudgeUsage(BaseModel):
@@ -258,6 +272,7 @@ class MonitorInfo(BaseModel):
     exited: bool = False
     exit_reason: str = ""
     ingest: IngestStats
+    sources: list[MetricSource] = Field(default_factory=list, description="where its metrics come from")
     judge: JudgeUsage
 
 

@@ -1,0 +1,188 @@
+"""The run's status as its sidecar sees it: settle it from its files, rarely from its backend.
+
+Status follows the same ``decide()`` as the server's reconcile, applied with the same
+compare-and-set: stat-based on every poll (pgid → running, exit_code → ended), asking the
+backend (a tmux subprocess) only rarely, when the job has not started or its process
+group vanished without an exit code (→ lost). A mixin of ``Monitor`` (sidecar/monitor.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from mcp_server.core.alert_specs import AlertSpec, ending_alert
+from mcp_server.core.backends.base import observe_files
+from mcp_server.core.lifecycle import TERMINAL, Observation, RunStatus, decide_for, decision_fields
+from mcp_server.core.logs import tail_lines
+from mcp_server.core.procs import group_alive
+from mcp_server.core.sqlwrites import release_admission_sql, transition_sql
+from sidecar import rules
+from sidecar.sources.io import stat_of
+
+if TYPE_CHECKING:
+    from mcp_server.core.jobfiles import JobFiles
+    from mcp_server.core.monitor_settings import MonitorSettings
+    from mcp_server.core.paths import StateDir
+    from sidecar.db import RunState, SidecarDB
+
+log = logging.getLogger("sidecar")
+
+EXIT_CODE_GRACE_S = 2.0  # after the job's group ends, the launch script writes exit_code
+SIGNAL_EXIT_CHECK_S = 1.0  # how often to ask a scheduler why a command was killed
+TAIL_BYTES = 64 * 1024
+
+
+class StatusMixin:
+    state: StateDir
+    run_id: str
+    settings: MonitorSettings
+    launch_grace_s: float
+    files: JobFiles
+    db: SidecarDB
+    run: RunState | None
+    pgid: int | None
+    group_gone_at: float | None
+    backend_checked_at: float
+    raised_stall: str | None
+    last_points_at: float
+    settled_end: bool
+    _backends: Any
+
+    if TYPE_CHECKING:  # provided by Monitor
+
+        def refresh_run(self) -> None: ...
+        def _raise(self, execute: Any, spec: AlertSpec) -> dict[str, Any] | None: ...
+        def raise_now(self, spec: AlertSpec) -> None: ...
+
+    def _backend_observation(
+        self, t: float, every: float | None = None, fallback: Observation | None = None
+    ) -> Observation | None:
+        """Ask the run's backend at most once per ``every`` seconds; ``fallback`` if it fails."""
+        if t - self.backend_checked_at < (self.settings.backend_check_s if every is None else every):
+            return None
+        if self.run is None:
+            return fallback
+        self.backend_checked_at = t
+        if self._backends is None:
+            from mcp_server.core.backends.registry import Backends
+            from mcp_server.core.settings import Settings
+
+            # Only the Slurm backend uses the store (its shared squeue poll): open the full
+            # store for it alone, so a local run's sidecar stays free of SQLAlchemy.
+            store = None
+            if self.run.backend != "local":
+                from mcp_server.core.store import Store
+
+                store = Store(self.state.db_path)
+            self._backends = Backends(self.state, store, Settings.from_env())  # type: ignore[arg-type]
+        try:
+            backend = self._backends.get(self.run.backend)
+            # Backends read only id / backend_ref of a run; RunState carries both.
+            return backend.observe([self.run], {self.run.id: self.files}).get(self.run.id)
+        except Exception as err:
+            log.warning("could not ask the %s backend about %s: %s", self.run.backend, self.run_id, err)
+            return fallback
+
+    def observe(self, t: float) -> Observation | None:
+        """What the run's files (and, rarely, its backend) say now; None when nothing new."""
+        if self.files.exit_code.exists():
+            obs = observe_files(self.files, present=None)  # with the launch script's failure note
+            if obs.exit_code is not None:
+                if obs.exit_code > 128 and self.run is not None and self.run.backend != "local":
+                    # Killed by a signal: a scheduler (a Slurm TIMEOUT, OUT_OF_MEMORY) may be
+                    # why, and only the backend can tell; it names it in the run's reason.
+                    return self._backend_observation(t, every=SIGNAL_EXIT_CHECK_S, fallback=obs)
+                return obs
+        if self.pgid is None:
+            self.pgid = self.files.read_pgid()
+        local = self.run is not None and self.run.backend == "local"
+        if self.pgid is not None and local:
+            if group_alive(self.pgid):
+                self.group_gone_at = None
+                return Observation(present=True, started_at=self.files.started_at())
+            if self.group_gone_at is None:
+                self.group_gone_at = t
+            self.pgid = None  # a requeued run gets a new group; read the file again next time
+            if t - self.group_gone_at < EXIT_CODE_GRACE_S:
+                return None
+        return self._backend_observation(t)
+
+    def check_status(self, t: float) -> None:
+        if self.run is None or RunStatus(self.run.status) in TERMINAL | {RunStatus.READY}:
+            return
+        obs = self.observe(t)
+        if obs is None:
+            return
+        if obs.present is True and obs.exit_code is None and self.run.status == RunStatus.RUNNING:
+            return  # the common idle case: nothing to decide
+        self.refresh_run()  # decide on the freshest row (a stop request changes the ending)
+        run = self.run
+        if run is None:
+            return
+        d = decide_for(run, obs, now=t, launch_grace_s=self.launch_grace_s)
+        if d is None:
+            return
+        ending = None
+        if d.status in TERMINAL:
+            tail = tail_lines(self.files.output, 200, TAIL_BYTES).text
+            ending = ending_alert(
+                status=d.status.value, exit_code=d.exit_code, reason=d.reason, output_tail=tail
+            )
+        with self.db.write() as c:
+            execute: Any = c.execute  # the DB-API signature is wider than sqlwrites' Cursor protocol
+            values = transition_sql(
+                execute,
+                run_id=run.id,
+                run_name=run.name,
+                current=RunStatus(run.status),
+                new=d.status,
+                reason=d.reason,
+                fields=decision_fields(d, run.started_at),
+            )
+            if values is not None and d.status in TERMINAL and d.status is not RunStatus.LOST:
+                # An ended run gives its GPU lease / run slot back at once, as a server would
+                # (a lost run's job may still hold the GPUs: the queue reclaims those later).
+                release_admission_sql(execute, run.id)
+            if values is not None and ending is not None:
+                self._raise(execute, ending)  # whoever reads 'failed' also finds why
+        if values is not None:
+            log.info("%s: %s → %s (%s)", run.id, run.status, d.status.value, d.reason)
+            self.settled_end = d.status in TERMINAL
+        self.refresh_run()
+
+    def check_stall(self, t: float) -> None:
+        run = self.run
+        if run is None or run.status != RunStatus.RUNNING or self.settings.stall_s <= 0:
+            return
+        if self.pgid is None and run.backend == "local":
+            return  # not started, or ended: not a stall
+        times = [run.started_at or 0.0, self.last_points_at]  # a job may only write event files
+        for path in (self.files.output, self.files.metrics):
+            st = stat_of(path)
+            if st is not None:
+                times.append(st.st_mtime)
+        last = max(times)
+        spec = rules.stall_alert(t - last, self.settings.stall_s, last)
+        if spec is None or spec.signature == self.raised_stall:
+            return
+        self.raised_stall = spec.signature
+        self.raise_now(spec)
+
+    def after_end(self) -> None:
+        """Do what a server does after recording an ending: release the run's GPU lease or
+        run slot, launch its sweep's next held-back run. These need the full services
+        (SQLAlchemy), loaded only now, as this sidecar is about to exit."""
+        from mcp_server.core.services import Services
+
+        services = Services(self.state.root)
+        try:
+            run = services.runs.load(self.run_id)
+            for hook in services.reconciler.on_terminal:
+                try:
+                    hook(run)
+                except Exception:
+                    name = getattr(hook, "__name__", repr(hook))
+                    log.exception("after-end hook %s failed for %s", name, self.run_id)
+        finally:
+            services.close()
