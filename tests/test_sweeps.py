@@ -209,6 +209,21 @@ def test_best_run_comes_from_the_metrics_runs_log(services: Services, workdir: P
     assert none.best is None and "no run of this sweep has logged 'val_loss'" in none.note
 
 
+def test_the_best_run_may_end_on_nan(services: Services, workdir: Path) -> None:
+    # The case monitoring exists for: the run with the lowest loss diverged at its last step.
+    script = (
+        'for l in $(echo {losses}); do echo "{\\"loss\\": $l}" >> "$RESEARCH_METRICS_FILE"; done'
+    )
+    sweep = services.sweeps.create(
+        name="nan", goal="lowest loss", base_command=script,
+        parameters={"losses": ["0.9 0.2 NaN", "0.5 0.4 0.45"]}, workdir=str(workdir),
+    )  # fmt: skip
+    settle_until_done(services, sweep.id)
+    ranked = services.sweeps.get(sweep.id, metric="loss", direction="min")
+    assert ranked.best is not None and ranked.best.params == {"losses": "0.9 0.2 NaN"}
+    assert ranked.best.value == 0.2 and ranked.best.last is None  # NaN/Inf is null, as in get_metrics
+
+
 def test_a_crash_between_settle_and_launch_is_repaired_at_start_up(state_dir: Path, workdir: Path) -> None:
     first = Services(state_dir)
     first.reconciler.on_terminal.clear()  # as if the process died right after settling

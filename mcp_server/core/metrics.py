@@ -35,7 +35,7 @@ MAX_POINTS = 20_000
 DEFAULT_POINTS = 1000
 
 
-def _finite(value: float | None) -> float | None:
+def finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
@@ -52,10 +52,10 @@ def summarize(s: MetricSeries) -> MetricSummary:
         count=s.count,
         first_step=s.first_step,
         last_step=s.last_step,
-        last=_finite(s.last_value),
-        min=_finite(s.min_value),
-        max=_finite(s.max_value),
-        best=_finite(best),
+        last=finite(s.last_value),
+        min=finite(s.min_value),
+        max=finite(s.max_value),
+        best=finite(best),
         best_step=best_step,
         nonfinite=s.nonfinite,
         first_nonfinite_step=s.first_nonfinite_step,
@@ -67,7 +67,7 @@ def best_of(series: MetricSeries, direction: str) -> tuple[float, int | None] | 
     value, step = (
         (series.min_value, series.min_step) if direction == "min" else (series.max_value, series.max_step)
     )
-    value = _finite(value)
+    value = finite(value)
     return None if value is None else (value, step)
 
 
@@ -89,7 +89,7 @@ def recent_points(session: Session, run_id: str, n: int) -> list[dict[str, Any]]
         )
         .fetchall()
     )
-    return [{"key": key, "step": int(step), "value": _finite(value)} for key, step, value in reversed(rows)]
+    return [{"key": key, "step": int(step), "value": finite(value)} for key, step, value in reversed(rows)]
 
 
 def summaries(session: Session, run_id: str) -> list[MetricSummary]:
@@ -106,7 +106,7 @@ def downsample(conn: Connection, series: MetricSeries, budget: int) -> tuple[lis
         rows = conn.exec_driver_sql(
             "SELECT step, value FROM metric_points WHERE series_id = ? ORDER BY step, id", (sid,)
         ).fetchall()
-        return [(int(step), _finite(value)) for step, value in rows], False
+        return [(int(step), finite(value)) for step, value in rows], False
     lo, hi = conn.exec_driver_sql(
         "SELECT MIN(step), MAX(step) FROM metric_points WHERE series_id = ?", (sid,)
     ).one()
@@ -121,13 +121,13 @@ def downsample(conn: Connection, series: MetricSeries, budget: int) -> tuple[lis
             (lo, buckets, span, sid),
         ).fetchall()
         for _b, value, step in rows:
-            chosen[(int(step), _finite(value))] = None
+            chosen[(int(step), finite(value))] = None
     for order in ("step, id", "step DESC, id DESC"):
         row = conn.exec_driver_sql(
             f"SELECT step, value FROM metric_points WHERE series_id = ? ORDER BY {order} LIMIT 1", (sid,)
         ).first()
         if row is not None:
-            chosen[(int(row[0]), _finite(row[1]))] = None
+            chosen[(int(row[0]), finite(row[1]))] = None
     if series.first_nonfinite_step is not None:
         chosen[(series.first_nonfinite_step, None)] = None
     points = sorted(chosen, key=lambda p: (p[0], p[1] is None, p[1] or 0.0))

@@ -24,7 +24,7 @@ from sqlmodel import Session, col, select
 from mcp_server.core.errors import Conflict, InvalidInput, NotFound, ResearchError
 from mcp_server.core.ids import new_id, validate_id, validate_name
 from mcp_server.core.lifecycle import ACTIVE, TERMINAL, RunStatus
-from mcp_server.core.metrics import best_of, series_of
+from mcp_server.core.metrics import best_of, finite, series_of
 from mcp_server.core.models import Run, Sweep
 from mcp_server.core.paths import StateDir
 from mcp_server.core.reconcile import WATCHED, Reconciler, transition
@@ -381,7 +381,7 @@ class SweepService:
         if watched and self.reconciler.reconcile(watched):
             runs = self._runs_of(sweep_id)
         keys: set[str] = set()
-        values: dict[str, tuple[float, float | None, float | None]] = {}
+        values: dict[str, tuple[float, float | None, int | None]] = {}
         # Metrics as the runs' sidecars stored them (the one reader of metrics.jsonl and logs).
         if metric is not None:
             wait_drained(self.store, [r.id for r in runs])
@@ -390,7 +390,7 @@ class SweepService:
         for row in series:
             keys.add(row.key)
             if row.key == metric and (found := best_of(row, direction)) is not None:
-                values[row.run_id] = (found[0], row.last_value, found[1])
+                values[row.run_id] = (found[0], finite(row.last_value), found[1])
         best = None
         if values:
             pick = min if direction == "min" else max

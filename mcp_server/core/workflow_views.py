@@ -35,8 +35,8 @@ class BestRun(BaseModel):
     metric: str
     direction: Literal["min", "max"]
     value: float = Field(description="the run's best value of the metric over its history")
-    last: float = Field(description="the metric's most recent value")
-    step: float | None = Field(None, description="step at which the best value was logged")
+    last: float | None = Field(None, description="the metric's most recent value; null when NaN/Inf")
+    step: int | None = Field(None, description="step at which the best value was logged")
 
 
 class SweepRunRow(BaseModel):
