@@ -430,10 +430,10 @@ class Monitor:
         ttl = self.settings.alert_ttl_s
         isfinite = math.isfinite
         for key, step, value, source in batch.points:
-            c = ctx.get(key)
-            if c is None:
-                c = ctx[key] = self._context(key, source)
-            s, recent, window, steps = c
+            entry = ctx.get(key)
+            if entry is None:
+                entry = ctx[key] = self._context(key, source)
+            s, recent, window, steps = entry
             rows.append((s, step, value))
             recent.append((step, value))
             s.count += 1

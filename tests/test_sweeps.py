@@ -211,9 +211,7 @@ def test_best_run_comes_from_the_metrics_runs_log(services: Services, workdir: P
 
 def test_the_best_run_may_end_on_nan(services: Services, workdir: Path) -> None:
     # The case monitoring exists for: the run with the lowest loss diverged at its last step.
-    script = (
-        'for l in $(echo {losses}); do echo "{\\"loss\\": $l}" >> "$RESEARCH_METRICS_FILE"; done'
-    )
+    script = 'for l in $(echo {losses}); do echo "{\\"loss\\": $l}" >> "$RESEARCH_METRICS_FILE"; done'
     sweep = services.sweeps.create(
         name="nan", goal="lowest loss", base_command=script,
         parameters={"losses": ["0.9 0.2 NaN", "0.5 0.4 0.45"]}, workdir=str(workdir),

@@ -28,7 +28,7 @@ from mcp_server.core.ids import validate_id
 from mcp_server.core.models import Alert, Event
 from mcp_server.core.sqlwrites import raise_alert_sql
 from mcp_server.core.store import Store, now
-from mcp_server.core.views import AlertPage, AlertResolution, AlertView, iso
+from mcp_server.core.views import AlertPage, AlertResolution, AlertView, RunRecord, iso
 
 if TYPE_CHECKING:
     from mcp_server.core.runs import RunService
@@ -180,6 +180,7 @@ class AlertService:
             valid = ", ".join(repr(c) for c in alert.choices)
             raise InvalidInput(f"choice {choice!r} is not one of this alert's choices: {valid}.")
         action, note, run_id = "none", "", alert.run_id
+        run: RunRecord | None
         if choice in (STOP_RUN, RERUN) and run_id is None:
             raise InvalidInput(
                 f"alert {alert_id} is not about a run, so {choice!r} cannot act; choose another."

@@ -7,6 +7,7 @@ are put into the experiment context every session; inactive ones are kept for th
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from sqlalchemy import func
 from sqlmodel import col, select
@@ -32,7 +33,7 @@ def _text(value: str, what: str, limit: int) -> str:
     return value.strip()
 
 
-def _tags(tags: list[str] | None) -> list[str]:
+def _tags(tags: Sequence[str] | None) -> list[str]:
     out: list[str] = []
     for tag in tags or []:
         norm = tag.strip().lower() if isinstance(tag, str) else tag
@@ -114,7 +115,7 @@ class MemoryService:
         *,
         title: str | None = None,
         content: str | None = None,
-        tags: list[str] | None = None,
+        tags: Sequence[str] | None = None,
         active: bool | None = None,
     ) -> MemoryRow:
         self.load(memory_id)

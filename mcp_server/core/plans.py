@@ -10,7 +10,7 @@ is frozen once it leaves draft, so what was approved is what runs.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import func
 from sqlmodel import col, select
@@ -204,8 +204,8 @@ class PlanService:
         title: str | None = None,
         goal: str | None = None,
         raw_markdown: str | None = None,
-        link_sweep_ids: list[str] | None = None,
-        link_run_ids: list[str] | None = None,
+        link_sweep_ids: Sequence[str] | None = None,
+        link_run_ids: Sequence[str] | None = None,
     ) -> PlanDetail:
         plan = self.load(plan_id)
         values: dict[str, object] = {}

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import ColumnElement, delete, func, update
 from sqlmodel import col, select
 
 from mcp_server.core.admission import POOL_GPU, Admission
@@ -563,7 +563,7 @@ class RunService:
         self.reconciler.reconcile()
         query = select(Run)
         count = select(func.count()).select_from(Run)
-        conditions = []
+        conditions: list[ColumnElement[bool]] = []
         if status:
             conditions.append(col(Run.status).in_(status))
         if name_contains:
