@@ -1,7 +1,8 @@
 """What an agent's context pays: tools/list and each tool's default answer, against the budgets.
 
 A realistic session through the real MCP client: detect the cluster, create a sweep of 3
-runs that each log 8 metric keys × 5,000 steps (one NaN on the way) and print a progress
+local runs (a real Slurm on the machine is left alone; Slurm runs answer with the same
+fields) that each log 8 metric keys × 5,000 steps (one NaN on the way) and print a progress
 line every 10 steps, wait for them, then call every tool with only its required arguments.
 Bytes are counted as a client forwards them: the compact JSON of ``tools/list`` and, per
 answer, the text block and the compact JSON of ``structuredContent`` (Claude Code hands the
@@ -102,6 +103,7 @@ async def session(state: Path, workdir: Path, steps: int) -> tuple[int, dict[str
             goal="which learning rate converges best",
             base_command=f"{py} train.py {steps} {{lr}}",
             parameters={"lr": [0.001, 0.003, 0.01]},
+            backend="local",
             workdir=str(workdir),
         )
         run_ids = [r["id"] for r in sweep["runs"]]
@@ -127,6 +129,7 @@ async def session(state: Path, workdir: Path, steps: int) -> tuple[int, dict[str
             command="sleep 30",
             workdir=str(workdir),
             auto_start=False,
+            backend="local",
         )
         await s.call("start_run", "start_run", run_id=ready["id"])
         await s.call("stop_run", "stop_run", run_id=ready["id"])
@@ -147,7 +150,7 @@ async def session(state: Path, workdir: Path, steps: int) -> tuple[int, dict[str
             held = await c.call_tool(
                 "create_sweep",
                 {"name": "held", "goal": "stop me", "base_command": "sleep 30 # {x}",
-                 "parameters": {"x": [1, 2, 3]}, "parallel": 1, "workdir": str(workdir)},
+                 "parameters": {"x": [1, 2, 3]}, "parallel": 1, "workdir": str(workdir), "backend": "local"},
             )  # fmt: skip
             await s.call("stop_sweep", "stop_sweep", sweep_id=(held.structured_content or {})["id"])
         files: dict[str, int] = {}

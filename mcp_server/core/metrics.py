@@ -30,9 +30,12 @@ if TYPE_CHECKING:
 
 MAX_RUNS = 20
 MAX_KEYS = 50
-MIN_POINTS_PER_SERIES = 10
+MIN_POINTS_PER_SERIES = 4
 MAX_POINTS = 20_000
-DEFAULT_POINTS = 1000
+# Without max_points a series gets a sketch: up to 20 points, fewer when many series share
+# the answer (about 120 in all), so a default answer about a few runs stays a few KB.
+SKETCH_POINTS = 20
+SKETCH_TOTAL = 120
 
 
 def finite(value: float | None) -> float | None:
@@ -140,8 +143,15 @@ class MetricsService:
         self.runs = runs
 
     def get(
-        self, run_ids: list[str], keys: list[str] | None = None, max_points: int = DEFAULT_POINTS
+        self,
+        run_ids: list[str],
+        keys: list[str] | None = None,
+        max_points: int | None = None,
+        max_keys: int | None = None,
     ) -> MetricsAnswer:
+        """Summaries and downsampled series; ``max_keys`` caps the keys per run when ``keys`` is
+        None (the rest are listed by name, so an answer about a run with hundreds of keys
+        stays small)."""
         ids = list(dict.fromkeys(run_ids or []))
         if not 1 <= len(ids) <= MAX_RUNS:
             raise InvalidInput(f"give 1 to {MAX_RUNS} run ids in run_ids (got {len(ids)}).")
@@ -152,7 +162,7 @@ class MetricsService:
             for key in keys:
                 if not isinstance(key, str) or not key.strip() or len(key) > 200:
                     raise InvalidInput(f"key {key!r} is not valid: give a metric name such as 'loss'.")
-        if not MIN_POINTS_PER_SERIES <= max_points <= MAX_POINTS:
+        if max_points is not None and not MIN_POINTS_PER_SERIES <= max_points <= MAX_POINTS:
             raise InvalidInput(
                 f"max_points={max_points} is out of range; give {MIN_POINTS_PER_SERIES} to {MAX_POINTS}."
             )
@@ -173,13 +183,16 @@ class MetricsService:
                 existing = by_run[run_id]
                 names = [x.key for x in existing]
                 if keys is None:
-                    plan.append((run_id, existing, []))
+                    plan.append((run_id, existing[:max_keys] if max_keys else existing, []))
                     continue
                 wanted = [x for x in existing if x.key in keys]
                 missing = [self._missing(k, names) for k in keys if k not in names]
                 plan.append((run_id, wanted, missing))
             total = sum(len(chosen) for _, chosen, _ in plan)
-            budget = max(MIN_POINTS_PER_SERIES, max_points // max(1, total))
+            if max_points is None:
+                budget = max(MIN_POINTS_PER_SERIES, min(SKETCH_POINTS, SKETCH_TOTAL // max(1, total)))
+            else:
+                budget = max(MIN_POINTS_PER_SERIES, max_points // max(1, total))
             conn = s.connection()
             answers = []
             for run, (run_id, chosen, missing) in zip(runs, plan, strict=True):
@@ -190,19 +203,32 @@ class MetricsService:
                         MetricSeriesOut(**summarize(series).model_dump(), points=points, downsampled=reduced)
                     )
                 row = progress.get(run_id)
+                names = [x.key for x in by_run[run_id]]
+                note = self._note(by_run[run_id], row, run_id in still_reading)
+                if len(names) > MAX_KEYS and (keys is not None or len(chosen) < len(names)):
+                    note = "; ".join(
+                        [*filter(None, [note]), f"the first {MAX_KEYS} of {len(names)} keys are listed"]
+                    )
+                if keys is None and len(chosen) < len(names):
+                    note = "; ".join(
+                        [
+                            *filter(None, [note]),
+                            f"{len(chosen)} of {len(names)} keys shown: name the keys you want",
+                        ]
+                    )
                 answers.append(
                     RunMetrics(
                         run_id=run_id,
                         name=run.name,
                         status=run.status,
-                        keys=[x.key for x in by_run[run_id]],
+                        keys=None if keys is None and len(chosen) == len(names) else names[:MAX_KEYS],
                         series=series_out,
                         missing=missing,
                         ingest=ingest_stats(row) if row is not None else None,
-                        note=self._note(by_run[run_id], row, run_id in still_reading),
+                        note=note,
                     )
                 )
-        return MetricsAnswer(runs=answers, max_points=max_points, points_per_series=budget)
+        return MetricsAnswer(runs=answers, points_per_series=budget)
 
     @staticmethod
     def _missing(key: str, names: list[str]) -> MissingKey:
