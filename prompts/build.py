@@ -47,7 +47,7 @@ def cluster_guidance(live: Live) -> str:
     values = {}
     if name in ("cpu_only", "unknown"):
         limit = live.cpu_run_limit
-        values["cpu_runs"] = f"{limit} run{'s' if limit != 1 else ''}" if limit else "the CPU run limit's runs"
+        values["cpu_runs"] = f"{limit} run{'s' if limit != 1 else ''}" if limit else "CPU-run-limit runs"
     return render(load(f"cluster/{name}"), values, live.tool_names).strip()
 
 
