@@ -4,11 +4,13 @@ import contextlib
 import importlib.metadata
 import os
 import pty
+import queue
 import re
 import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -119,17 +121,25 @@ def test_following_a_queued_run_says_it_waits_and_ends_with_its_status(
         stderr=subprocess.PIPE,
         text=True,
     )
+    said: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [said.put(line) for line in follow.stderr or ()], daemon=True)
+    reader.start()
     try:
-        assert follow.stderr is not None
-        first_line = follow.stderr.readline()  # printed while the run still waits for its slot
+        try:
+            first_line = said.get(timeout=60)  # printed while the run still waits for its slot
+        except queue.Empty:
+            first_line = ""
         gate.touch()
-        out, rest = follow.communicate(timeout=60)
+        follow.wait(timeout=60)
+        out = follow.stdout.read() if follow.stdout else ""
+        reader.join(10)
     finally:
         gate.touch()
         follow.kill()
+    rest = [said.get_nowait() for _ in range(said.qsize())]
     assert first_line.startswith(f"research-mcp: {second.id} is queued: waiting for a CPU run slot")
     assert follow.returncode == 0 and out == "second-ran\n"
-    assert rest.splitlines()[-1].startswith(f"research-mcp: {second.id} finished, exit code 0")
+    assert rest[-1].startswith(f"research-mcp: {second.id} finished, exit code 0")
 
 
 def test_serve_started_by_hand_stops_on_the_first_ctrl_c(state_dir: Path) -> None:
