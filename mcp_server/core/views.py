@@ -1,8 +1,8 @@
 """What tools and the CLI return: plain pydantic models (no sqlmodel, cheap to import).
 
-They are also the tools' output models. An answer leaves out null and default fields and
-its advertised schema lists only the top-level fields (``mcp_server.tools.surface``), so a
-field costs every session bytes: add one only when an agent acts on it.
+They are also the tools' output models: a tool's answer is the model as compact JSON without
+its null and default fields (``mcp_server.tools.surface``), so every field costs an agent's
+context when it is set: add one only when an agent acts on it.
 """
 
 from __future__ import annotations

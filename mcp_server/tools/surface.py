@@ -107,10 +107,11 @@ def _type_union(schema: JsonSchema) -> JsonSchema:
 def output_schema(schema: JsonSchema) -> JsonSchema:
     """An answer is a JSON object; its fields are in the answer itself and in the README.
 
-    Output schemas were 68% of an 86 KB tools/list. Clients use them to validate answers,
-    which the server already does against the same pydantic models before sending, and no
-    client shows them to the model choosing a tool; so the listing keeps the declaration
-    that the tool answers with structured content, not the answer's field tree."""
+    Output schemas were 68% of an 86 KB tools/list, paid by every session. Clients use them
+    to validate answers, which the server already does against the same pydantic models
+    before sending, while a model picks a tool by its name, description and input schema;
+    so the listing keeps the declaration that a tool answers with structured content, not
+    the answer's field tree."""
     return {"type": "object"}
 
 
