@@ -127,3 +127,22 @@ async def test_answers_are_compact_and_leave_out_nulls_and_defaults(state_dir: P
             ("list_memories", {}),
         ):
             assert nulls(await answer(c, tool, **args)) == [], tool
+
+
+async def test_default_pages_stay_within_the_answer_budget(state_dir: Path, workdir: Path) -> None:
+    async with Client(create_server(state_dir)) as c:
+        for i in range(3):
+            await answer(c, "add_memory", title=f"rule {i}", content="evidence " * 400)  # 3.6 KB each
+        page = await answer(c, "list_memories")
+        assert len(page["memories"]) == 1 and page["next_offset"] == 1 and page["total"] == 3
+        asked = await answer(c, "list_memories", limit=3)  # a caller who chose the page size gets it
+        assert len(asked["memories"]) == 3 and "next_offset" not in asked
+
+        sweep = await answer(
+            c, "create_sweep", name="wide", goal="g", base_command="true", parameters={"i": list(range(30))},
+            workdir=str(workdir), auto_start=False,
+        )  # fmt: skip
+        assert len(sweep["runs"]) == 20 and sweep["next_offset"] == 20 and "30 runs in all" in sweep["note"]
+        rest = await answer(c, "get_sweep", sweep_id=sweep["id"], offset=20)
+        assert [r["name"] for r in rest["runs"]] == [f"wide-{i:02d}" for i in range(21, 31)]
+        assert "next_offset" not in rest

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from mcp_server.core.sweeps import SweepService
 
 MAX_PAGE = 200
+PAGED = "{total} runs in all: page with offset=next_offset"
 
 
 def sweep_detail(
@@ -92,7 +93,7 @@ def sweep_detail(
         for r in page
     ]
     if offset + len(page) < len(runs):
-        notes.append(f"runs {offset + 1}-{offset + len(page)} of {len(runs)} shown; page with offset")
+        notes.append(PAGED.format(total=len(runs)))
     return SweepDetail(
         **service.row(sweep, runs).model_dump(),
         method=sweep.method,  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ from pydantic import Field
 from mcp_server.app import App
 from mcp_server.core.workflow_views import MemoryList, MemoryRow
 from mcp_server.tools import MAX_INT
-from mcp_server.tools.runs import CREATES, EDITS, READ_ONLY
+from mcp_server.tools.runs import CREATES, DEFAULT_ROWS, EDITS, READ_ONLY
 from mcp_server.tools.surface import answer, fitting
 
 
@@ -29,12 +29,12 @@ def register(mcp: MCPServer, app: App) -> None:
     def list_memories(
         active_only: bool = False,
         tag: str | None = None,
-        limit: Annotated[int, Field(ge=1, le=500)] = 20,
+        limit: Annotated[int, Field(ge=1, le=500)] = DEFAULT_ROWS,
         offset: Annotated[int, Field(ge=0, le=MAX_INT)] = 0,
     ) -> MemoryList:
         """Remembered rules, newest first."""
         page = app.services().memory.list(active_only=active_only, tag=tag, limit=limit, offset=offset)
-        if (n := fitting(page.memories)) < len(page.memories):
+        if (n := fitting(page.memories, limit=limit, default=DEFAULT_ROWS)) < len(page.memories):
             page.memories, page.next_offset = page.memories[:n], offset + n
         return page
 

@@ -8,7 +8,7 @@ from pydantic import Field
 from mcp_server.app import App
 from mcp_server.core.views import AlertPage, AlertResolution, MetricsAnswer
 from mcp_server.tools import MAX_INT
-from mcp_server.tools.runs import READ_ONLY, STOPS
+from mcp_server.tools.runs import DEFAULT_ROWS, READ_ONLY, STOPS
 from mcp_server.tools.surface import answer, fitting
 
 # Without keys, a run's first keys are summarised; the rest are listed by name.
@@ -36,7 +36,7 @@ def register(mcp: MCPServer, app: App) -> None:
         run_id: str | None = None,
         status: Literal["open", "resolved", "all"] = "open",
         severity: list[Literal["info", "warning", "critical"]] | None = None,
-        limit: Annotated[int, Field(ge=1, le=200)] = 20,
+        limit: Annotated[int, Field(ge=1, le=200)] = DEFAULT_ROWS,
         offset: Annotated[int, Field(ge=0, le=MAX_INT)] = 0,
     ) -> AlertPage:
         """Alerts (NaN/Inf, loss spike, divergence, stall, failure and its cause, LLM judge), newest
@@ -48,7 +48,7 @@ def register(mcp: MCPServer, app: App) -> None:
             limit=limit,
             offset=offset,
         )
-        if (n := fitting(page.alerts)) < len(page.alerts):
+        if (n := fitting(page.alerts, limit=limit, default=DEFAULT_ROWS)) < len(page.alerts):
             page.alerts, page.next_offset = page.alerts[:n], offset + n
         return page
 

@@ -8,7 +8,7 @@ from pydantic import Field
 from mcp_server.app import App
 from mcp_server.core.workflow_views import PlanDetail, PlanList, PlanSaved
 from mcp_server.tools import MAX_INT
-from mcp_server.tools.runs import CREATES, EDITS, READ_ONLY
+from mcp_server.tools.runs import CREATES, DEFAULT_ROWS, EDITS, READ_ONLY
 from mcp_server.tools.surface import answer, fitting
 
 PlanStatus = Literal["draft", "approved", "executing", "completed", "archived"]
@@ -36,12 +36,12 @@ def register(mcp: MCPServer, app: App) -> None:
     @answer
     def list_plans(
         status: list[PlanStatus] | None = None,
-        limit: Annotated[int, Field(ge=1, le=500)] = 20,
+        limit: Annotated[int, Field(ge=1, le=500)] = DEFAULT_ROWS,
         offset: Annotated[int, Field(ge=0, le=MAX_INT)] = 0,
     ) -> PlanList:
         """Saved plans, newest first (get_plan has the Markdown)."""
         page = app.services().plans.list(status=list(status) if status else None, limit=limit, offset=offset)
-        if (n := fitting(page.plans)) < len(page.plans):
+        if (n := fitting(page.plans, limit=limit, default=DEFAULT_ROWS)) < len(page.plans):
             page.plans, page.next_offset = page.plans[:n], offset + n
         return page
 

@@ -23,6 +23,8 @@ EDITS = ToolAnnotations(destructive_hint=False, idempotent_hint=True, open_world
 STOPS = ToolAnnotations(open_world_hint=False)
 # get_run keeps its answer small for a run that logs hundreds of keys (get_metrics has them all).
 MAX_RUN_METRICS = 24
+# A default page of a list tool; its rows are also cut to the answer budget (tools.surface).
+DEFAULT_ROWS = 20
 
 
 class GpuwrapInput(BaseModel):
@@ -105,7 +107,7 @@ def register(mcp: MCPServer, app: App) -> None:
         status: list[RunStatus] | None = None,
         name_contains: Annotated[str | None, Field(max_length=64)] = None,
         sweep_id: str | None = None,
-        limit: Annotated[int, Field(ge=1, le=500)] = 20,
+        limit: Annotated[int, Field(ge=1, le=500)] = DEFAULT_ROWS,
         offset: Annotated[int, Field(ge=0, le=MAX_INT)] = 0,
     ) -> RunPage:
         """Runs, newest first; page with offset=next_offset."""
@@ -116,7 +118,7 @@ def register(mcp: MCPServer, app: App) -> None:
             limit=limit,
             offset=offset,
         )
-        if (n := fitting(page.runs)) < len(page.runs):
+        if (n := fitting(page.runs, limit=limit, default=DEFAULT_ROWS)) < len(page.runs):
             page.runs, page.next_offset = page.runs[:n], offset + n
         return page
 

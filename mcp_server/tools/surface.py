@@ -190,11 +190,14 @@ def answer(fn: Callable[P, Any]) -> Callable[P, Any]:
 ROWS_BUDGET = 6 * 1024
 
 
-def fitting(rows: Sequence[BaseModel], budget: int = ROWS_BUDGET) -> int:
+def fitting(rows: Sequence[BaseModel], budget: int = ROWS_BUDGET, *, limit: int = 0, default: int = 0) -> int:
     """How many leading rows fit in ``budget`` bytes of compact JSON (always at least one).
 
-    A page is cut here, with a next_offset, when its rows are unusually long (a long
-    status_reason, an alert with a traceback), so a default page stays within the budget."""
+    A default-size page (``limit == default``) is cut here, with a next_offset, when its rows
+    are unusually long (a long status_reason, an alert with a traceback), so a default answer
+    stays within the budget; a caller who chose the page size gets the rows it asked for."""
+    if limit != default:
+        return len(rows)
     used = 0
     for i, row in enumerate(rows):
         used += len(compact(row.model_dump(mode="json", exclude_none=True, exclude_defaults=True))) + 1

@@ -6,14 +6,28 @@ from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
 from mcp_server.app import App
+from mcp_server.core.sweep_detail import PAGED
 from mcp_server.core.workflow_views import SweepDetail, SweepStopped
 from mcp_server.tools import MAX_INT
 from mcp_server.tools.runs import CREATES, READ_ONLY, STOPS, SlurmOptions
-from mcp_server.tools.surface import answer
+from mcp_server.tools.surface import answer, fitting
 
 ParamValues = list[str | int | float | bool] | dict[str, Any]
-# get_sweep's first page of runs; the rest page with offset.
+# get_sweep's first page of runs, and the bytes its rows may take (the rest of the answer is
+# the sweep's own fields and its best run); the rest page with offset.
 DEFAULT_RUN_ROWS = 20
+SWEEP_ROWS_BUDGET = 4 * 1024
+
+
+def page_of(detail: SweepDetail, offset: int, limit: int) -> SweepDetail:
+    """A default-size page of a sweep's runs, cut to SWEEP_ROWS_BUDGET; the note says how to page."""
+    n = fitting(detail.runs, SWEEP_ROWS_BUDGET, limit=limit, default=DEFAULT_RUN_ROWS)
+    if n < len(detail.runs):
+        detail.runs, detail.next_offset = detail.runs[:n], offset + n
+    paged = PAGED.format(total=detail.progress.total)
+    if detail.next_offset is not None and paged not in detail.note:
+        detail.note = "; ".join(x for x in (detail.note, paged) if x)
+    return detail
 
 
 def register(mcp: MCPServer, app: App) -> None:
@@ -46,7 +60,7 @@ def register(mcp: MCPServer, app: App) -> None:
     ) -> SweepDetail:
         """Create a sweep: one run per configuration of parameters (grid or seeded random), each
         recording its values as params."""
-        return app.services().sweeps.create(
+        detail = app.services().sweeps.create(
             name=name,
             goal=goal,
             base_command=base_command,
@@ -62,6 +76,9 @@ def register(mcp: MCPServer, app: App) -> None:
             auto_start=auto_start,
             slurm=slurm.model_dump(exclude_none=True, exclude_defaults=True) if slurm else None,
         )
+        if len(detail.runs) > DEFAULT_RUN_ROWS:  # the first page, as get_sweep would answer
+            detail.runs, detail.next_offset = detail.runs[:DEFAULT_RUN_ROWS], DEFAULT_RUN_ROWS
+        return page_of(detail, 0, DEFAULT_RUN_ROWS)
 
     @mcp.tool(annotations=READ_ONLY)
     @answer
@@ -75,9 +92,10 @@ def register(mcp: MCPServer, app: App) -> None:
         offset: Annotated[int, Field(ge=0, le=MAX_INT)] = 0,
     ) -> SweepDetail:
         """A sweep's status, progress, a page of its runs, and the best run by metric."""
-        return app.services().sweeps.get(
+        detail = app.services().sweeps.get(
             sweep_id, metric=metric, direction=direction, offset=offset, limit=limit
         )
+        return page_of(detail, offset, limit)
 
     @mcp.tool(annotations=STOPS)
     @answer
