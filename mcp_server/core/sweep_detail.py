@@ -15,13 +15,12 @@ from mcp_server.core.metrics import best_of, finite, series_of
 from mcp_server.core.models import Run, Sweep
 from mcp_server.core.reconcile import WATCHED
 from mcp_server.core.sidecars import wait_drained
-from mcp_server.core.workflow_views import BestRun, SweepDetail, SweepRunRow
+from mcp_server.core.workflow_views import PAGED, BestRun, SweepDetail, SweepRunRow
 
 if TYPE_CHECKING:
     from mcp_server.core.sweeps import SweepService
 
 MAX_PAGE = 200
-PAGED = "{total} runs in all: page with offset=next_offset"
 
 
 def sweep_detail(

@@ -11,6 +11,8 @@ from pydantic import BaseModel, Field
 
 from mcp_server.core.views import Value
 
+# The note of a sweep answer that holds one page of its runs.
+PAGED = "{total} runs in all: page with offset=next_offset"
 SweepStatus = Literal["empty", "pending", "running", "completed", "failed", "stopped"]
 PlanStatus = Literal["draft", "approved", "executing", "completed", "archived"]
 

@@ -6,8 +6,7 @@ from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
 from mcp_server.app import App
-from mcp_server.core.sweep_detail import PAGED
-from mcp_server.core.workflow_views import SweepDetail, SweepStopped
+from mcp_server.core.workflow_views import PAGED, SweepDetail, SweepStopped
 from mcp_server.tools import MAX_INT
 from mcp_server.tools.runs import CREATES, READ_ONLY, STOPS, SlurmOptions
 from mcp_server.tools.surface import answer, fitting
