@@ -34,9 +34,9 @@ async def gated_run(c: Client, workdir: Path, name: str) -> tuple[dict[str, Any]
         c, "create_run", name=name, command=f"while [ ! -f {gate.name} ]; do sleep 0.01; done",
         workdir=str(workdir), backend="local",
     )  # fmt: skip
-    while (await call(c, "get_run", run_id=run["id"]))["status"] != "running":
+    while (run := await call(c, "get_run", run_id=run["id"]))["status"] != "running":
         await anyio.sleep(0.05)
-    return run, gate
+    return run, gate  # get_run's record: it names the run's dir
 
 
 def exit_time(run: dict[str, Any]) -> float:

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
+
+from mcp_server import __version__
 
 
 def _state_dir_arg(parser: argparse.ArgumentParser) -> None:
@@ -22,11 +25,19 @@ def _state_dir_arg(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="research-mcp", description="MCP server for ML experiments.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", help="what to do (COMMAND --help for more)"
+    )
 
     serve = sub.add_parser("serve", help="run the MCP server (stdio, or HTTP/SSE with a bearer token)")
     _state_dir_arg(serve)
-    serve.add_argument("--transport", choices=["stdio", "http", "sse"], default="stdio")
+    serve.add_argument(
+        "--transport",
+        choices=["stdio", "http", "sse"],
+        default="stdio",
+        help="stdio for an agent that starts the server (default); http (/mcp) or sse (/sse) for a network",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="bind address for http/sse (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8765, help="port for http/sse (default 8765)")
     serve.add_argument(
@@ -63,33 +74,58 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="print a table of runs")
     _state_dir_arg(status)
-    status.add_argument("--limit", type=int, default=30)
-    status.add_argument("--status", action="append", help="only runs in this status (repeatable)")
+    status.add_argument(
+        "--limit", type=int, default=30, help="show at most this many runs, newest first (30)"
+    )
+    status.add_argument(
+        "--status",
+        action="append",
+        metavar="STATUS",
+        help="only runs in this status: ready, queued, launching, running, finished, failed, stopped or lost "
+        "(repeatable)",
+    )
 
     logs = sub.add_parser("logs", help="print a run's output")
     _state_dir_arg(logs)
-    logs.add_argument("run_id")
-    logs.add_argument("-n", "--lines", type=int, default=100)
+    logs.add_argument("run_id", help="the run's id, as `research-mcp status` shows it")
+    logs.add_argument("-n", "--lines", type=int, default=100, help="how many lines from the end (100)")
     logs.add_argument(
-        "-f", "--follow", action="store_true", help="keep printing new output until the run ends"
+        "-f",
+        "--follow",
+        action="store_true",
+        help="keep printing new output until the run ends; exit 0 if it finished, 1 otherwise",
     )
     logs.add_argument("--sidecar", action="store_true", help="show the sidecar's log instead")
 
     sidecar = sub.add_parser("sidecar", help="watch one run in the foreground (normally started for you)")
     _state_dir_arg(sidecar)
-    sidecar.add_argument("run_id")
+    sidecar.add_argument("run_id", help="the run to watch")
 
     demo = sub.add_parser(
         "demo", help="a 3-run learning-rate sweep of a bundled CPU script: table, alert, dashboard link"
     )
     _state_dir_arg(demo)
-    demo.add_argument("--steps", type=int, default=200)
-    demo.add_argument("--timeout", type=float, default=60.0)
+    demo.add_argument("--steps", type=int, default=200, help="training steps each demo run takes (200)")
+    demo.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for the sweep to finish (60)"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:  # Ctrl-C while following a log or waiting for the demo: no traceback
+        print(file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "serve":
         return cmd_serve(args)
     if args.command == "sidecar":
@@ -114,6 +150,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise AssertionError(args.command)
 
 
+def _exit_on_interrupt(signum: int, _frame: object) -> None:
+    """Ctrl-C ends a server started by hand at once, and quietly.
+
+    Cancelling the server's tasks is not enough: the stdio reader is a thread blocked in
+    read(), so the process would wait for the next line of input (and a second Ctrl-C would
+    print a traceback). Nothing is lost by leaving at once: jobs outlive the server, the store
+    is transactional, and the next server settles whatever happened meanwhile."""
+    print("\nresearch-mcp: stopped; runs keep going (`research-mcp status` shows them)", file=sys.stderr)
+    os._exit(128 + signum)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     if args.transport == "stdio":
         import anyio
@@ -121,6 +168,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from mcp_server.server import create_server
         from mcp_server.stdio_transport import run_stdio
 
+        # Installed before the event loop starts, so asyncio keeps it instead of its own.
+        signal.signal(signal.SIGINT, _exit_on_interrupt)
         anyio.run(run_stdio, create_server(args.state_dir))
         return 0
     from mcp_server.core.errors import ResearchError
@@ -161,6 +210,29 @@ def _services(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return Services(args.state_dir)
 
 
+def _existing_services(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The services of a state dir that exists: commands that only look never create one (a
+    mistyped --state-dir would otherwise leave an empty store behind and report 'no runs')."""
+    from mcp_server.core.errors import NotFound
+    from mcp_server.core.paths import resolve_state_dir
+
+    root = resolve_state_dir(args.state_dir)
+    if not (root / "research.db").is_file():
+        raise NotFound(
+            f"no research-mcp state dir at {root}: nothing has run from here. Pass --state-dir (or set "
+            "RESEARCH_MCP_HOME) to the dir the server uses, or start a run (`research-mcp demo`)."
+        )
+    return _services(args)
+
+
+def shorten(text: str, width: int = 72) -> str:
+    """``text`` cut at a word boundary, so an id or a path in it is shown whole or not at all."""
+    if len(text) <= width:
+        return text
+    cut = text.rfind(" ", 0, width)
+    return (text[:cut] if cut > 0 else text) + " …"
+
+
 def format_table(rows: Sequence[object]) -> str:
     headers = ("ID", "NAME", "STATUS", "EXIT", "STARTED", "DURATION", "REASON")
     lines = []
@@ -174,7 +246,7 @@ def format_table(rows: Sequence[object]) -> str:
                 "-" if r.exit_code is None else str(r.exit_code),  # type: ignore[attr-defined]
                 (r.started_at or "-").replace("T", " ").rstrip("Z"),  # type: ignore[attr-defined]
                 duration,
-                r.status_reason[:60],  # type: ignore[attr-defined]
+                shorten(r.status_reason),  # type: ignore[attr-defined]
             )
         )
     widths = [
@@ -186,21 +258,35 @@ def format_table(rows: Sequence[object]) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    sv = _services(args)
+    sv = _existing_services(args)
     page = sv.runs.list(status=args.status, limit=args.limit)
     print(f"state dir: {sv.state.root}   runs: {page.total}")
-    print(format_table(page.runs) if page.runs else "no runs yet — try `research-mcp demo`")
+    if page.runs:
+        print(format_table(page.runs))
+    elif args.status:
+        everything = sv.runs.list(limit=1).total
+        print(
+            f"no run is {' or '.join(args.status)} ({everything} run(s) in all; leave out --status for them)"
+        )
+    else:
+        print("no runs yet — try `research-mcp demo`")
     return 0
 
 
+ENDED = ("finished", "failed", "stopped", "lost")
+MIB = 1024 * 1024
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
-    sv = _services(args)
+    sv = _existing_services(args)
     source = "sidecar" if args.sidecar else "output"
     chunk = sv.runs.logs(args.run_id, lines=args.lines, source=source)
     sys.stdout.write(chunk.text)
     if not args.follow:
         return 0
+    sys.stdout.flush()
     pos = chunk.end_offset
+    said = ""
     while True:
         piece = sv.runs.logs(
             args.run_id, source=source, offset=pos, length=1024 * 1024, max_bytes=1024 * 1024
@@ -210,8 +296,15 @@ def cmd_logs(args: argparse.Namespace) -> int:
             sys.stdout.flush()
             pos = piece.end_offset
             continue
-        if sv.runs.get(args.run_id).status not in ("ready", "queued", "launching", "running"):
-            return 0
+        run = sv.runs.get(args.run_id)
+        if run.status in ENDED:
+            exit_code = "" if run.exit_code is None else f", exit code {run.exit_code}"
+            print(f"research-mcp: {run.id} {run.status}{exit_code}: {run.status_reason}", file=sys.stderr)
+            return 0 if run.status == "finished" else 1
+        # Say why nothing is printed yet: a queued run waits for GPUs, a CPU slot or its sweep.
+        if run.status != "running" and (news := f"{run.status}: {run.status_reason}") != said:
+            print(f"research-mcp: {run.id} is {news}", file=sys.stderr)
+            said = news
         time.sleep(0.5)
 
 

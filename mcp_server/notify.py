@@ -15,6 +15,7 @@ notifies the URIs it changes:
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
@@ -114,7 +115,7 @@ class Notifier:
             await anyio.sleep(self.interval_s)
             try:
                 await anyio.to_thread.run_sync(app.settle)
-                events, cursor, _ = await anyio.to_thread.run_sync(lambda c=cursor: feed.read(c))
+                events, cursor, _ = await anyio.to_thread.run_sync(functools.partial(feed.read, cursor))
             except Exception:  # keep watching (a locked store is temporary), but do not flood the log
                 log.warning("event watcher: could not read the store; retrying in 10 s", exc_info=True)
                 await anyio.sleep(10)

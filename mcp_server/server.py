@@ -24,17 +24,21 @@ from mcp_server.tools import resources as resource_wiring
 from mcp_server.tools import runs as run_tools
 from mcp_server.tools import sweeps as sweep_tools
 from mcp_server.tools.apps import chart_apps
+from mcp_server.tools.surface import LeanServer
 
 if TYPE_CHECKING:
     from mcp.server.auth.provider import TokenVerifier
     from mcp.server.auth.settings import AuthSettings
 
+# Sent once at initialize: the workflow, so each tool's description only says what it does.
 INSTRUCTIONS = (
     "research-mcp runs and tracks ML experiments. Call detect_cluster once to learn whether runs go to "
     "local GPUs, Slurm or CPU only. Launch every experiment with create_run or create_sweep (never in "
-    "your own shell), wait for results with wait_for_events, read them with get_run, get_sweep, "
-    "get_metrics and get_logs, act on list_alerts with resolve_alert, and stop runs with stop_run. "
-    "The agent_mode prompt explains the workflow; experiment://context summarizes the current state."
+    "your own shell); a job logs metrics by appending JSON lines to $RESEARCH_METRICS_FILE. Smoke-test "
+    "one run before a sweep. Wait with wait_for_events instead of polling, read results with get_run, "
+    "get_sweep, get_metrics and get_logs, act on list_alerts with resolve_alert, and stop with stop_run "
+    "or stop_sweep. The agent_mode prompt explains the workflow; experiment://context summarizes the "
+    "current state."
 )
 
 
@@ -48,7 +52,7 @@ def create_server(
     app = App(state_dir)
     notifier = Notifier()
     app.notifier = notifier
-    mcp: MCPServer = MCPServer(
+    mcp: MCPServer = LeanServer(
         "research-mcp",
         version=__version__,
         instructions=INSTRUCTIONS,

@@ -23,6 +23,7 @@ class Live:
     memory_rules: str
     experiment_context: str
     recent_plans: str
+    cpu_run_limit: int | None = None  # local runs at once on a cpu_only machine (None: unknown)
 
     @property
     def tool_names(self) -> frozenset[str]:
@@ -42,7 +43,12 @@ def tool_catalog(tools: tuple[tuple[str, str], ...]) -> str:
 
 def cluster_guidance(live: Live) -> str:
     name = live.cluster_type if live.cluster_type in ("local_gpu", "slurm", "cpu_only") else "unknown"
-    return render(load(f"cluster/{name}"), {}, live.tool_names).strip()
+    # The CPU guidance names the machine's own run limit, never a parallelism it would refuse.
+    values = {}
+    if name in ("cpu_only", "unknown"):
+        limit = live.cpu_run_limit
+        values["cpu_runs"] = f"{limit} run{'s' if limit != 1 else ''}" if limit else "CPU-run-limit runs"
+    return render(load(f"cluster/{name}"), values, live.tool_names).strip()
 
 
 def _goal(goal: str) -> str:

@@ -253,7 +253,9 @@ async def test_create_run_on_slurm_through_mcp(state_dir: Path, workdir: Path, m
             c, "create_run", name="via-mcp", command="echo hi-from-slurm", workdir=str(workdir),
             backend="slurm", slurm={"time": "5", "cpus_per_task": 1},
         )  # fmt: skip
-        assert run["backend"] == "slurm" and run["options"]["slurm"] == {"time": "5", "cpus_per_task": 1}
+        record = await call(c, "get_run", run_id=run["id"])  # create_run answers briefly
+        assert record["backend"] == "slurm"
+        assert record["options"]["slurm"] == {"time": "5", "cpus_per_task": 1}
         with anyio.fail_after(60):
             while (got := await call(c, "get_run", run_id=run["id"]))["status"] not in (
                 "finished",

@@ -27,7 +27,7 @@ async def test_detect_and_get_cluster_and_the_state_resource(
         assert (info["type"], info["gpu_count"], info["status"]) == ("local_gpu", 4, "ok")
         busy = info["gpus"][1]
         assert not busy["free"] and busy["processes"][0]["pid"] == fake_gpus.foreign.pid
-        assert busy["processes"][0]["run_id"] is None and busy["processes"][0]["user"]
+        assert "run_id" not in busy["processes"][0] and busy["processes"][0]["user"]  # null: left out
         assert [g["free"] for g in info["gpus"]] == [True, False, True, True]
         assert info["signals"] and 0 < info["confidence"] <= 1
 
@@ -64,7 +64,7 @@ async def test_create_run_leases_gpus_and_rejects_bad_gpuwrap(
             gpuwrap={"retries": 3, "retry_delay_seconds": 1},
         )
         assert run["leased_gpus"] == [0, 2]
-        assert run["options"]["gpuwrap"] == {
+        assert (await call(c, "get_run", run_id=run["id"]))["options"]["gpuwrap"] == {
             "enabled": True,
             "requested": None,
             "retries": 3,

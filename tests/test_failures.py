@@ -59,3 +59,22 @@ def test_os_device_busy_is_not_gpu_contention() -> None:
 def test_oom_wins_over_contention_in_the_same_log() -> None:
     f = classify(1, BUSY + OOM)
     assert f.kind == "cuda_oom" and not f.retryable
+
+
+def test_a_failure_shows_the_users_own_frame_under_a_deep_library_stack() -> None:
+    torch = "/home/u/proj/.venv/lib/python3.11/site-packages/torch/nn/modules/module.py"
+    stack = [
+        "Traceback (most recent call last):",
+        '  File "/home/u/proj/train.py", line 9, in <module>',
+        "    loss = model(batch)",
+    ]
+    for depth in range(15):  # library internals between the user's line and the error
+        stack += [f'  File "{torch}", line {1500 + depth}, in _call_impl', "    return forward_call(*args)"]
+    stack += ["RuntimeError: mat1 and mat2 shapes cannot be multiplied (4x3 and 4x5)"]
+    f = classify(1, "\n".join(["step 1 loss=2.3", *stack]))
+    assert f.kind == "exception" and f.lines[0] == "Traceback (most recent call last):"
+    assert (
+        '  File "/home/u/proj/train.py", line 9, in <module>' in f.lines
+        and "    loss = model(batch)" in f.lines
+    )
+    assert f.lines[-1].startswith("RuntimeError: mat1 and mat2") and len(f.lines) <= 16

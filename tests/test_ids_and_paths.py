@@ -54,3 +54,56 @@ def test_state_dir_is_private_and_contains_paths(tmp_path: Path) -> None:
 
 def test_tmux_socket_differs_per_state_dir(tmp_path: Path) -> None:
     assert StateDir.open(tmp_path / "a").tmux_socket != StateDir.open(tmp_path / "b").tmux_socket
+
+
+def test_the_state_dir_keeps_itself_and_its_secrets_out_of_git(tmp_path: Path) -> None:
+    import subprocess
+
+    from mcp_server.core.services import Services
+    from mcp_server.transports import load_or_create_token
+
+    project = tmp_path / "project"
+    project.mkdir()
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    (project / "train.py").write_text("print('hi')\n")
+    services = Services(project / ".research-mcp")  # the default place: inside the project
+    try:
+        run = services.runs.create(
+            name="secret",
+            command="true",
+            workdir=str(project),
+            env={"WANDB_API_KEY": "s3cret"},
+            auto_start=False,
+        )
+        token = load_or_create_token(services.state.root)
+    finally:
+        services.close()
+    subprocess.run(["git", "-C", str(project), "add", "-A"], check=True)
+    staged = subprocess.run(
+        ["git", "-C", str(project), "diff", "--cached", "--name-only"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert staged == ["train.py"]
+    env_sh = Path(run.run_dir) / "env.sh"
+    assert "s3cret" in env_sh.read_text()
+    assert token.path is not None and stat.S_IMODE(token.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(env_sh.stat().st_mode) == 0o600
+
+
+def test_a_state_dir_made_by_an_older_version_gets_its_gitignore(tmp_path: Path) -> None:
+    (tmp_path / "old" / "runs").mkdir(parents=True)
+    StateDir.open(tmp_path / "old")
+    assert (tmp_path / "old" / ".gitignore").read_text().splitlines()[-1] == "*"
+
+
+@pytest.mark.parametrize(
+    ("prefix", "lister"),
+    [("run", "list_runs"), ("alert", "list_alerts"), ("plan", "list_plans"), ("mem", "list_memories")],
+)
+def test_a_malformed_id_error_names_the_lister_of_its_kind(prefix: str, lister: str) -> None:
+    with pytest.raises(InvalidInput, match=f"Use {lister} ") as caught:
+        validate_id("nope", prefix)
+    others = {"list_runs", "list_alerts", "list_plans", "list_memories"} - {lister}
+    assert not any(other in str(caught.value) for other in others)

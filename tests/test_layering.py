@@ -44,3 +44,16 @@ def test_core_resources_prompts_and_sidecar_import_no_mcp_sdk_and_no_litellm() -
     assert {"mcp_server.core.events", "mcp_server.core.backends.local", "resources.context"} <= imported
     assert {"prompts.render", "sidecar.monitor", "sidecar.judge", "sidecar.__main__"} <= imported
     assert [m for m in report["loaded"] if m in FORBIDDEN] == []
+
+
+def test_the_server_starts_without_the_store_layer() -> None:
+    # A stdio server answers initialize about as fast as an empty MCP server (DESIGN invariant
+    # 6): sqlmodel/SQLAlchemy load with the core services on first use, not with the tools.
+    probe = (
+        "import json, sys, mcp_server.server; "
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    proc = subprocess.run([PYTHON, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(json.loads(proc.stdout))
+    assert "mcp" in loaded and not loaded & {"sqlmodel", "sqlalchemy", "litellm"}

@@ -71,6 +71,46 @@ def test_small_series_come_back_whole_and_the_budget_is_shared(
     assert by_key["accuracy"].best == 4.99 and by_key["loss"].best == pytest.approx(1.51)  # max vs min
 
 
+def test_by_default_each_series_is_a_sketch_that_keeps_its_spike_and_nan(
+    services: Services, state_dir: Path, run_id: str
+) -> None:
+    points = [(s, 1.0 / (1 + s)) for s in range(10_000)]
+    points[5123] = (5123, 50.0)
+    points[7000] = (7000, math.nan)
+    add_series(state_dir, run_id, "train/loss", points)
+    answer = services.metrics.get([run_id])
+    (series,) = answer.runs[0].series
+    assert answer.points_per_series == 20 and series.downsampled and len(series.points) <= 20
+    got = dict(series.points)
+    assert got[5123] == 50.0 and got[7000] is None and 0 in got and 9999 in got
+
+
+def test_many_series_share_a_small_default_answer(services: Services, state_dir: Path, workdir: Path) -> None:
+    run_ids = [
+        services.runs.create(name=f"r{i}", command="true", workdir=str(workdir), auto_start=False).id
+        for i in range(3)
+    ]
+    for run_id in run_ids:
+        for k in range(8):
+            add_series(state_dir, run_id, f"key{k}", [(s, float(s % 97)) for s in range(5000)])
+    answer = services.metrics.get(run_ids)
+    assert answer.points_per_series == 5
+    assert all(len(s.points) <= 5 for r in answer.runs for s in r.series)
+    assert all(r.keys is None for r in answer.runs)  # every key is in series: not listed twice
+
+
+def test_without_keys_a_run_with_many_keys_is_summarised_in_part(
+    services: Services, state_dir: Path, run_id: str
+) -> None:
+    for k in range(30):
+        add_series(state_dir, run_id, f"layer{k:02d}/grad_norm", [(0, 1.0), (1, 0.5)])
+    (run,) = services.metrics.get([run_id], max_keys=16).runs
+    assert len(run.series) == 16 and run.keys is not None and len(run.keys) == 30
+    assert "16 of 30 keys shown" in run.note
+    (chosen,) = services.metrics.get([run_id], keys=["layer29/grad_norm"], max_keys=16).runs
+    assert [s.key for s in chosen.series] == ["layer29/grad_norm"]
+
+
 def test_a_missing_key_is_explained_never_silently_empty(
     services: Services, state_dir: Path, run_id: str, workdir: Path
 ) -> None:
@@ -94,8 +134,8 @@ def test_a_missing_key_is_explained_never_silently_empty(
 def test_bad_requests_change_nothing_and_say_what_is_valid(services: Services, run_id: str) -> None:
     with pytest.raises(InvalidInput, match="1 to 20 run ids"):
         services.metrics.get([])
-    with pytest.raises(InvalidInput, match="max_points=5 is out of range"):
-        services.metrics.get([run_id], max_points=5)
+    with pytest.raises(InvalidInput, match="max_points=3 is out of range"):
+        services.metrics.get([run_id], max_points=3)
     with pytest.raises(InvalidInput, match="not valid"):
         services.metrics.get([run_id], keys=[" "])
     with pytest.raises(NotFound, match="list_runs"):

@@ -40,7 +40,7 @@ async def test_alert_to_stop_over_stdio(state_dir: Path, workdir: Path, mode: st
         tools = {t.name: t for t in (await c.list_tools()).tools}
         for name in ("get_metrics", "list_alerts", "resolve_alert"):
             assert tools[name].output_schema is not None and tools[name].annotations is not None
-        assert tools["resolve_alert"].annotations.destructive_hint is True  # type: ignore[union-attr]
+        assert tools["resolve_alert"].annotations.destructive_hint in (None, True)  # type: ignore[union-attr]
         assert tools["get_metrics"].annotations.read_only_hint is True  # type: ignore[union-attr]
 
         run = await call(c, "create_run", name="nan", command=f"{PYTHON} train.py", workdir=str(workdir))
@@ -76,7 +76,7 @@ async def test_alert_to_stop_over_stdio(state_dir: Path, workdir: Path, mode: st
         again = await call_error(c, "resolve_alert", alert_id=alert["id"], choice="Ignore")
         assert "already resolved" in again
 
-        too_few = await call_error(c, "get_metrics", run_ids=[run["id"]], max_points=5)
-        assert "max_points" in too_few and "10" in too_few
+        too_few = await call_error(c, "get_metrics", run_ids=[run["id"]], max_points=3)
+        assert "max_points" in too_few and "4" in too_few
         unknown = await call_error(c, "get_metrics", run_ids=["run-20260101-000000-00000000"])
         assert "list_runs" in unknown

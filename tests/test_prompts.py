@@ -15,7 +15,7 @@ API_TOOLS = frozenset(
         *("detect_cluster", "get_cluster", "create_run", "start_run", "stop_run", "rerun", "list_runs"),
         *("get_run", "get_logs", "get_metrics", "list_alerts", "resolve_alert", "create_sweep", "get_sweep"),
         *("save_plan", "list_plans", "get_plan", "update_plan", "add_memory", "list_memories"),
-        *("update_memory", "wait_for_events"),
+        *("update_memory", "wait_for_events", "stop_sweep"),
     }
 )
 
@@ -89,6 +89,30 @@ def test_cluster_guidance_follows_the_cluster_type() -> None:
     unknown = build.cluster_guidance(live(API_TOOLS, None))
     assert "call `detect_cluster` first" in unknown and "cpu_only" in unknown
     assert "detect_cluster" not in build.cluster_guidance(live(API_TOOLS - {"detect_cluster"}, None))
+
+
+def test_cpu_guidance_names_the_machines_run_limit_not_a_guess() -> None:
+    one = build.Live(**{**live(API_TOOLS, "cpu_only").__dict__, "cpu_run_limit": 1})
+    text = build.cluster_guidance(one)
+    assert "at most 1 run at once" in text and "2-4" not in text
+    unknown = build.cluster_guidance(build.Live(**{**one.__dict__, "cluster_type": None}))
+    assert "at most 1 run at once" in unknown and "2-4" not in unknown
+    four = build.Live(**{**one.__dict__, "cpu_run_limit": 4})
+    assert "at most 4 runs at once" in build.cluster_guidance(four)
+
+
+@pytest.mark.anyio
+async def test_the_served_prompt_uses_the_servers_run_limit(state_dir, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from mcp import Client
+
+    from mcp_server.server import create_server
+
+    monkeypatch.setenv("RESEARCH_MCP_CPU_RUN_LIMIT", "1")  # and cpu_only, pinned by conftest
+    async with Client(create_server(state_dir)) as c:
+        await c.call_tool("detect_cluster", {})
+        for name, args in (("agent_mode", {}), ("plan_mode", {"goal": "tune lr"})):
+            text = (await c.get_prompt(name, args)).messages[0].content.text  # type: ignore[union-attr]
+            assert "at most 1 run at once" in text and "2-4" not in text, name
 
 
 def test_cluster_section_renders_the_detected_machine(fake_gpus, services, monkeypatch) -> None:  # type: ignore[no-untyped-def]

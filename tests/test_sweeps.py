@@ -123,7 +123,7 @@ def test_create_run_joins_a_sweep_under_its_cap_and_max_runs(services: Services,
     )
     second = services.runs.create(name="b", command="echo b", workdir=str(workdir), sweep_id=sweep.id)
     assert first.status in ("launching", "running")  # admitted (its job may already have started)
-    assert second.status == "queued" and second.launched_at is None
+    assert second.status == "queued" and services.runs.load(second.id).launched_at is None
     assert "1 of 1 runs active" in second.status_reason
     ready = services.runs.create(
         name="c", command="echo c", workdir=str(workdir), sweep_id=sweep.id, auto_start=False
@@ -209,6 +209,68 @@ def test_best_run_comes_from_the_metrics_runs_log(services: Services, workdir: P
     # Every run ended: the sweep never logged it (not "yet"), and the note says what was read.
     assert none.best is None
     assert "no run of this sweep logged 'val_loss' (read: metrics.jsonl (3 runs))" in none.note
+
+
+def test_the_best_run_may_end_on_nan(services: Services, workdir: Path) -> None:
+    # The case monitoring exists for: the run with the lowest loss diverged at its last step.
+    script = 'for l in $(echo {losses}); do echo "{\\"loss\\": $l}" >> "$RESEARCH_METRICS_FILE"; done'
+    sweep = services.sweeps.create(
+        name="nan", goal="lowest loss", base_command=script,
+        parameters={"losses": ["0.9 0.2 NaN", "0.5 0.4 0.45"]}, workdir=str(workdir),
+    )  # fmt: skip
+    settle_until_done(services, sweep.id)
+    ranked = services.sweeps.get(sweep.id, metric="loss", direction="min")
+    assert ranked.best is not None and ranked.best.params == {"losses": "0.9 0.2 NaN"}
+    assert ranked.best.value == 0.2 and ranked.best.last is None  # NaN/Inf is null, as in get_metrics
+
+
+def test_a_sweep_asking_more_parallelism_than_the_cpu_run_limit_is_told(
+    state_dir: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RESEARCH_MCP_CPU_RUN_LIMIT", "1")  # on cpu_only, pinned by conftest
+    services = Services(state_dir)
+    try:
+        sweep = services.sweeps.create(
+            name="p", goal="g", base_command="sleep 0.2 # {i}", parameters={"i": [1, 2, 3]}, parallel=2,
+            workdir=str(workdir),
+        )  # fmt: skip
+        assert "parallel=2, but this cpu_only machine runs at most 1 local run(s) at once" in sweep.note
+        assert "RESEARCH_MCP_CPU_RUN_LIMIT" in sweep.note
+        done = settle_until_done(services, sweep.id)
+        assert done.progress.finished == 3 and "cpu_only" not in done.note  # nothing left to wait
+        fits = services.sweeps.create(
+            name="q", goal="g", base_command="true # {i}", parameters={"i": [1, 2]}, parallel=1,
+            workdir=str(workdir),
+        )  # fmt: skip
+        assert "cpu_only" not in fits.note
+    finally:
+        services.close()
+
+
+def test_stop_sweep_cancels_held_back_runs_and_stops_active_ones(services: Services, workdir: Path) -> None:
+    sweep = services.sweeps.create(
+        name="long", goal="g", base_command="sleep 300 # {i}", parameters={"i": [1, 2, 3, 4]}, parallel=2,
+        workdir=str(workdir),
+    )  # fmt: skip
+    active = [r.id for r in sweep.runs if r.status != "queued"]
+    held = [r.id for r in sweep.runs if r.status == "queued"]
+    assert len(active) == 2 and len(held) == 2
+    stopped = services.sweeps.stop(sweep.id)
+    assert stopped.status == "stopped" and stopped.progress.stopped == 4
+    assert sorted(stopped.stopped) == sorted(held + active)
+    assert (
+        "2 run(s) not yet launched will never start" in stopped.note
+        and "2 active run(s) stopped" in stopped.note
+    )
+    for run_id in held:  # never submitted: no launch script, and no settle launches them later
+        assert services.runs.load(run_id).launched_at is None
+        assert not services.runs.files(run_id).launch.exists()
+    services.settler.tick()
+    assert services.sweeps.fill(sweep.id) == [] and services.sweeps.top_up() == []
+    again = services.sweeps.stop(sweep.id)
+    assert again.stopped == [] and "nothing to stop" in again.note
+    with pytest.raises(InvalidInput, match="not a valid sweep id"):
+        services.sweeps.stop("nope")
 
 
 def test_a_crash_between_settle_and_launch_is_repaired_at_start_up(state_dir: Path, workdir: Path) -> None:

@@ -27,6 +27,8 @@ from tests.helpers import wait_for
 
 pytestmark = pytest.mark.anyio
 
+DETAIL_POINTS = 2000  # what the view asks for when handed a sketch (app-view.js)
+
 HOST_PAGE = """<!doctype html><html><body>
 <iframe id="view" sandbox="allow-scripts" style="width:720px;height:700px;border:0"></iframe>
 <script>
@@ -102,20 +104,33 @@ async def test_the_chart_page_draws_a_get_metrics_result_handed_over_like_an_app
     async with Client(create_server(state_dir)) as client:
         html = (await client.read_resource(CHART_URI)).contents[0].text
         metrics_args = {"run_ids": ids[:1], "keys": ["loss", "w"]}
-        metrics = wire(await client.call_tool("get_metrics", metrics_args))
+        metrics = wire(await client.call_tool("get_metrics", metrics_args))  # the agent's sketch
+        detail_args = {**metrics_args, "max_points": DETAIL_POINTS}
+        detail = wire(await client.call_tool("get_metrics", detail_args))
         sweep_args = {"sweep_id": sweep.id, "metric": "loss"}
         sweep_answer = wire(await client.call_tool("get_sweep", sweep_args))
-        proxied = wire(await client.call_tool("get_metrics", {"run_ids": ids, "keys": ["loss"]}))
+        sweep_detail_args = {"run_ids": ids, "keys": ["loss"], "max_points": DETAIL_POINTS}
+        proxied = wire(await client.call_tool("get_metrics", sweep_detail_args))
+    sketch = metrics["structuredContent"]["runs"][0]["series"]
+    assert all(s["downsampled"] and len(s["points"]) < 60 for s in sketch)
     host = tmp_path / "host.html"
     host.write_text(HOST_PAGE)
     with chromium() as driver:
         driver.get(host.as_uri())
-        driver.execute_script("window.start(...arguments)", html, metrics_args, metrics, None)
+        # Handed the agent's sketch, the view draws it, then asks the host for the detail.
+        driver.execute_script("window.start(...arguments)", html, metrics_args, metrics, detail)
         drawn = wait_for(
-            lambda: in_view(driver, "return window.rmcpDrawn && window.rmcpDrawn.loss && window.rmcpDrawn"),
-            what="the curves of the get_metrics result",
+            lambda: in_view(
+                driver,
+                "const d = window.rmcpDrawn; return d && d.loss && d.loss.points === 60 && d",
+            ),
+            what="the detailed curves of the get_metrics result",
         )
         assert drawn["loss"]["points"] == 60 and drawn["w"]["points"] == 60
+        assert driver.execute_script("return window.proxied") == {
+            "name": "get_metrics",
+            "arguments": detail_args,
+        }
         assert in_view(driver, "return document.querySelectorAll('.uplot canvas').length") == 2
         log = driver.execute_script("return window.hostLog")
         assert log[:2] == ["ui/initialize", "ui/notifications/initialized"]
@@ -133,7 +148,7 @@ async def test_the_chart_page_draws_a_get_metrics_result_handed_over_like_an_app
         )
         assert lines == 3
         asked = driver.execute_script("return window.proxied")
-        assert asked == {"name": "get_metrics", "arguments": {"run_ids": ids, "keys": ["loss"]}}
+        assert asked == {"name": "get_metrics", "arguments": sweep_detail_args}
         best = sweep_answer["structuredContent"]["best"]["name"]
         assert in_view(driver, "return document.querySelector('tr.best').textContent").startswith(best)
         driver.save_screenshot(str(shots / "apps-get_sweep.png"))

@@ -337,7 +337,8 @@ async def test_wait_for_events_returns_soon_after_the_exit_and_never_repeats(
             tg.start_soon(wait)
             await anyio.sleep(0.5)
             (workdir / "gate").touch()
-        exit_at = (Path(run["run_dir"]) / "exit_code").stat().st_mtime
+        run_dir = (await call(c, "get_run", run_id=run["id"]))["run_dir"]
+        exit_at = (Path(run_dir) / "exit_code").stat().st_mtime
         assert [(e["run_id"], e["status"], e["exit_code"]) for e in result["events"]] == [
             (run["id"], "finished", 0)
         ]

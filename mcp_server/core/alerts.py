@@ -28,7 +28,7 @@ from mcp_server.core.ids import validate_id
 from mcp_server.core.models import Alert, Event
 from mcp_server.core.sqlwrites import raise_alert_sql
 from mcp_server.core.store import Store, now
-from mcp_server.core.views import AlertPage, AlertResolution, AlertView, iso
+from mcp_server.core.views import AlertPage, AlertResolution, AlertView, RunRecord, iso
 
 if TYPE_CHECKING:
     from mcp_server.core.runs import RunService
@@ -161,13 +161,7 @@ class AlertService:
             total = s.exec(count).one()
             rows = s.exec(query.order_by(col(Alert.pk).desc()).offset(offset).limit(limit)).all()
         next_offset = offset + len(rows) if offset + len(rows) < total else None
-        return AlertPage(
-            alerts=[to_view(a) for a in rows],
-            total=total,
-            offset=offset,
-            limit=limit,
-            next_offset=next_offset,
-        )
+        return AlertPage(alerts=[to_view(a) for a in rows], total=total, next_offset=next_offset)
 
     def resolve(self, alert_id: str, choice: str) -> AlertResolution:
         """Validate ``choice`` against the alert's own choices, act on it, then mark it resolved."""
@@ -180,6 +174,7 @@ class AlertService:
             valid = ", ".join(repr(c) for c in alert.choices)
             raise InvalidInput(f"choice {choice!r} is not one of this alert's choices: {valid}.")
         action, note, run_id = "none", "", alert.run_id
+        run: RunRecord | None
         if choice in (STOP_RUN, RERUN) and run_id is None:
             raise InvalidInput(
                 f"alert {alert_id} is not about a run, so {choice!r} cannot act; choose another."
@@ -196,6 +191,7 @@ class AlertService:
         else:
             run = self.runs.get(run_id) if run_id is not None else None
         t = now()
+        closed: list[str] = []
         with self.store.write() as s:
             done = s.execute(
                 update(Alert)
@@ -203,14 +199,40 @@ class AlertService:
                 .values(status="resolved", resolution=choice, resolved_at=t)
             )
             if done.rowcount == 1:  # type: ignore[attr-defined]
-                s.add(
-                    Event(
-                        ts=t,
-                        kind="alert_resolved",
-                        run_id=run_id,
-                        data={"alert_id": alert_id, "choice": choice, "action": action},
-                    )
-                )
+                _resolved_event(s, t, run_id, alert_id, choice, action)
+                if choice == STOP_RUN and run_id is not None:
+                    closed = _close_stop_only(s, t, run_id)
             else:
                 note = (note + "; " if note else "") + "another caller resolved it at the same time"
-        return AlertResolution(alert=to_view(self.load(alert_id)), action=action, run=run, note=note)
+        if closed:
+            note = (
+                note + "; " if note else ""
+            ) + f"closed {len(closed)} other alert(s) whose only action was Stop run"
+        return AlertResolution(
+            alert=to_view(self.load(alert_id)), action=action, run=run, closed=closed, note=note
+        )
+
+
+def _resolved_event(
+    s: Session, t: float, run_id: str | None, alert_id: str, choice: str, action: str
+) -> None:
+    data = {"alert_id": alert_id, "choice": choice, "action": action}
+    s.add(Event(ts=t, kind="alert_resolved", run_id=run_id, data=data))
+
+
+def _close_stop_only(s: Session, t: float, run_id: str) -> list[str]:
+    """Once a run is stopped, its other open alerts that offered only Stop run (or Ignore) have
+    nothing left to decide; alerts with another action (Rerun) stay open."""
+    stop_only = [
+        a.id
+        for a in s.exec(select(Alert).where(col(Alert.run_id) == run_id, col(Alert.status) == "open")).all()
+        if set(a.choices) <= {IGNORE, STOP_RUN}
+    ]
+    for other in stop_only:
+        s.execute(
+            update(Alert)
+            .where(col(Alert.id) == other, col(Alert.status) == "open")
+            .values(status="resolved", resolution=STOP_RUN, resolved_at=t)
+        )
+        _resolved_event(s, t, run_id, other, STOP_RUN, "closed: its run was stopped")
+    return stop_only

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from typing import Any
 
 from sqlmodel import Session
@@ -101,7 +100,6 @@ class ClusterService:
                 "or 'auto' to drop a kept preference and use what is detected."
             )
         pin = env_pin()
-        started = time.perf_counter()
         timeout = self.settings.probe_timeout_s
         # GPUs and Slurm are probed at once: detection costs the slower probe, not the sum.
         gpu_box: dict[str, GpuProbe] = {}
@@ -158,7 +156,6 @@ class ClusterService:
                 signals=signals,
                 warnings=warnings,
                 detected_at=iso(now()) or "",
-                detect_ms=round((time.perf_counter() - started) * 1000, 1),
             )
             data = info.model_dump(mode="json")
             if row is None:

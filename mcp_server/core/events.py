@@ -10,6 +10,7 @@ This module uses the standard library's sqlite3, not the ORM: server start-up im
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sqlite3
@@ -227,26 +228,29 @@ async def wait_for_events(
     timeout, chosen, only = validate_wait(cursor, timeout_s, kinds, run_ids)
     start = time.monotonic()
     latest = await anyio.to_thread.run_sync(feed.latest_id)
+    position: int
     if cursor is None:
         first = None if only is None else await anyio.to_thread.run_sync(feed.before_first_of, only)
-        cursor = latest if first is None else min(first, latest)
+        position = latest if first is None else min(first, latest)
     elif cursor > latest:
         raise InvalidInput(
             f"cursor={cursor} is ahead of the event feed (latest event {latest}); pass the cursor your last "
             "wait_for_events call returned, or leave it out to wait from now."
         )
+    else:
+        position = cursor
     last_progress = -math.inf
     what = ", ".join(chosen) + (f" of {len(only)} run(s)" if only is not None else "")
     while True:
         if settle is not None:
             await anyio.to_thread.run_sync(settle)
-        events, cursor, more = await anyio.to_thread.run_sync(
-            lambda c=cursor: feed.read(c, kinds=chosen, run_ids=only)
+        events, position, more = await anyio.to_thread.run_sync(
+            functools.partial(feed.read, position, kinds=chosen, run_ids=only)
         )
         elapsed = time.monotonic() - start
         if events or elapsed >= timeout:
             return EventBatch(
-                events=events, cursor=cursor, timed_out=not events, more=more, waited_s=round(elapsed, 3)
+                events=events, cursor=position, timed_out=not events, more=more, waited_s=round(elapsed, 3)
             )
         if progress is not None and elapsed - last_progress >= progress_every_s:
             last_progress = elapsed

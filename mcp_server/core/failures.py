@@ -31,6 +31,9 @@ _NCCL = re.compile(
     r"NCCL (error|WARN)|ncclSystemError|ncclInternalError|ncclUnhandledCudaError|NCCL timeout", re.I
 )
 _TRACEBACK = re.compile(r"^Traceback \(most recent call last\):")
+_FRAME = re.compile(r'^\s*File "([^"]+)", line \d+')
+# Frames of installed libraries and the interpreter itself, as opposed to the user's code.
+_LIBRARY = re.compile(r"[/\\](site|dist)-packages[/\\]|[/\\]lib[/\\]python\d[^/\\]*[/\\]|^<")
 _EXCEPTION_LINE = re.compile(
     r"^(?:[A-Za-z_][\w.]*)(?:Error|Exception|Interrupt|Exit)\b.*|^[A-Za-z_][\w.]*: .+"
 )
@@ -52,12 +55,36 @@ def _matching(lines: list[str], pattern: re.Pattern[str], keep: int = 5) -> list
     return [line for line in lines if pattern.search(line)][-keep:]
 
 
-def _last_traceback(lines: list[str], keep: int = 12) -> list[str]:
+def _is_user_frame(line: str) -> bool:
+    frame = _FRAME.match(line)
+    return frame is not None and not _LIBRARY.search(frame.group(1))
+
+
+def _last_traceback(lines: list[str], keep: int = 12, user_frames: int = 3) -> list[str]:
+    """The last traceback, cut to its end: the exception and the frames just above it, plus the
+    deepest frames of the user's own code (``File ".../train.py", line 9`` and its source
+    line), which a deep library stack would otherwise push out of the kept lines."""
     starts = [i for i, line in enumerate(lines) if _TRACEBACK.match(line)]
     if not starts:
         return []
     block = lines[starts[-1] :]
-    return block[-keep:] if len(block) > keep else block
+    if len(block) <= keep:
+        return block
+    tail_from = len(block) - keep
+    mine = [i for i in range(1, tail_from) if _is_user_frame(block[i])][-user_frames:]
+    out = [block[0]]
+    last = 0
+    for i in mine:
+        if i > last + 1:
+            out.append("  …")
+        out.append(block[i])
+        last = i
+        if i + 1 < tail_from and not _FRAME.match(block[i + 1]):  # the frame's source line
+            out.append(block[i + 1])
+            last = i + 1
+    if tail_from > last + 1:
+        out.append("  …")
+    return out + block[tail_from:]
 
 
 def classify(exit_code: int | None, output_tail: str) -> Failure:

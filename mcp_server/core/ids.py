@@ -34,12 +34,22 @@ def validate_name(value: str, what: str = "name") -> str:
     return value
 
 
+# Where an agent finds existing ids of each kind (an error names the lister that helps).
+FIND_IDS = {
+    "run": "list_runs",
+    "alert": "list_alerts",
+    "plan": "list_plans",
+    "mem": "list_memories",
+    "sweep": "experiment://context (or a run's sweep_id in list_runs)",
+}
+
+
 def validate_id(value: str, prefix: str, what: str = "id") -> str:
     if not isinstance(value, str) or not _ID_RE.match(value) or not value.startswith(prefix + "-"):
         raise InvalidInput(
             f"{what} {value!r} is not a valid {prefix} id; ids look like "
-            f"'{prefix}-20260101-120000-1a2b3c4d'. Use list_runs (or the matching list tool) to find "
-            "existing ids."
+            f"'{prefix}-20260101-120000-1a2b3c4d'. Use {FIND_IDS.get(prefix, 'the matching list tool')} "
+            "to find existing ids."
         )
     return value
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class RunStatus(StrEnum):
@@ -76,9 +76,9 @@ class Decision:
     error: str | None = None
 
 
-def decision_fields(d: Decision, run_started_at: float | None) -> dict[str, float | int | str]:
+def decision_fields(d: Decision, run_started_at: float | None) -> dict[str, Any]:
     """The run columns a decision sets besides its status (start time only if not yet known)."""
-    fields: dict[str, float | int | str] = {}
+    fields: dict[str, Any] = {}
     if d.exit_code is not None:
         fields["exit_code"] = d.exit_code
     if d.started_at is not None and run_started_at is None:

@@ -7,6 +7,7 @@ are put into the experiment context every session; inactive ones are kept for th
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from sqlalchemy import func
 from sqlmodel import col, select
@@ -32,7 +33,7 @@ def _text(value: str, what: str, limit: int) -> str:
     return value.strip()
 
 
-def _tags(tags: list[str] | None) -> list[str]:
+def _tags(tags: Sequence[str] | None) -> list[str]:
     out: list[str] = []
     for tag in tags or []:
         norm = tag.strip().lower() if isinstance(tag, str) else tag
@@ -56,7 +57,6 @@ def to_row(m: Memory) -> MemoryRow:
         tags=m.tags,
         source=m.source,
         active=m.active,
-        created_at=iso(m.created_at) or "",
         updated_at=iso(m.updated_at) or "",
     )
 
@@ -91,9 +91,13 @@ class MemoryService:
             s.add(memory)
         return to_row(memory)
 
-    def list(self, *, active_only: bool = False, tag: str | None = None, limit: int = 100) -> MemoryList:
+    def list(
+        self, *, active_only: bool = False, tag: str | None = None, limit: int = 100, offset: int = 0
+    ) -> MemoryList:
         if not 1 <= limit <= 500:
             raise InvalidInput(f"limit={limit} is out of range; give 1 to 500.")
+        if offset < 0:
+            raise InvalidInput(f"offset={offset} must be ≥ 0.")
         query = select(Memory)
         count = select(func.count()).select_from(Memory)
         if active_only:
@@ -106,7 +110,9 @@ class MemoryService:
             wanted = _tags([tag])[0]
             rows = [m for m in rows if wanted in m.tags]
             total = len(rows)
-        return MemoryList(memories=[to_row(m) for m in rows[:limit]], total=total)
+        page = rows[offset : offset + limit]
+        next_offset = offset + len(page) if offset + len(page) < total else None
+        return MemoryList(memories=[to_row(m) for m in page], total=total, next_offset=next_offset)
 
     def update(
         self,
@@ -114,7 +120,7 @@ class MemoryService:
         *,
         title: str | None = None,
         content: str | None = None,
-        tags: list[str] | None = None,
+        tags: Sequence[str] | None = None,
         active: bool | None = None,
     ) -> MemoryRow:
         self.load(memory_id)

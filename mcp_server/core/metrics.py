@@ -33,12 +33,15 @@ if TYPE_CHECKING:
 MAX_RUNS = 20
 TERMINAL_STATUSES = frozenset(s.value for s in TERMINAL)
 MAX_KEYS = 50
-MIN_POINTS_PER_SERIES = 10
+MIN_POINTS_PER_SERIES = 4
 MAX_POINTS = 20_000
-DEFAULT_POINTS = 1000
+# Without max_points a series gets a sketch: up to 20 points, fewer when many series share
+# the answer (about 120 in all), so a default answer about a few runs stays a few KB.
+SKETCH_POINTS = 20
+SKETCH_TOTAL = 120
 
 
-def _finite(value: float | None) -> float | None:
+def finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
@@ -55,10 +58,10 @@ def summarize(s: MetricSeries) -> MetricSummary:
         count=s.count,
         first_step=s.first_step,
         last_step=s.last_step,
-        last=_finite(s.last_value),
-        min=_finite(s.min_value),
-        max=_finite(s.max_value),
-        best=_finite(best),
+        last=finite(s.last_value),
+        min=finite(s.min_value),
+        max=finite(s.max_value),
+        best=finite(best),
         best_step=best_step,
         nonfinite=s.nonfinite,
         first_nonfinite_step=s.first_nonfinite_step,
@@ -70,7 +73,7 @@ def best_of(series: MetricSeries, direction: str) -> tuple[float, int | None] | 
     value, step = (
         (series.min_value, series.min_step) if direction == "min" else (series.max_value, series.max_step)
     )
-    value = _finite(value)
+    value = finite(value)
     return None if value is None else (value, step)
 
 
@@ -92,7 +95,7 @@ def recent_points(session: Session, run_id: str, n: int) -> list[dict[str, Any]]
         )
         .fetchall()
     )
-    return [{"key": key, "step": int(step), "value": _finite(value)} for key, step, value in reversed(rows)]
+    return [{"key": key, "step": int(step), "value": finite(value)} for key, step, value in reversed(rows)]
 
 
 def summaries(session: Session, run_id: str) -> list[MetricSummary]:
@@ -109,7 +112,7 @@ def downsample(conn: Connection, series: MetricSeries, budget: int) -> tuple[lis
         rows = conn.exec_driver_sql(
             "SELECT step, value FROM metric_points WHERE series_id = ? ORDER BY step, id", (sid,)
         ).fetchall()
-        return [(int(step), _finite(value)) for step, value in rows], False
+        return [(int(step), finite(value)) for step, value in rows], False
     lo, hi = conn.exec_driver_sql(
         "SELECT MIN(step), MAX(step) FROM metric_points WHERE series_id = ?", (sid,)
     ).one()
@@ -124,13 +127,13 @@ def downsample(conn: Connection, series: MetricSeries, budget: int) -> tuple[lis
             (lo, buckets, span, sid),
         ).fetchall()
         for _b, value, step in rows:
-            chosen[(int(step), _finite(value))] = None
+            chosen[(int(step), finite(value))] = None
     for order in ("step, id", "step DESC, id DESC"):
         row = conn.exec_driver_sql(
             f"SELECT step, value FROM metric_points WHERE series_id = ? ORDER BY {order} LIMIT 1", (sid,)
         ).first()
         if row is not None:
-            chosen[(int(row[0]), _finite(row[1]))] = None
+            chosen[(int(row[0]), finite(row[1]))] = None
     if series.first_nonfinite_step is not None:
         chosen[(series.first_nonfinite_step, None)] = None
     points = sorted(chosen, key=lambda p: (p[0], p[1] is None, p[1] or 0.0))
@@ -143,8 +146,15 @@ class MetricsService:
         self.runs = runs
 
     def get(
-        self, run_ids: list[str], keys: list[str] | None = None, max_points: int = DEFAULT_POINTS
+        self,
+        run_ids: list[str],
+        keys: list[str] | None = None,
+        max_points: int | None = None,
+        max_keys: int | None = None,
     ) -> MetricsAnswer:
+        """Summaries and downsampled series; ``max_keys`` caps the keys per run when ``keys`` is
+        None (the rest are listed by name, so an answer about a run with hundreds of keys
+        stays small)."""
         ids = list(dict.fromkeys(run_ids or []))
         if not 1 <= len(ids) <= MAX_RUNS:
             raise InvalidInput(f"give 1 to {MAX_RUNS} run ids in run_ids (got {len(ids)}).")
@@ -155,7 +165,7 @@ class MetricsService:
             for key in keys:
                 if not isinstance(key, str) or not key.strip() or len(key) > 200:
                     raise InvalidInput(f"key {key!r} is not valid: give a metric name such as 'loss'.")
-        if not MIN_POINTS_PER_SERIES <= max_points <= MAX_POINTS:
+        if max_points is not None and not MIN_POINTS_PER_SERIES <= max_points <= MAX_POINTS:
             raise InvalidInput(
                 f"max_points={max_points} is out of range; give {MIN_POINTS_PER_SERIES} to {MAX_POINTS}."
             )
@@ -177,7 +187,7 @@ class MetricsService:
                 existing = by_run[run_id]
                 names = [x.key for x in existing]
                 if keys is None:
-                    plan.append((run_id, existing, []))
+                    plan.append((run_id, existing[:max_keys] if max_keys else existing, []))
                     continue
                 wanted = [x for x in existing if x.key in keys]
                 missing = []
@@ -192,7 +202,10 @@ class MetricsService:
                     missing = [self._missing(k, names, ended, read) for k in keys if k not in names]
                 plan.append((run_id, wanted, missing))
             total = sum(len(chosen) for _, chosen, _ in plan)
-            budget = max(MIN_POINTS_PER_SERIES, max_points // max(1, total))
+            if max_points is None:
+                budget = max(MIN_POINTS_PER_SERIES, min(SKETCH_POINTS, SKETCH_TOTAL // max(1, total)))
+            else:
+                budget = max(MIN_POINTS_PER_SERIES, max_points // max(1, total))
             conn = s.connection()
             answers = []
             for run, (run_id, chosen, missing) in zip(runs, plan, strict=True):
@@ -203,19 +216,32 @@ class MetricsService:
                         MetricSeriesOut(**summarize(series).model_dump(), points=points, downsampled=reduced)
                     )
                 row = progress.get(run_id)
+                names = [x.key for x in by_run[run_id]]
+                note = self._note(by_run[run_id], row, run_id in still_reading)
+                if len(names) > MAX_KEYS and (keys is not None or len(chosen) < len(names)):
+                    note = "; ".join(
+                        [*filter(None, [note]), f"the first {MAX_KEYS} of {len(names)} keys are listed"]
+                    )
+                if keys is None and len(chosen) < len(names):
+                    note = "; ".join(
+                        [
+                            *filter(None, [note]),
+                            f"{len(chosen)} of {len(names)} keys shown: name the keys you want",
+                        ]
+                    )
                 answers.append(
                     RunMetrics(
                         run_id=run_id,
                         name=run.name,
                         status=run.status,
-                        keys=[x.key for x in by_run[run_id]],
+                        keys=None if keys is None and len(chosen) == len(names) else names[:MAX_KEYS],
                         series=series_out,
                         missing=missing,
                         ingest=ingest_stats(row) if row is not None else None,
-                        note=self._note(by_run[run_id], row, run_id in still_reading),
+                        note=note,
                     )
                 )
-        return MetricsAnswer(runs=answers, max_points=max_points, points_per_series=budget)
+        return MetricsAnswer(runs=answers, points_per_series=budget)
 
     @staticmethod
     def _missing(key: str, names: list[str], ended: bool = False, read: str = "") -> MissingKey:

@@ -17,6 +17,7 @@ from mcp_server.core.errors import InvalidInput
 
 STATE_DIR_ENV = "RESEARCH_MCP_HOME"
 DEFAULT_DIRNAME = ".research-mcp"
+GITIGNORE = "# research-mcp's state: the store, run logs and env files (secrets) stay out of git.\n*\n"
 
 
 def resolve_state_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -35,13 +36,19 @@ class StateDir:
 
     @classmethod
     def open(cls, explicit: str | os.PathLike[str] | None = None) -> StateDir:
-        """Resolve and create (0700: run logs and env files are private) the state dir."""
+        """Resolve and create (0700: run logs and env files are private) the state dir.
+
+        It ignores itself in git: the default state dir sits inside the user's project, where a
+        ``git add -A`` would otherwise commit the store, the logs and every run's env.sh."""
         root = resolve_state_dir(explicit)
         created = not root.exists()
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         if created:
             os.chmod(root, 0o700)
         (root / "runs").mkdir(mode=0o700, exist_ok=True)
+        ignore = root / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text(GITIGNORE)
         return cls(root.resolve())
 
     @property

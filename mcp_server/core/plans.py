@@ -10,7 +10,7 @@ is frozen once it leaves draft, so what was approved is what runs.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import func
 from sqlmodel import col, select
@@ -107,9 +107,13 @@ def _check_text(value: str, what: str, limit: int) -> str:
 
 
 def _detail(plan: Plan) -> PlanDetail:
-    return PlanDetail(**_row(plan).model_dump(), raw_markdown=plan.raw_markdown, next_statuses=list(
-        NEXT_STATUSES[plan.status]
-    ))  # fmt: skip
+    return PlanDetail(
+        **_row(plan).model_dump(),
+        next_statuses=list(NEXT_STATUSES[plan.status]),
+        raw_markdown=plan.raw_markdown,
+        session_id=plan.session_id,
+        created_at=iso(plan.created_at) or "",
+    )
 
 
 def _row(plan: Plan) -> PlanRow:
@@ -118,10 +122,8 @@ def _row(plan: Plan) -> PlanRow:
         title=plan.title,
         goal=plan.goal,
         status=plan.status,  # type: ignore[arg-type]
-        session_id=plan.session_id,
         sweep_ids=plan.sweep_ids,
         run_ids=plan.run_ids,
-        created_at=iso(plan.created_at) or "",
         updated_at=iso(plan.updated_at) or "",
     )
 
@@ -179,7 +181,8 @@ class PlanService:
         with self.store.read() as s:
             total = s.exec(count).one()
             plans = s.exec(query.order_by(col(Plan.pk).desc()).offset(offset).limit(limit)).all()
-        return PlanList(plans=[_row(p) for p in plans], total=total)
+        next_offset = offset + len(plans) if offset + len(plans) < total else None
+        return PlanList(plans=[_row(p) for p in plans], total=total, next_offset=next_offset)
 
     def _check_links(self, sweep_ids: Iterable[str], run_ids: Iterable[str]) -> None:
         sweep_ids, run_ids = list(sweep_ids), list(run_ids)
@@ -204,8 +207,8 @@ class PlanService:
         title: str | None = None,
         goal: str | None = None,
         raw_markdown: str | None = None,
-        link_sweep_ids: list[str] | None = None,
-        link_run_ids: list[str] | None = None,
+        link_sweep_ids: Sequence[str] | None = None,
+        link_run_ids: Sequence[str] | None = None,
     ) -> PlanDetail:
         plan = self.load(plan_id)
         values: dict[str, object] = {}

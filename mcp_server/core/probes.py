@@ -214,11 +214,15 @@ def probe_slurm(timeout_s: float, environ: Mapping[str, str] | None = None) -> S
         return probe
     # Both commands at once: the probe costs the slower of the two, not their sum.
     procs: dict[str, subprocess.Popen[str]] = {}
-    for name, argv in (("ping", [scontrol, "ping"]), ("sinfo", [sinfo, "-h", "-o", SINFO_FORMAT])):
-        if argv[0]:
+    for name, exe, args in (("ping", scontrol, ["ping"]), ("sinfo", sinfo, ["-h", "-o", SINFO_FORMAT])):
+        if exe:
             procs[name] = subprocess.Popen(
-                argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
-            )  # type: ignore[arg-type]
+                [exe, *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                text=True,
+            )
     out: dict[str, tuple[int, str, str]] = {}
     for name, proc in procs.items():
         try:

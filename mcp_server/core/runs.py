@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import ColumnElement, delete, func, update
 from sqlmodel import col, select
 
 from mcp_server.core.admission import POOL_GPU, Admission
@@ -91,9 +91,6 @@ def to_record(run: Run, run_dir: Path, leased: list[int] | None = None) -> RunRe
         parent_run_id=run.parent_run_id,
         backend_ref=run.backend_ref,
         run_dir=str(run_dir),
-        queued_at=iso(run.queued_at),
-        launched_at=iso(run.launched_at),
-        updated_at=iso(run.updated_at) or "",
         stop_requested_at=iso(run.stop_requested_at),
     )
 
@@ -563,7 +560,7 @@ class RunService:
         self.reconciler.reconcile()
         query = select(Run)
         count = select(func.count()).select_from(Run)
-        conditions = []
+        conditions: list[ColumnElement[bool]] = []
         if status:
             conditions.append(col(Run.status).in_(status))
         if name_contains:
@@ -579,13 +576,7 @@ class RunService:
             active = [r.id for r in rows if r.status in WATCHED]
             leased = self.admission.leased_gpus(s, active) if active else {}
         next_offset = offset + len(rows) if offset + len(rows) < total else None
-        return RunPage(
-            runs=[to_row(r, leased.get(r.id)) for r in rows],
-            total=total,
-            offset=offset,
-            limit=limit,
-            next_offset=next_offset,
-        )
+        return RunPage(runs=[to_row(r, leased.get(r.id)) for r in rows], total=total, next_offset=next_offset)
 
     def logs(
         self,
@@ -634,8 +625,6 @@ class RunService:
         elif chunk.truncated:
             note = "more text precedes this window; page with offset/length or raise lines/max_bytes"
         return LogChunk(
-            run_id=run.id,
-            source=source,  # type: ignore[arg-type]
             text=chunk.text,
             start_offset=chunk.start,
             end_offset=chunk.end,

@@ -21,12 +21,14 @@ from mcp_server.core.lifecycle import TERMINAL, RunStatus, can_transition
 
 
 class Cursor(Protocol):
-    rowcount: int
+    @property
+    def rowcount(self) -> int: ...
 
     def fetchone(self) -> Any: ...
 
 
-Execute = Callable[[str, Sequence[Any]], Cursor]
+# sqlite3's Connection.execute and SQLAlchemy's exec_driver_sql: a statement and its parameters.
+Execute = Callable[[str, Any], Cursor]
 
 _COLUMN = re.compile(r"^[a-z_][a-z0-9_]*$")
 

@@ -24,11 +24,9 @@ from sqlmodel import Session, col, select
 from mcp_server.core.errors import Conflict, InvalidInput, NotFound, ResearchError
 from mcp_server.core.ids import new_id, validate_id, validate_name
 from mcp_server.core.lifecycle import ACTIVE, TERMINAL, RunStatus
-from mcp_server.core.metric_sources import describe_runs
-from mcp_server.core.metrics import best_of, series_of
 from mcp_server.core.models import Run, Sweep
 from mcp_server.core.paths import StateDir
-from mcp_server.core.reconcile import WATCHED, Reconciler, transition
+from mcp_server.core.reconcile import Reconciler, transition
 from mcp_server.core.runs import (
     MAX_GPUS,
     RunService,
@@ -38,17 +36,18 @@ from mcp_server.core.runs import (
     launch_reason,
     validate_run_slurm,
 )
-from mcp_server.core.sidecars import wait_drained
 from mcp_server.core.store import Store, now
+from mcp_server.core.sweep_detail import MAX_PAGE as MAX_DETAIL_RUNS
+from mcp_server.core.sweep_detail import sweep_detail
 from mcp_server.core.sweep_space import MAX_SWEEP_RUNS, expand, render_command, validate_space
+from mcp_server.core.sweep_stop import stop_sweep
 from mcp_server.core.views import iso
-from mcp_server.core.workflow_views import BestRun, SweepDetail, SweepProgress, SweepRow, SweepRunRow
+from mcp_server.core.workflow_views import SweepDetail, SweepProgress, SweepRow, SweepStopped
 
 log = logging.getLogger(__name__)
 
 MAX_GOAL_CHARS = 4000
 MAX_PARALLEL = 256
-MAX_DETAIL_RUNS = 200
 _ACTIVE = tuple(s.value for s in ACTIVE)
 
 
@@ -121,10 +120,13 @@ class SweepService:
         with self.store.read() as s:
             sweep = s.exec(select(Sweep).where(Sweep.id == sweep_id)).first()
         if sweep is None:
-            raise NotFound(f"no sweep with id {sweep_id!r}; create one with create_sweep.")
+            raise NotFound(
+                f"no sweep with id {sweep_id!r}; experiment://context lists sweeps (and list_runs each "
+                "run's sweep_id), or create one with create_sweep."
+            )
         return sweep
 
-    def _runs_of(self, sweep_id: str) -> list[Run]:
+    def runs_of(self, sweep_id: str) -> list[Run]:
         with self.store.read() as s:
             return list(s.exec(select(Run).where(col(Run.sweep_id) == sweep_id).order_by(col(Run.pk))).all())
 
@@ -371,82 +373,18 @@ class SweepService:
             by_sweep.setdefault(run.sweep_id or "", []).append(run)
         return [self.row(sw, by_sweep.get(sw.id, [])) for sw in sweeps]
 
-    def get(self, sweep_id: str, metric: str | None = None, direction: str = "min") -> SweepDetail:
-        if direction not in ("min", "max"):
-            raise InvalidInput(f"direction {direction!r} is not valid; choose 'min' or 'max'.")
-        if metric is not None and (not metric or len(metric) > 128):
-            raise InvalidInput("metric must be a metric name of 1-128 characters, e.g. 'val_loss'.")
-        sweep = self.load(sweep_id)
-        runs = self._runs_of(sweep_id)
-        watched = [r.id for r in runs if r.status in WATCHED]
-        if watched and self.reconciler.reconcile(watched):
-            runs = self._runs_of(sweep_id)
-        keys: set[str] = set()
-        values: dict[str, tuple[float, float | None, float | None]] = {}
-        # Metrics as the runs' sidecars stored them (the one reader of metrics.jsonl and logs).
-        if metric is not None:
-            wait_drained(self.store, [r.id for r in runs])
-        with self.store.read() as s:
-            series = series_of(s, [r.id for r in runs])
-        for row in series:
-            keys.add(row.key)
-            if row.key == metric and (found := best_of(row, direction)) is not None:
-                values[row.run_id] = (found[0], row.last_value, found[1])
-        best = None
-        if values:
-            pick = min if direction == "min" else max
-            best_id = pick(values, key=lambda rid: values[rid][0])
-            run = next(r for r in runs if r.id == best_id)
-            value, last, step = values[best_id]
-            best = BestRun(
-                run_id=run.id,
-                name=run.name,
-                status=run.status,
-                params=run.params,
-                metric=metric or "",
-                direction=direction,  # type: ignore[arg-type]
-                value=value,
-                last=last,
-                step=step,
-            )
-        note = ""
-        if metric is None and keys:
-            note = "pass metric (one of metric_keys) and direction to rank runs and get the best run"
-        elif metric is not None and not values:
-            if runs and all(RunStatus(r.status) in TERMINAL for r in runs):
-                with self.store.read() as s:
-                    read = describe_runs(s, [r.id for r in runs])
-                note = f"no run of this sweep logged {metric!r} (read: {read})"
-            else:
-                note = f"no run of this sweep has logged {metric!r} yet"
-            note += f"; logged metrics: {', '.join(sorted(keys))}" if keys else ""
-        rows = [
-            SweepRunRow(
-                id=r.id,
-                name=r.name,
-                status=r.status,
-                status_reason=r.status_reason,
-                exit_code=r.exit_code,
-                params=r.params,
-                metric_value=values[r.id][0] if r.id in values else None,
-            )
-            for r in runs[:MAX_DETAIL_RUNS]
-        ]
-        return SweepDetail(
-            **self.row(sweep, runs).model_dump(),
-            method=sweep.method,  # type: ignore[arg-type]
-            base_command=sweep.base_command,
-            parameters=sweep.parameters,
-            max_runs=sweep.max_runs,
-            seed=sweep.seed,
-            gpus_per_run=sweep.gpus_per_run,
-            backend=sweep.backend,
-            workdir=sweep.workdir,
-            metric=metric,
-            direction=direction,  # type: ignore[arg-type]
-            best=best,
-            metric_keys=sorted(keys),
-            runs=rows,
-            runs_truncated=len(runs) > MAX_DETAIL_RUNS,
-            note=note,
-        )
+    def get(
+        self,
+        sweep_id: str,
+        metric: str | None = None,
+        direction: str = "min",
+        *,
+        offset: int = 0,
+        limit: int = MAX_DETAIL_RUNS,
+    ) -> SweepDetail:
+        """Status, progress, a page of runs and, with ``metric``, the best run (core.sweep_detail)."""
+        return sweep_detail(self, sweep_id, metric, direction, offset=offset, limit=limit)
+
+    def stop(self, sweep_id: str) -> SweepStopped:
+        """Held-back and ready runs never start; active runs are stopped (core.sweep_stop)."""
+        return stop_sweep(self, sweep_id)

@@ -1,15 +1,17 @@
 """What tools and the CLI return: plain pydantic models (no sqlmodel, cheap to import).
 
-These double as the tools' output schemas, so field descriptions are written for the
-model reading them.
+They are also the tools' output models: a tool's answer is the model as compact JSON without
+its null and default fields (``mcp_server.tools.surface``), so every field costs an agent's
+context when it is set: add one only when an agent acts on it.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PlainSerializer
 
 
 def iso(ts: float | None) -> str | None:
@@ -18,75 +20,66 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-class RunRow(BaseModel):
-    """One run, compact."""
+class RunBrief(BaseModel):
+    """A run as lifecycle tools (create, start, stop, rerun) answer: enough to follow it."""
 
     id: str
     name: str
-    status: str = Field(description="ready, queued, launching, running, finished, failed, stopped or lost")
-    status_reason: str = Field(description="why the run is in this status, in words")
+    status: str  # ready, queued, launching, running, finished, failed, stopped or lost
+    status_reason: str  # why the run is in this status, in words
     exit_code: int | None = None
+    leased_gpus: list[int] | None = None  # GPU indices leased now (its CUDA_VISIBLE_DEVICES)
+
+
+class RunRow(RunBrief):
+    """One run, compact (list_runs)."""
+
     backend: str
     gpus: int
-    leased_gpus: list[int] | None = Field(
-        None, description="GPU indices leased to the run now (its CUDA_VISIBLE_DEVICES); null when none"
-    )
     sweep_id: str | None = None
     created_at: str
     started_at: str | None = None
     ended_at: str | None = None
-    duration_s: float | None = Field(None, description="seconds from command start to end (or to now)")
+    duration_s: float | None = None  # from the command's start to its end (or to now)
 
 
 class RunRecord(RunRow):
-    """One run as stored: what lifecycle tools (create, start, stop, rerun) answer with."""
+    """One run as stored."""
 
     command: str
     workdir: str
     params: dict[str, Any] = Field(default_factory=dict)
-    env_keys: list[str] = Field(
-        default_factory=list, description="names of env vars set for the run (values hidden)"
-    )
+    env_keys: list[str] = Field(default_factory=list)  # names only: values stay in env.sh
     options: dict[str, Any] = Field(default_factory=dict)
     error: str | None = None
     parent_run_id: str | None = None
-    backend_ref: str | None = Field(
-        None, description="the backend's handle, e.g. a tmux target or Slurm job id"
-    )
+    backend_ref: str | None = None  # the backend's handle: a tmux target, a Slurm job id
     run_dir: str
-    queued_at: str | None = None
-    launched_at: str | None = None
-    updated_at: str
     stop_requested_at: str | None = None
 
 
 class RunDetail(RunRecord):
     """One run in full: the record plus what its sidecar saw (get_run)."""
 
-    metrics: list[MetricSummary] = Field(default_factory=list, description="one summary per metric key")
-    open_alerts: list[AlertView] = Field(default_factory=list, description="newest first")
-    monitor: MonitorInfo | None = Field(None, description="the run's sidecar, once one has started")
+    metrics: list[MetricSummary] = Field(default_factory=list)  # one summary per metric key
+    open_alerts: list[AlertView] = Field(default_factory=list)  # newest first
+    monitor: MonitorInfo | None = None  # the run's sidecar, once one has started
+    note: str = ""
 
 
 class RunPage(BaseModel):
     runs: list[RunRow]
-    total: int = Field(description="runs matching the filters")
-    offset: int
-    limit: int
-    next_offset: int | None = Field(
-        None, description="pass as offset for the next page; null on the last page"
-    )
+    total: int  # runs matching the filters
+    next_offset: int | None = None  # pass as offset for the next page; absent on the last page
 
 
 class LogChunk(BaseModel):
-    run_id: str
-    source: Literal["output", "sidecar"]
     text: str
-    start_offset: int = Field(description="byte offset of the first returned byte in the file")
-    end_offset: int = Field(description="byte offset just past the last returned byte")
+    start_offset: int  # byte offset of the first returned byte in the file
+    end_offset: int  # byte offset just past the last returned byte
     file_size: int
-    lines: int = Field(description="number of lines returned")
-    truncated: bool = Field(description="true when more text existed than the caps allowed")
+    lines: int
+    truncated: bool = False  # more text existed than the caps allowed
     note: str = ""
 
 
@@ -165,93 +158,100 @@ class ClusterInfo(BaseModel):
     signals: list[str] = Field(default_factory=list, description="what each probe saw")
     warnings: list[str] = Field(default_factory=list)
     detected_at: str
-    detect_ms: float = Field(description="how long detection took")
 
 
 # ---- monitoring ------------------------------------------------------------------------------
 
 
+def sig(value: float, digits: int = 6) -> float | int:
+    """``value`` to ``digits`` significant digits, never fewer than its integer digits.
+
+    A metric's 7th digit never changes a decision, and printing float noise such as
+    0.28374659201036 costs an agent's context on every point."""
+    if not math.isfinite(value):
+        return value
+    if value.is_integer() and abs(value) < 2**53:
+        return int(value)  # 4096.0 → 4096: a counter or a step-like value prints as one
+    return round(value, max(0, digits - 1 - math.floor(math.log10(abs(value)))))
+
+
+# A metric value as answers print it (the store keeps the exact value).
+Value = Annotated[float, PlainSerializer(sig, when_used="json")]
+
+
 class AlertView(BaseModel):
     id: str
     run_id: str | None = None
-    kind: str = Field(
-        description="e.g. nonfinite, spike, divergence, stall, failure, lost, judge, contention"
-    )
+    kind: str  # nonfinite, spike, divergence, stall, failure, lost, judge, contention
     severity: Literal["info", "warning", "critical"] | str
     message: str
-    choices: list[str] = Field(description="pass one of these to resolve_alert")
-    status: str = Field(description="open or resolved")
-    resolution: str | None = Field(None, description="the choice it was resolved with")
+    choices: list[str]  # pass one of these to resolve_alert
+    status: str  # open or resolved
+    resolution: str | None = None  # the choice it was resolved with
     created_at: str
     resolved_at: str | None = None
-    data: dict[str, Any] = Field(default_factory=dict, description="evidence: values, steps, log lines")
+    data: dict[str, Any] = Field(default_factory=dict)  # evidence: values, steps, log lines
 
 
 class AlertPage(BaseModel):
     alerts: list[AlertView]
-    total: int = Field(description="alerts matching the filters")
-    offset: int
-    limit: int
-    next_offset: int | None = Field(
-        None, description="pass as offset for the next page; null on the last page"
-    )
+    total: int  # alerts matching the filters
+    next_offset: int | None = None  # pass as offset for the next page; absent on the last page
 
 
 class MetricSummary(BaseModel):
-    """One metric key of one run, summarised over all of its points."""
+    """One metric key of one run, summarised over all of its points (NaN/Inf counted apart)."""
 
     key: str
-    source: str = Field(
-        description="jsonl (metrics.jsonl), log (printed output), tfevents, csv, trainer_state (HF)"
-    )
-    count: int = Field(description="points stored")
+    source: str  # jsonl (metrics.jsonl), log (printed output), tfevents, csv, trainer_state (HF)
+    count: int
     first_step: int | None = None
     last_step: int | None = None
-    last: float | None = Field(None, description="latest value (null when it is NaN/Inf)")
-    min: float | None = Field(None, description="smallest finite value")
-    max: float | None = Field(None, description="largest finite value")
-    best: float | None = Field(None, description="min for loss-like keys, max for accuracy-like; else null")
+    last: Value | None = None  # null when the latest value is NaN/Inf
+    min: Value | None = None  # smallest finite value
+    max: Value | None = None  # largest finite value
+    best: Value | None = None  # min for loss-like keys, max for accuracy-like ones; else null
     best_step: int | None = None
-    nonfinite: int = Field(0, description="NaN/Inf points")
+    nonfinite: int = 0  # NaN/Inf points
     first_nonfinite_step: int | None = None
 
 
 class MetricSeriesOut(MetricSummary):
-    points: list[tuple[int, float | None]] = Field(
-        description="[step, value] pairs in step order; null = NaN/Inf"
-    )
-    downsampled: bool = Field(description="true when points were reduced to the budget (extremes kept)")
+    # [step, value] in step order, null = NaN/Inf; downsampled: each bucket's min and max
+    # point, the first and last point and the first NaN/Inf, so spikes and NaNs survive.
+    points: list[tuple[int, Value | None]]
+    downsampled: bool = False
 
 
 class MissingKey(BaseModel):
     key: str
     hint: str
-    similar: list[str] = Field(default_factory=list, description="existing keys that look like it")
+    similar: list[str] = Field(default_factory=list)  # existing keys that look like it
 
 
 class IngestStats(BaseModel):
     """How the sidecar read the run's files; non-zero error counters explain missing numbers."""
 
-    metrics_records: int = Field(0, description="metrics.jsonl lines that carried numbers")
-    log_records: int = Field(0, description="output lines that carried numbers (no metrics.jsonl)")
+    metrics_records: int = 0  # metrics.jsonl lines that carried numbers
+    log_records: int = 0  # output lines that carried numbers (no metrics.jsonl)
     points: int = 0
-    bad_lines: int = Field(0, description="metrics.jsonl lines that were not JSON objects")
-    non_numeric: int = Field(0, description="values that looked like metrics but were not numbers")
-    non_numeric_example: str = Field("", description="the first such value")
-    huge_lines: int = Field(0, description="lines over 1 MiB, skipped")
-    partial_lines: int = Field(0, description="an unterminated last line read at the end of the run")
-    duplicates: int = Field(0, description="points not stored: a better source's series of that key has them")
-    log_parsing: bool = Field(description="true while output.log is parsed (metrics.jsonl still empty)")
+    bad_lines: int = 0  # metrics.jsonl lines that were not JSON objects
+    non_numeric: int = 0  # values that looked like metrics but were not numbers
+    non_numeric_example: str = ""  # the first such value
+    huge_lines: int = 0  # lines over 1 MiB, skipped
+    partial_lines: int = 0  # an unterminated last line read at the end of the run
+    duplicates: int = 0  # points not stored: a better source's series of that key has them
+    log_parsing: bool  # true while output.log is parsed (metrics.jsonl still empty)
 
 
 class MetricSource(BaseModel):
     """One file the sidecar reads metrics from."""
 
-    kind: str = Field(description="jsonl, log (printed output), tfevents, csv or trainer_state")
-    path: str = Field(description="run-dir file, or a path under the run's workdir")
-    records: int = Field(default=0, description="lines, events or rows read")
-    keys: int = Field(default=0, description="metric keys whose series this kind of source owns")
-    bad: int = Field(default=0, description="records or values it could not read")
+    kind: str  # jsonl, log (printed output), tfevents, csv or trainer_state
+    path: str  # run-dir file, or a path under the run's workdir
+    records: int = 0  # lines, events or rows read
+    keys: int = 0  # metric keys whose series this kind of source owns
+    bad: int = 0  # records or values it could not read
 
 
 class JudgeUsage(BaseModel):
@@ -265,10 +265,10 @@ class JudgeUsage(BaseModel):
 class MonitorInfo(BaseModel):
     """The run's sidecar (monitor process)."""
 
-    alive: bool = Field(description="its heartbeat is recent")
+    alive: bool  # its heartbeat is recent
     pid: int | None = None
     heartbeat_age_s: float | None = None
-    starts: int = Field(0, description="how many times a sidecar started for this run")
+    starts: int = 0  # how many times a sidecar started for this run
     exited: bool = False
     exit_reason: str = ""
     ingest: IngestStats
@@ -280,21 +280,22 @@ class RunMetrics(BaseModel):
     run_id: str
     name: str
     status: str
-    keys: list[str] = Field(description="every metric key this run has")
+    keys: list[str] | None = None  # every key the run has, when not every key is in series
     series: list[MetricSeriesOut]
-    missing: list[MissingKey] = Field(default_factory=list, description="asked-for keys this run lacks")
+    missing: list[MissingKey] = Field(default_factory=list)  # asked-for keys this run lacks
     ingest: IngestStats | None = None
     note: str = ""
 
 
 class MetricsAnswer(BaseModel):
     runs: list[RunMetrics]
-    max_points: int
-    points_per_series: int = Field(description="the budget each series got (max_points / series)")
+    points_per_series: int  # the point budget each series got
+    note: str = ""
 
 
 class AlertResolution(BaseModel):
     alert: AlertView
-    action: str = Field(description="what resolving did: none, stopped or rerun")
-    run: RunRecord | None = Field(None, description="the run after the action (the new run for rerun)")
+    action: str  # what resolving did: none, stopped or rerun
+    run: RunBrief | None = None  # the run after the action (the new run for rerun)
+    closed: list[str] = Field(default_factory=list)  # other alerts this resolution closed
     note: str = ""

@@ -1,7 +1,6 @@
 """What the sweep, plan, memory and event tools return (plain pydantic; no sqlmodel).
 
-These double as the tools' output schemas, so field descriptions are written for the
-model reading them.
+They are also the tools' output models: see ``mcp_server.core.views`` on what a field costs.
 """
 
 from __future__ import annotations
@@ -10,21 +9,25 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from mcp_server.core.views import Value
+
+# The note of a sweep answer that holds one page of its runs.
+PAGED = "{total} runs in all: page with offset=next_offset"
 SweepStatus = Literal["empty", "pending", "running", "completed", "failed", "stopped"]
 PlanStatus = Literal["draft", "approved", "executing", "completed", "archived"]
 
 
 class SweepProgress(BaseModel):
-    total: int = Field(description="runs in the sweep")
-    ready: int = Field(description="created with auto_start=false, not started")
-    waiting: int = Field(description="held back by the parallel cap, launched when a slot frees")
-    active: int = Field(description="submitted and not ended (queued by the backend, launching, running)")
-    finished: int
-    failed: int
-    stopped: int
-    lost: int
-    done: int = Field(description="runs that ended (finished, failed, stopped or lost)")
-    percent_done: float
+    total: int  # runs in the sweep
+    ready: int = 0  # created with auto_start=false, not started
+    waiting: int = 0  # held back by the parallel cap, launched when a slot frees
+    active: int = 0  # submitted and not ended (queued by the backend, launching, running)
+    finished: int = 0
+    failed: int = 0
+    stopped: int = 0
+    lost: int = 0
+    done: int = 0  # runs that ended (finished, failed, stopped or lost)
+    percent_done: float = 0.0
 
 
 class BestRun(BaseModel):
@@ -32,11 +35,9 @@ class BestRun(BaseModel):
     name: str
     status: str
     params: dict[str, Any]
-    metric: str
-    direction: Literal["min", "max"]
-    value: float = Field(description="the run's best value of the metric over its history")
-    last: float = Field(description="the metric's most recent value")
-    step: float | None = Field(None, description="step at which the best value was logged")
+    value: Value  # the run's best value of the metric over its history
+    last: Value | None = None  # the metric's most recent value; null when NaN/Inf
+    step: int | None = None  # step at which the best value was logged
 
 
 class SweepRunRow(BaseModel):
@@ -46,7 +47,7 @@ class SweepRunRow(BaseModel):
     status_reason: str
     exit_code: int | None = None
     params: dict[str, Any] = Field(default_factory=dict)
-    metric_value: float | None = Field(None, description="this run's best value of the ranking metric")
+    metric_value: Value | None = None  # this run's best value of the ranking metric
 
 
 class SweepRow(BaseModel):
@@ -62,20 +63,28 @@ class SweepRow(BaseModel):
 class SweepDetail(SweepRow):
     method: Literal["grid", "random"]
     base_command: str | None = None
-    parameters: dict[str, Any] = Field(description="the search space as given")
+    parameters: dict[str, Any]  # the search space as given
     max_runs: int | None = None
-    seed: int | None = Field(None, description="random sweeps: the seed used (pass it again to reproduce)")
-    gpus_per_run: int
+    seed: int | None = None  # random sweeps: the seed used (pass it again to reproduce)
+    gpus_per_run: int = 0
     backend: str
-    workdir: str | None = None
-    metric: str | None = Field(None, description="metric used to rank runs (get_sweep's metric argument)")
+    metric: str | None = None  # metric used to rank runs (get_sweep's metric argument)
     direction: Literal["min", "max"] = "min"
     best: BestRun | None = None
-    metric_keys: list[str] = Field(
-        default_factory=list, description="numeric metric names the sweep's runs have logged"
-    )
-    runs: list[SweepRunRow] = Field(default_factory=list, description="runs in creation order")
-    runs_truncated: bool = False
+    metric_keys: list[str] = Field(default_factory=list)  # metric names the sweep's runs logged
+    runs: list[SweepRunRow] = Field(default_factory=list)  # a page of runs, in creation order
+    next_offset: int | None = None  # pass as offset for the next page of runs
+    note: str = ""
+
+
+class SweepStopped(BaseModel):
+    """What stop_sweep did: held-back and ready runs never start, active runs were stopped."""
+
+    id: str
+    name: str
+    status: SweepStatus
+    progress: SweepProgress
+    stopped: list[str] = Field(default_factory=list)  # runs stopped by this call
     note: str = ""
 
 
@@ -84,21 +93,27 @@ class PlanRow(BaseModel):
     title: str
     goal: str
     status: PlanStatus
-    session_id: str | None = None
     sweep_ids: list[str] = Field(default_factory=list)
     run_ids: list[str] = Field(default_factory=list)
-    created_at: str
     updated_at: str
 
 
-class PlanDetail(PlanRow):
+class PlanSaved(PlanRow):
+    """A plan after save_plan or update_plan: its Markdown stays out (get_plan has it)."""
+
+    next_statuses: list[str]  # statuses update_plan may move this plan to
+
+
+class PlanDetail(PlanSaved):
     raw_markdown: str
-    next_statuses: list[str] = Field(description="statuses update_plan may move this plan to")
+    session_id: str | None = None
+    created_at: str
 
 
 class PlanList(BaseModel):
     plans: list[PlanRow]
     total: int
+    next_offset: int | None = None
 
 
 class MemoryRow(BaseModel):
@@ -108,22 +123,21 @@ class MemoryRow(BaseModel):
     tags: list[str]
     source: str
     active: bool
-    created_at: str
     updated_at: str
 
 
 class MemoryList(BaseModel):
     memories: list[MemoryRow]
     total: int
+    next_offset: int | None = None
 
 
 class EventRow(BaseModel):
-    id: int = Field(description="position in the event feed")
+    id: int  # position in the event feed
     ts: str
-    kind: Literal["run_ended", "run_status", "alert"] = Field(
-        description="run_ended: a run reached finished/failed/stopped/lost; run_status: any other "
-        "status change; alert: an alert was raised"
-    )
+    # run_ended: a run reached finished/failed/stopped/lost; run_status: any other status
+    # change; alert: an alert was raised
+    kind: Literal["run_ended", "run_status", "alert"]
     run_id: str | None = None
     run_name: str | None = None
     sweep_id: str | None = None
@@ -138,7 +152,7 @@ class EventRow(BaseModel):
 
 class EventBatch(BaseModel):
     events: list[EventRow]
-    cursor: int = Field(description="pass to the next wait_for_events call to continue after these events")
-    timed_out: bool = Field(description="true when timeout_s passed with no matching event")
-    more: bool = Field(False, description="true when more matching events are ready: call again at once")
+    cursor: int  # pass to the next wait_for_events call to continue after these events
+    timed_out: bool  # true when timeout_s passed with no matching event
+    more: bool = False  # true when more matching events are ready: call again at once
     waited_s: float

@@ -3,66 +3,49 @@
 from typing import Annotated
 
 from mcp.server.mcpserver import MCPServer
-from mcp_types import ToolAnnotations
 from pydantic import Field
 
-from mcp_server.app import App, tool_errors
+from mcp_server.app import App
 from mcp_server.core.workflow_views import MemoryList, MemoryRow
+from mcp_server.tools import MAX_INT
+from mcp_server.tools.runs import CREATES, DEFAULT_ROWS, EDITS, READ_ONLY
+from mcp_server.tools.surface import answer, fitting
 
 
 def register(mcp: MCPServer, app: App) -> None:
-    @mcp.tool(
-        title="Remember a rule",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
-        ),
-    )
-    @tool_errors
+    @mcp.tool(annotations=CREATES)
+    @answer
     def add_memory(
-        title: Annotated[str, Field(description="the rule in a few words", max_length=200)],
-        content: Annotated[
-            str, Field(description="the rule and the evidence for it, e.g. which runs showed it")
-        ],
-        tags: Annotated[
-            list[str] | None, Field(description="lowercase tags such as 'lr', 'oom', 'model:resnet50'")
-        ] = None,
-        source: Annotated[
-            str, Field(description="where it came from: 'user', 'agent', a run or sweep id", max_length=200)
-        ] = "agent",
+        title: Annotated[str, Field(max_length=200)],
+        content: Annotated[str, Field(description="the rule and the runs that showed it")],
+        tags: Annotated[list[str] | None, Field(description="e.g. lr, oom, model:resnet50")] = None,
+        source: Annotated[str, Field(description="user, agent, a run or sweep id", max_length=200)] = "agent",
     ) -> MemoryRow:
-        """Save a heuristic rule learned from experiments; active rules appear in experiment://context."""
+        """Remember a rule learned from experiments; active rules show in experiment://context."""
         return app.services().memory.add(title=title, content=content, tags=tags, source=source)
 
-    @mcp.tool(
-        title="List remembered rules",
-        annotations=ToolAnnotations(
-            read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
-        ),
-    )
-    @tool_errors
+    @mcp.tool(annotations=READ_ONLY)
+    @answer
     def list_memories(
-        active_only: Annotated[bool, Field(description="only rules that are switched on")] = False,
-        tag: Annotated[str | None, Field(description="only rules with this tag")] = None,
-        limit: Annotated[int, Field(description="at most this many, newest first", ge=1, le=500)] = 100,
+        active_only: bool = False,
+        tag: str | None = None,
+        limit: Annotated[int, Field(ge=1, le=500)] = DEFAULT_ROWS,
+        offset: Annotated[int, Field(ge=0, le=MAX_INT)] = 0,
     ) -> MemoryList:
         """Remembered rules, newest first."""
-        return app.services().memory.list(active_only=active_only, tag=tag, limit=limit)
+        page = app.services().memory.list(active_only=active_only, tag=tag, limit=limit, offset=offset)
+        if (n := fitting(page.memories, limit=limit, default=DEFAULT_ROWS)) < len(page.memories):
+            page.memories, page.next_offset = page.memories[:n], offset + n
+        return page
 
-    @mcp.tool(
-        title="Update a remembered rule",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
-        ),
-    )
-    @tool_errors
+    @mcp.tool(annotations=EDITS)
+    @answer
     def update_memory(
-        memory_id: Annotated[
-            str, Field(description="a memory id as returned by add_memory or list_memories")
-        ],
-        title: Annotated[str | None, Field(description="new title", max_length=200)] = None,
-        content: Annotated[str | None, Field(description="new content")] = None,
-        tags: Annotated[list[str] | None, Field(description="replacement tags")] = None,
-        active: Annotated[bool | None, Field(description="switch the rule on (true) or off (false)")] = None,
+        memory_id: str,
+        title: Annotated[str | None, Field(max_length=200)] = None,
+        content: str | None = None,
+        tags: list[str] | None = None,
+        active: bool | None = None,
     ) -> MemoryRow:
-        """Edit a rule or switch it on or off (off: kept, but no longer shown in the experiment context)."""
+        """Edit a rule, or switch it off (kept, but out of the context) or on."""
         return app.services().memory.update(memory_id, title=title, content=content, tags=tags, active=active)

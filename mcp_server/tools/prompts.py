@@ -33,6 +33,7 @@ def register(mcp: MCPServer, app: App) -> None:
                 memory_rules=memory_rules(services),
                 experiment_context=experiment_context(services, can_detect=can_detect, include_cluster=False),
                 recent_plans="\n".join(f"- {p.title} ({p.id}): {p.status}" for p in plans) or "none",
+                cpu_run_limit=services.settings.cpu_run_limit,
             )
 
         return await anyio.to_thread.run_sync(gather)

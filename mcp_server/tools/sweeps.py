@@ -3,96 +3,64 @@
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import MCPServer
-from mcp_types import ToolAnnotations
 from pydantic import Field
 
-from mcp_server.app import App, tool_errors
-from mcp_server.core.workflow_views import SweepDetail
+from mcp_server.app import App
+from mcp_server.core.workflow_views import PAGED, SweepDetail, SweepStopped
 from mcp_server.tools import MAX_INT
 from mcp_server.tools.apps import CHART_META
-from mcp_server.tools.runs import SlurmOptions
+from mcp_server.tools.runs import CREATES, READ_ONLY, STOPS, SlurmOptions
+from mcp_server.tools.surface import answer, fitting
 
 ParamValues = list[str | int | float | bool] | dict[str, Any]
+# get_sweep's first page of runs, and the bytes its rows may take (the rest of the answer is
+# the sweep's own fields and its best run); the rest page with offset.
+DEFAULT_RUN_ROWS = 20
+SWEEP_ROWS_BUDGET = 4 * 1024
+
+
+def page_of(detail: SweepDetail, offset: int, limit: int) -> SweepDetail:
+    """A default-size page of a sweep's runs, cut to SWEEP_ROWS_BUDGET; the note says how to page."""
+    n = fitting(detail.runs, SWEEP_ROWS_BUDGET, limit=limit, default=DEFAULT_RUN_ROWS)
+    if n < len(detail.runs):
+        detail.runs, detail.next_offset = detail.runs[:n], offset + n
+    paged = PAGED.format(total=detail.progress.total)
+    if detail.next_offset is not None and paged not in detail.note:
+        detail.note = "; ".join(x for x in (detail.note, paged) if x)
+    return detail
 
 
 def register(mcp: MCPServer, app: App) -> None:
-    @mcp.tool(
-        title="Create a sweep",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
-        ),
-    )
-    @tool_errors
+    @mcp.tool(annotations=CREATES)
+    @answer
     def create_sweep(
-        name: Annotated[str, Field(description="short label: letters, digits, '.', '_', '-' (max 64)")],
-        goal: Annotated[str, Field(description="what the sweep should find out, in a sentence")],
+        name: Annotated[str, Field(description="letters, digits, ._- (max 64)")],
+        goal: str,
         base_command: Annotated[
-            str | None,
-            Field(
-                description="command each run executes; a value fills its {name} placeholder "
-                "(e.g. 'python train.py --lr {lr}'), values without one are appended as --name=value"
-            ),
+            str | None, Field(description="a value fills {name} ('--lr {lr}') or is appended as --name=value")
         ] = None,
         parameters: Annotated[
             dict[str, ParamValues] | None,
-            Field(
-                description="name -> list of values (grid or random), or for random also a range "
-                '{"min": 0, "max": 1} or log-range {"min": 1e-5, "max": 1e-2, "log": true}; '
-                "integer bounds sample integers. Leave out for an empty sweep that "
-                "create_run(sweep_id=...) fills"
-            ),
+            Field(description='name → values; random also takes {"min":a,"max":b[,"log":true]}'),
         ] = None,
         method: Annotated[
-            Literal["grid", "random"],
-            Field(description="grid: every combination; random: max_runs samples from a seeded RNG"),
+            Literal["grid", "random"], Field(description="random: max_runs seeded draws")
         ] = "grid",
-        max_runs: Annotated[
-            int | None,
-            Field(
-                description="grid: upper bound on the grid size; random: samples to draw; also caps "
-                "runs added later",
-                ge=1,
-                le=1000,
-            ),
-        ] = None,
-        seed: Annotated[
-            int | None,
-            Field(description="random sweeps: RNG seed; the same seed gives the same runs", ge=0, le=MAX_INT),
-        ] = None,
+        max_runs: Annotated[int | None, Field(ge=1, le=1000)] = None,
+        seed: Annotated[int | None, Field(ge=0, le=MAX_INT)] = None,
         parallel: Annotated[
-            int | None,
-            Field(
-                description="at most this many runs of the sweep active at once; the rest wait in "
-                "status 'queued' and start as others end. Default: no cap",
-                ge=1,
-                le=256,
-            ),
+            int | None, Field(description="runs active at once; default: all", ge=1, le=256)
         ] = None,
-        gpus_per_run: Annotated[int, Field(description="GPUs each run needs (0 for CPU)", ge=0, le=64)] = 0,
-        backend: Annotated[
-            Literal["auto", "local", "slurm"], Field(description="where runs execute (as in create_run)")
-        ] = "auto",
-        workdir: Annotated[
-            str | None, Field(description="directory runs start in; default: the server's working directory")
-        ] = None,
-        env: Annotated[
-            dict[str, str] | None,
-            Field(description="extra environment variables for every run (values private)"),
-        ] = None,
-        auto_start: Annotated[
-            bool, Field(description="launch the runs now (true) or leave them 'ready' for start_run")
-        ] = True,
-        slurm: Annotated[
-            SlurmOptions | None,
-            Field(description="scheduler options for every run on Slurm (as in create_run)"),
-        ] = None,
+        gpus_per_run: Annotated[int, Field(ge=0, le=64)] = 0,
+        backend: Literal["auto", "local", "slurm"] = "auto",
+        workdir: str | None = None,
+        env: Annotated[dict[str, str] | None, Field(description="values kept private")] = None,
+        auto_start: bool = True,
+        slurm: SlurmOptions | None = None,
     ) -> SweepDetail:
-        """Create a named sweep and launch one run per configuration of its parameter space.
-
-        Each run records its values as params and gets its own command. Use a small smoke
-        run first, then the sweep; follow it with wait_for_events and get_sweep.
-        """
-        return app.services().sweeps.create(
+        """Create a sweep: one run per configuration of parameters (grid or seeded random), each
+        recording its values as params."""
+        detail = app.services().sweeps.create(
             name=name,
             goal=goal,
             base_command=base_command,
@@ -108,23 +76,29 @@ def register(mcp: MCPServer, app: App) -> None:
             auto_start=auto_start,
             slurm=slurm.model_dump(exclude_none=True, exclude_defaults=True) if slurm else None,
         )
+        if len(detail.runs) > DEFAULT_RUN_ROWS:  # the first page, as get_sweep would answer
+            detail.runs, detail.next_offset = detail.runs[:DEFAULT_RUN_ROWS], DEFAULT_RUN_ROWS
+        return page_of(detail, 0, DEFAULT_RUN_ROWS)
 
-    @mcp.tool(
-        title="Get a sweep",
-        annotations=ToolAnnotations(
-            read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
-        ),
-        meta=CHART_META,
-    )
-    @tool_errors
+    @mcp.tool(annotations=READ_ONLY, meta=CHART_META)
+    @answer
     def get_sweep(
-        sweep_id: Annotated[str, Field(description="a sweep id as returned by create_sweep")],
+        sweep_id: str,
         metric: Annotated[
-            str | None, Field(description="rank runs by this logged metric, e.g. 'val_loss'", max_length=128)
+            str | None, Field(description="rank runs by it, e.g. val_loss", max_length=128)
         ] = None,
-        direction: Annotated[
-            Literal["min", "max"], Field(description="whether lower or higher metric values are better")
-        ] = "min",
+        direction: Literal["min", "max"] = "min",
+        limit: Annotated[int, Field(ge=1, le=200)] = DEFAULT_RUN_ROWS,
+        offset: Annotated[int, Field(ge=0, le=MAX_INT)] = 0,
     ) -> SweepDetail:
-        """A sweep's status and progress (derived from its runs), its runs, and the best run by a metric."""
-        return app.services().sweeps.get(sweep_id, metric=metric, direction=direction)
+        """A sweep's status, progress, a page of its runs, and the best run by metric."""
+        detail = app.services().sweeps.get(
+            sweep_id, metric=metric, direction=direction, offset=offset, limit=limit
+        )
+        return page_of(detail, offset, limit)
+
+    @mcp.tool(annotations=STOPS)
+    @answer
+    def stop_sweep(sweep_id: str) -> SweepStopped:
+        """Cancel a sweep: runs not yet launched never start, active runs are stopped."""
+        return app.services().sweeps.stop(sweep_id)

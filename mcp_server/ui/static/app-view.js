@@ -7,11 +7,17 @@
  * drawn with the dashboard's own chart code; a get_sweep result becomes a table of its runs
  * with the best one marked, and, when the host proxies tool calls, the curves of the
  * ranking metric fetched with get_metrics.
+ *
+ * A default get_metrics answer is a sketch (a few min/max points per series, so the agent's
+ * context stays small). The view draws the sketch at once and, when the host proxies tool
+ * calls, asks for the same series at DETAIL_POINTS and redraws: the human sees real curves,
+ * the agent's answer stays small.
  */
 (function () {
   "use strict";
   var PROTOCOL = "2026-01-26";
-  var nextId = 1, pending = {}, hostCaps = {};
+  var DETAIL_POINTS = 2000;
+  var nextId = 1, pending = {}, hostCaps = {}, toolInput = null;
   var root = document.getElementById("app");
 
   function send(msg) { window.parent.postMessage(msg, "*"); }
@@ -42,12 +48,31 @@
     return e;
   }
 
-  function drawMetrics(answer, best) {
-    var box = el("div", "charts");
-    root.appendChild(box);
+  function downsampled(answer) {
+    return ((answer && answer.runs) || []).some(function (run) {
+      return (run.series || []).some(function (s) { return s.downsampled; });
+    });
+  }
+
+  function detailed(args) {
+    var out = {};
+    Object.keys(args || {}).forEach(function (k) { out[k] = args[k]; });
+    out.max_points = DETAIL_POINTS;
+    return request("tools/call", { name: "get_metrics", arguments: out }).then(payload);
+  }
+
+  function drawMetrics(answer, best, box) {
+    if (box) box.innerHTML = ""; else { box = el("div", "charts"); root.appendChild(box); }
     var charts = window.RMCP.drawAnswer(box, answer, { best: best, height: 200, log: "auto" });
     if (!Object.keys(charts).length) box.appendChild(el("p", "muted", "no metric points yet"));
     root.dataset.drawn = Object.keys(charts).join(",");
+    return box;
+  }
+
+  function refine(args, answer, best, box) {
+    if (!hostCaps.serverTools || !args || !downsampled(answer)) return;
+    detailed(args).then(function (full) { if (full) { drawMetrics(full, best, box); reportSize(); } })
+      .catch(function () { /* the sketch stays */ });
   }
 
   function drawSweep(sweep) {
@@ -68,8 +93,8 @@
     root.appendChild(table);
     var ids = (sweep.runs || []).map(function (r) { return r.id; }).slice(0, 20);
     if (sweep.metric && ids.length && hostCaps.serverTools) {
-      request("tools/call", { name: "get_metrics", arguments: { run_ids: ids, keys: [sweep.metric] } })
-        .then(function (res) { drawMetrics(payload(res), bestId); reportSize(); })
+      detailed({ run_ids: ids, keys: [sweep.metric] })
+        .then(function (full) { drawMetrics(full, bestId); reportSize(); })
         .catch(function () { /* the table is the answer */ });
     }
   }
@@ -79,7 +104,7 @@
     var data = payload(result);
     if (!data) { root.appendChild(el("p", "muted", "nothing to draw")); }
     else if (data.progress && data.runs) drawSweep(data);
-    else if (data.runs) drawMetrics(data);
+    else if (data.runs) refine(toolInput, data, null, drawMetrics(data));
     reportSize();
   }
 
@@ -91,6 +116,8 @@
       var p = pending[m.id];
       delete pending[m.id];
       if (m.error) p.reject(new Error(m.error.message)); else p.resolve(m.result);
+    } else if (m.method === "ui/notifications/tool-input") {
+      toolInput = (m.params && m.params.arguments) || null;
     } else if (m.method === "ui/notifications/tool-result") {
       show(m.params);
     } else if (m.method === "ui/resource-teardown" && m.id !== undefined) {
