@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     _state_dir_arg(demo)
     demo.add_argument("--steps", type=int, default=200)
     demo.add_argument("--timeout", type=float, default=120.0)
+
+    from mcp_server import cli_notify, cli_report
+
+    cli_report.add_parser(sub, _state_dir_arg)
+    cli_notify.add_parser(sub, _state_dir_arg)
     return parser
 
 
@@ -90,6 +95,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_logs(args)
         if args.command == "demo":
             return cmd_demo(args)
+        if args.command == "report":
+            from mcp_server.cli_report import run as run_report
+
+            return run_report(args)
+        if args.command == "notify":
+            from mcp_server.cli_notify import run as run_notify
+
+            return run_notify(args)
     except ResearchError as err:
         print(f"research-mcp: {err}", file=sys.stderr)
         return 2

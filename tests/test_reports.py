@@ -1,0 +1,169 @@
+"""Reports: a real 3-run sweep (tmux runs of a tiny CPU script) written up as Markdown with images.
+
+Set ``RESEARCH_MCP_REPORT_EXAMPLE=DIR`` to keep the sweep report in DIR (the README's
+example under docs/ was made that way).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from mcp_server.core.errors import InvalidInput
+from mcp_server.core.reports.location import report_path
+from mcp_server.core.reports.service import write_report
+from tests.helpers import PYTHON
+
+TRAIN = """
+import argparse, json, math, os, sys, time
+p = argparse.ArgumentParser()
+p.add_argument("--lr", type=float, required=True)
+p.add_argument("--steps", type=int, default=40)
+p.add_argument("--fail-at", type=int, default=-1)
+a = p.parse_args()
+w, target = 0.0, 3.0
+out = open(os.environ["RESEARCH_METRICS_FILE"], "a", buffering=1)
+for step in range(a.steps):
+    if step == a.fail_at:
+        raise RuntimeError("loss exploded: the data loader returned garbage")
+    w -= a.lr * 2 * (w - target)                                 # gradient step on (w - target)^2
+    loss = (w - target) ** 2 + 0.05 * math.sin(step) ** 2        # what the optimizer sees
+    val_loss = (w - target) ** 2 + 0.2 * a.lr + 0.01 * math.cos(step) ** 2  # held out: big lr overfits
+    out.write(json.dumps({"step": step, "loss": loss, "val_loss": val_loss}) + "\\n")
+    time.sleep(0.01)
+print("done", a.lr)
+"""
+
+LINK = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    example = os.environ.get("RESEARCH_MCP_REPORT_EXAMPLE")
+    path = Path(example).resolve() if example else tmp_path / "project"
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "train.py").write_text(textwrap.dedent(TRAIN))
+    return path
+
+
+def _true_best(services, run_ids: list[str]) -> tuple[str, float]:  # type: ignore[no-untyped-def]
+    """From the metrics files the jobs wrote, not from the store: the lowest val_loss of any run."""
+    best = {}
+    for run_id in run_ids:
+        lines = services.runs.files(run_id).metrics.read_text().splitlines()
+        best[run_id] = min(json.loads(line)["val_loss"] for line in lines)
+    winner = min(best, key=best.__getitem__)
+    return winner, best[winner]
+
+
+def _section(text: str, title: str) -> str:
+    return text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_a_sweep_report_lists_every_run_names_the_true_best_and_links_real_images(
+    services, project: Path
+) -> None:  # type: ignore[no-untyped-def]
+    sweep = services.sweeps.create(
+        name="lr-sweep",
+        goal="which learning rate reaches the lowest validation loss",
+        base_command=f"{PYTHON} train.py --lr {{lr}}",
+        parameters={"lr": [0.05, 0.2, 0.45]},
+        workdir=str(project),
+    )
+    ids = [r.id for r in sweep.runs]
+    for run_id in ids:
+        assert services.runs.wait(run_id, 120).status == "finished"
+    winner, value = _true_best(services, ids)
+
+    answer = write_report(services, sweep_id=sweep.id, project=project)
+
+    report = Path(answer.path)
+    assert report == project / "reports" / "lr-sweep" / "report.md"
+    assert len(answer.model_dump_json()) < 2048 and "lr-sweep" in answer.summary
+    text = report.read_text()
+    table = _section(text, "Runs")
+    for run in sweep.runs:
+        row = next(line for line in table.splitlines() if run.id in line)
+        assert f"| {run.params['lr']} |" in row and "finished" in row
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        val_best = float(cells[5])  # rank, run, status, duration, lr, val_loss best, ...
+        truth = min(
+            json.loads(x)["val_loss"] for x in services.runs.files(run.id).metrics.read_text().splitlines()
+        )
+        assert math.isclose(val_best, truth, rel_tol=1e-3)
+    best = _section(text, "Best run")
+    assert best.split("(`", 1)[1].startswith(winner), best
+    assert f"{value:.4g}" in best and "Margin over the runner-up" in best and "How sure:" in best
+    assert "which learning rate" in _section(text, "Objective")
+
+    links = LINK.findall(text)
+    assert len(links) == 2 + 3  # val_loss and loss overlays, one image per run
+    for link in links:
+        image = report.parent / link
+        assert image.is_file() and image.parent == report.parent
+        with Image.open(image) as img:
+            img.verify()
+            assert img.format == "PNG"
+        import matplotlib.image
+
+        assert matplotlib.image.imread(image).shape[0] > 100  # decodes to pixels
+
+
+def test_a_report_explains_failures_with_their_cause_and_shows_memory_rules(services, project: Path) -> None:  # type: ignore[no-untyped-def]
+    services.memory.add(title="lr above 0.4 overfits", content="keep lr ≤ 0.3 on this toy task")
+    ok = services.runs.create(name="good", command=f"{PYTHON} train.py --lr 0.1", workdir=str(project))
+    bad = services.runs.create(
+        name="broken", command=f"{PYTHON} train.py --lr 0.1 --fail-at 5", workdir=str(project)
+    )
+    assert services.runs.wait(ok.id, 120).status == "finished"
+    assert services.runs.wait(bad.id, 120).status == "failed"
+
+    answer = write_report(services, run_ids=[ok.id, bad.id], name="two-runs", project=project)
+
+    text = Path(answer.path).read_text()
+    failures = _section(text, "Alerts and failures")
+    assert "broken" in failures and "exit 1" in failures
+    assert "RuntimeError: loss exploded" in failures  # the classified cause and its evidence lines
+    assert "lr above 0.4 overfits" in _section(text, "Memory rules")
+    assert "1 failed" in answer.summary
+
+
+def test_rewriting_a_report_removes_the_images_it_no_longer_links(services, project: Path) -> None:  # type: ignore[no-untyped-def]
+    run = services.runs.create(name="solo", command=f"{PYTHON} train.py --lr 0.1", workdir=str(project))
+    assert services.runs.wait(run.id, 120).status == "finished"
+    first = write_report(services, run_ids=[run.id], name="solo", project=project)
+    folder = Path(first.path).parent
+    before = {p.name for p in folder.glob("*.png")}
+    assert "curves-loss.png" in before
+    write_report(services, run_ids=[run.id], name="solo", metrics=["val_loss"], project=project)
+    after = {p.name for p in folder.glob("*.png")}
+    assert "curves-loss.png" not in after and "curves-val_loss.png" in after
+
+
+def test_report_paths_stay_inside_the_project(tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "escape").symlink_to(tmp_path)
+    assert report_path(project, "lr") == project / "reports" / "lr" / "report.md"
+    assert report_path(project, "x", "docs/r.md") == project / "docs" / "r.md"
+    for bad in ("../outside.md", "/etc/report.md", "escape/report.md", "notes.txt", ""):
+        with pytest.raises(InvalidInput):
+            report_path(project, "x", bad)
+    for bad_name in ("../up", "a/b", " ", "x" * 65):
+        with pytest.raises(InvalidInput, match="report name"):
+            report_path(project, bad_name)
+
+
+def test_a_report_needs_exactly_one_subject(services, project: Path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InvalidInput, match="exactly one of sweep_id, run_ids or plan_id"):
+        write_report(services, project=project)
+    with pytest.raises(InvalidInput, match="exactly one"):
+        write_report(services, sweep_id="sweep-20260101-000000-00000000", plan_id="x", project=project)
+    assert not (project / "reports").exists()
