@@ -167,3 +167,71 @@ def test_a_report_needs_exactly_one_subject(services, project: Path) -> None:  #
     with pytest.raises(InvalidInput, match="exactly one"):
         write_report(services, sweep_id="sweep-20260101-000000-00000000", plan_id="x", project=project)
     assert not (project / "reports").exists()
+
+
+async def _tool_roundtrip(state_dir: Path, run_id: str, project: Path) -> tuple[dict, str]:  # type: ignore[type-arg]
+    from mcp import Client
+
+    from mcp_server.server import create_server
+
+    async with Client(create_server(state_dir), mode="auto") as c:
+        ok = await c.call_tool("write_report", {"run_ids": [run_id], "name": "via-tool"})
+        bad = await c.call_tool("write_report", {"run_ids": [run_id], "path": "../../escape.md"})
+    assert not ok.is_error and bad.is_error
+    assert ok.structured_content is not None
+    return ok.structured_content, bad.content[0].text  # type: ignore[union-attr]
+
+
+def test_the_write_report_tool_answers_with_a_path_and_a_short_summary(
+    services, state_dir: Path, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    import anyio
+
+    monkeypatch.setenv("RESEARCH_MCP_PROJECT_DIR", str(project))
+    run = services.runs.create(name="one", command=f"{PYTHON} train.py --lr 0.1", workdir=str(project))
+    assert services.runs.wait(run.id, 120).status == "finished"
+    answer, error = anyio.run(_tool_roundtrip, state_dir, run.id, project)
+    assert set(answer) == {"path", "summary"} and len(json.dumps(answer)) < 1024
+    assert answer["path"] == str(project / "reports" / "via-tool" / "report.md")
+    assert Path(answer["path"]).is_file()
+    assert "leaves the project" in error and not (project.parent.parent / "escape.md").exists()
+
+
+def test_research_mcp_report_writes_the_same_report_from_a_shell(
+    services, state_dir: Path, project: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    run = services.runs.create(name="shell", command=f"{PYTHON} train.py --lr 0.2", workdir=str(project))
+    assert services.runs.wait(run.id, 120).status == "finished"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mcp_server",
+            "report",
+            "--runs",
+            run.id,
+            "--metric",
+            "val_loss",
+            "--name",
+            "cli",
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr
+    path = project / "reports" / "cli" / "report.md"
+    assert proc.stdout.splitlines()[0] == str(path) and "best shell val_loss=" in proc.stdout
+    assert "![val_loss of every run](curves-val_loss.png)" in path.read_text()
+    refused = subprocess.run(
+        [sys.executable, "-m", "mcp_server", "report", "--runs", run.id, "--out", "/tmp/x.md"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert refused.returncode == 2 and "leaves the project" in refused.stderr
