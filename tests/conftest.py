@@ -37,8 +37,9 @@ def sidecar_pids(root: Path) -> list[int]:
 
 
 def kill_state_dir_jobs(root: Path) -> None:
-    """Kill the sidecars, every job process group and the private tmux server of a state dir."""
-    for pid in sidecar_pids(root):
+    """Kill the sidecars, notification senders, every job process group and the private tmux
+    server of a state dir."""
+    for pid in sidecar_pids(root) + pids_with("mcp_server.core.notifications.sender", str(root)):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     for pgid_file in root.glob("runs/*/pgid"):

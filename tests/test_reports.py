@@ -10,7 +10,6 @@ import json
 import math
 import os
 import re
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -22,23 +21,30 @@ from mcp_server.core.reports.service import write_report
 from tests.helpers import PYTHON
 
 TRAIN = """
-import argparse, json, math, os, sys, time
-p = argparse.ArgumentParser()
-p.add_argument("--lr", type=float, required=True)
-p.add_argument("--steps", type=int, default=40)
-p.add_argument("--fail-at", type=int, default=-1)
-a = p.parse_args()
+\"\"\"A toy training run: fit w to 3.0 by gradient descent; a big lr overfits the held-out loss.\"\"\"
+
+import argparse
+import json
+import math
+import os
+import time
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--lr", type=float, required=True)
+parser.add_argument("--steps", type=int, default=40)
+parser.add_argument("--fail-at", type=int, default=-1)
+args = parser.parse_args()
 w, target = 0.0, 3.0
-out = open(os.environ["RESEARCH_METRICS_FILE"], "a", buffering=1)
-for step in range(a.steps):
-    if step == a.fail_at:
-        raise RuntimeError("loss exploded: the data loader returned garbage")
-    w -= a.lr * 2 * (w - target)                                 # gradient step on (w - target)^2
-    loss = (w - target) ** 2 + 0.05 * math.sin(step) ** 2        # what the optimizer sees
-    val_loss = (w - target) ** 2 + 0.2 * a.lr + 0.01 * math.cos(step) ** 2  # held out: big lr overfits
-    out.write(json.dumps({"step": step, "loss": loss, "val_loss": val_loss}) + "\\n")
-    time.sleep(0.01)
-print("done", a.lr)
+with open(os.environ["RESEARCH_METRICS_FILE"], "a", buffering=1) as out:
+    for step in range(args.steps):
+        if step == args.fail_at:
+            raise RuntimeError("loss exploded: the data loader returned garbage")
+        w -= args.lr * 2 * (w - target)
+        loss = (w - target) ** 2 + 0.05 * math.sin(step) ** 2
+        val_loss = (w - target) ** 2 + 0.2 * args.lr + 0.01 * math.cos(step) ** 2
+        out.write(json.dumps({"step": step, "loss": loss, "val_loss": val_loss}) + "\\n")
+        time.sleep(0.01)
+print("done", args.lr)
 """
 
 LINK = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
@@ -49,7 +55,7 @@ def project(tmp_path: Path) -> Path:
     example = os.environ.get("RESEARCH_MCP_REPORT_EXAMPLE")
     path = Path(example).resolve() if example else tmp_path / "project"
     path.mkdir(parents=True, exist_ok=True)
-    (path / "train.py").write_text(textwrap.dedent(TRAIN))
+    (path / "train.py").write_text(TRAIN.lstrip())
     return path
 
 
@@ -77,6 +83,7 @@ def test_a_sweep_report_lists_every_run_names_the_true_best_and_links_real_image
         parameters={"lr": [0.05, 0.2, 0.45]},
         workdir=str(project),
     )
+    services.cluster.get()  # detect the machine, as an agent does first: the compute setup names it
     ids = [r.id for r in sweep.runs]
     for run_id in ids:
         assert services.runs.wait(run_id, 120).status == "finished"
@@ -102,6 +109,7 @@ def test_a_sweep_report_lists_every_run_names_the_true_best_and_links_real_image
     assert best.split("(`", 1)[1].startswith(winner), best
     assert f"{value:.4g}" in best and "Margin over the runner-up" in best and "How sure:" in best
     assert "which learning rate" in _section(text, "Objective")
+    assert "- Machine: `cpu_only`" in _section(text, "Compute setup")
 
     links = LINK.findall(text)
     assert len(links) == 2 + 3  # val_loss and loss overlays, one image per run

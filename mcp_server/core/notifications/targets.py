@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,6 +192,8 @@ class NotifyConfig:
     # ---- edits (the CLI) -----------------------------------------------------------------
 
     def _write(self, entries: list[dict[str, object]]) -> None:
+        import tempfile  # only the CLI writes the file; servers and sidecars only read it
+
         root = self.path.parent
         ignore = root / ".gitignore"
         if not ignore.exists():
