@@ -243,3 +243,46 @@ def test_research_mcp_report_writes_the_same_report_from_a_shell(
         timeout=180,
     )
     assert refused.returncode == 2 and "leaves the project" in refused.stderr
+
+
+PLAN = """# Does warm-up help?
+
+## Objective
+Find out whether 100 warm-up steps lower the final validation loss.
+
+## Compute Setup
+One CPU box; runs of a few seconds each.
+
+## Approach
+Two runs, with and without warm-up.
+
+## Metrics
+val_loss (lower is better).
+
+## Success Criteria
+A margin larger than the noise.
+
+## Risks & Mitigations
+Noise: rerun with seeds.
+
+## Estimated Effort
+Minutes.
+"""
+
+
+def test_a_plan_report_takes_its_objective_and_compute_setup_from_the_plan(services, project: Path) -> None:  # type: ignore[no-untyped-def]
+    run = services.runs.create(name="planned", command="true", workdir=str(project), auto_start=False)
+    plan = services.plans.save(title="warm-up", goal="does warm-up help", raw_markdown=PLAN)
+    services.plans.update(plan.id, link_run_ids=[run.id])
+
+    answer = write_report(services, plan_id=plan.id, project=project)
+
+    text = Path(answer.path).read_text()
+    assert Path(answer.path) == project / "reports" / plan.id / "report.md"
+    assert (
+        _section(text, "Objective").strip()
+        == "Find out whether 100 warm-up steps lower the final validation loss."
+    )
+    assert "> One CPU box; runs of a few seconds each." in _section(text, "Compute setup")
+    assert "| – | planned (`" in _section(text, "Runs") and "ready" in _section(text, "Runs")
+    assert "No metric curves to draw." in text and "no loss- or accuracy-like metric" in answer.summary
