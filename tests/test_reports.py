@@ -153,6 +153,9 @@ def test_rewriting_a_report_removes_the_images_it_no_longer_links(services, proj
     write_report(services, run_ids=[run.id], name="solo", metrics=["val_loss"], project=project)
     after = {p.name for p in folder.glob("*.png")}
     assert "curves-loss.png" not in after and "curves-val_loss.png" in after
+    with pytest.raises(InvalidInput, match="logged 'val_los'; did you mean 'val_loss'"):
+        write_report(services, run_ids=[run.id], name="solo", metrics=["val_los"], project=project)
+    assert {p.name for p in folder.glob("*.png")} == after  # a refused report changes nothing
 
 
 def test_report_paths_stay_inside_the_project(tmp_path: Path) -> None:

@@ -261,11 +261,12 @@ class Delivery:
 
 def reclaim_expired(conn: sqlite3.Connection, now: float) -> None:
     """Messages whose claimant died mid-send go back to pending (their claim ran out)."""
-    conn.execute(
-        "UPDATE notify_deliveries SET state = 'pending', claimed_by = NULL WHERE state = 'sending' "
-        "AND claim_until < ?",
-        (now,),
-    )
+    expired = "state = 'sending' AND claim_until < ?"
+    # Read first: an UPDATE that matches nothing still takes the store's write lock.
+    if conn.execute(f"SELECT 1 FROM notify_deliveries WHERE {expired} LIMIT 1", (now,)).fetchone():
+        conn.execute(
+            f"UPDATE notify_deliveries SET state = 'pending', claimed_by = NULL WHERE {expired}", (now,)
+        )
 
 
 def claim_next(

@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Sequence
@@ -82,7 +83,12 @@ class Sender:
                     if not self.owned and not self.inflight:
                         reason = "no target to serve (another sender holds them, or none is configured)"
                         break
-                if self.tick([targets[i] for i in self.owned if i in targets], now):
+                try:
+                    busy = self.tick([targets[i] for i in self.owned if i in targets], now)
+                except sqlite3.Error as err:  # a store busy past its timeout: look again shortly
+                    log.warning("could not read the outbox (%s); retrying", err)
+                    busy = True
+                if busy:
                     last_busy = time.monotonic()
                 elif time.monotonic() - last_busy >= self.settings.idle_s:
                     break

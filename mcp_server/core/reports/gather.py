@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mcp_server.core.errors import InvalidInput
-from mcp_server.core.metric_keys import goal, key_metric
+from mcp_server.core.metric_keys import goal, key_metric, similar_keys
 from mcp_server.core.metrics import MAX_POINTS
 from mcp_server.core.plans import sections
 from mcp_server.core.views import AlertView, ClusterInfo, MetricSeriesOut, RunDetail
@@ -105,6 +105,19 @@ def gather(
     if run_ids:
         default_name = f"runs-{runs[0].name}"
     chosen = _choose_metrics(runs, metrics)
+    logged = sorted({m.key for r in runs for m in r.metrics})
+    for key in metrics or []:
+        if key not in logged:
+            hint = similar_keys(key, logged)
+            raise InvalidInput(
+                f"no run of this report logged {key!r}"
+                + (f"; did you mean {', '.join(map(repr, hint))}?" if hint else "")
+                + (
+                    f" Logged metrics: {', '.join(logged[:30])}."
+                    if logged
+                    else " No run has logged metrics yet."
+                )
+            )
     ranking = chosen[0] if chosen else None
     data = ReportData(
         title=title,
