@@ -289,3 +289,20 @@ def test_a_plan_report_takes_its_objective_and_compute_setup_from_the_plan(servi
     assert "> One CPU box; runs of a few seconds each." in _section(text, "Compute setup")
     assert "| – | planned (`" in _section(text, "Runs") and "ready" in _section(text, "Runs")
     assert "No metric curves to draw." in text and "no loss- or accuracy-like metric" in answer.summary
+
+
+def test_plotting_and_apprise_stay_off_server_start_up() -> None:
+    import subprocess
+
+    code = (
+        "import anyio, json, os, sys\n"
+        "from pathlib import Path\n"
+        "from mcp_server.server import create_server\n"
+        "tools = anyio.run(create_server(Path(os.devnull)).list_tools)\n"
+        "loaded = sorted({m.split('.')[0] for m in sys.modules})\n"
+        "print(json.dumps({'tools': [t.name for t in tools], 'loaded': loaded}))"
+    )
+    proc = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    report = json.loads(proc.stdout)
+    assert "write_report" in report["tools"]
+    assert not {"matplotlib", "apprise", "PIL", "sqlmodel"} & set(report["loaded"])
