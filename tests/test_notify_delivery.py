@@ -184,7 +184,7 @@ def test_a_failing_endpoint_is_retried_then_shown_in_get_run_and_notify_list_wit
 
 
 def test_a_finished_sweep_is_one_message_naming_its_best_run(
-    services, state_dir: Path, workdir: Path
+    services, state_dir: Path, workdir: Path, fast: None
 ) -> None:  # type: ignore[no-untyped-def]
     from mcp_server.core.notifications.watch import NotifyWatch
 
