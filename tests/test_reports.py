@@ -233,6 +233,7 @@ def test_research_mcp_report_writes_the_same_report_from_a_shell(
         capture_output=True,
         text=True,
         timeout=180,
+        env={k: v for k, v in os.environ.items() if k != "RESEARCH_MCP_PROJECT_DIR"},  # the project is cwd
     )
     assert proc.returncode == 0, proc.stderr
     path = project / "reports" / "cli" / "report.md"
@@ -244,6 +245,7 @@ def test_research_mcp_report_writes_the_same_report_from_a_shell(
         capture_output=True,
         text=True,
         timeout=180,
+        env={k: v for k, v in os.environ.items() if k != "RESEARCH_MCP_PROJECT_DIR"},  # the project is cwd
     )
     assert refused.returncode == 2 and "leaves the project" in refused.stderr
 
