@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -47,6 +46,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest accepted request body in bytes (default 1 MiB)",
     )
 
+    ui = sub.add_parser("ui", help="serve the live dashboard and print its login link")
+    _state_dir_arg(ui)
+    ui.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    ui.add_argument("--port", type=int, default=8766, help="port (default 8766)")
+    ui.add_argument(
+        "--allow-remote", action="store_true", help="permit a non-loopback --host (needs --allowed-host)"
+    )
+    ui.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME[:PORT]",
+        help="Host header value browsers use to reach a remote bind (repeatable)",
+    )
+
     status = sub.add_parser("status", help="print a table of runs")
     _state_dir_arg(status)
     status.add_argument("--limit", type=int, default=30)
@@ -65,10 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     _state_dir_arg(sidecar)
     sidecar.add_argument("run_id")
 
-    demo = sub.add_parser("demo", help="launch the bundled CPU training script as a run and show the result")
+    demo = sub.add_parser(
+        "demo", help="a 3-run learning-rate sweep of a bundled CPU script: table, alert, dashboard link"
+    )
     _state_dir_arg(demo)
     demo.add_argument("--steps", type=int, default=200)
-    demo.add_argument("--timeout", type=float, default=120.0)
+    demo.add_argument("--timeout", type=float, default=60.0)
 
     from mcp_server import cli_notify, cli_report
 
@@ -95,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_logs(args)
         if args.command == "demo":
             return cmd_demo(args)
+        if args.command == "ui":
+            return cmd_ui(args)
         if args.command == "report":
             from mcp_server.cli_report import run as run_report
 
@@ -134,6 +152,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ResearchError as err:
         print(f"research-mcp: {err}", file=sys.stderr)
         return 2
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from mcp_server.ui.serve import serve_ui
+
+    serve_ui(
+        state_dir=args.state_dir,
+        host=args.host,
+        port=args.port,
+        allow_remote=args.allow_remote,
+        allowed_hosts=args.allowed_host,
+    )
     return 0
 
 
@@ -198,19 +229,11 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from mcp_server.demo import train
+    from mcp_server.demo.sweep import run_demo
+    from mcp_server.transports import load_or_create_token
+    from mcp_server.ui.serve import DEFAULT_PORT, login_url
 
     sv = _services(args)
-    command = f"{shlex.quote(sys.executable)} {shlex.quote(train.__file__)} --steps {int(args.steps)}"
-    run = sv.runs.create(
-        name="demo-linear-regression", command=command, workdir=os.getcwd(), params={"steps": args.steps}
-    )
-    print(f"launched {run.id} in tmux ({run.backend_ref}); waiting for it to finish...")
-    done = sv.runs.wait(run.id, args.timeout)
-    print()
-    print(format_table(sv.runs.list(limit=10).runs))
-    print()
-    print(f"--- last lines of {done.id} output ---")
-    print(sv.runs.logs(done.id, lines=8).text.rstrip())
-    print(f"--- state dir: {sv.state.root}")
-    return 0 if done.status == "finished" else 1
+    token = load_or_create_token(sv.state.root)
+    url = login_url("127.0.0.1", DEFAULT_PORT, token.value)
+    return run_demo(sv, steps=args.steps, timeout_s=args.timeout, workdir=os.getcwd(), dashboard_url=url)

@@ -24,6 +24,7 @@ from mcp_server.tools import reports as report_tools
 from mcp_server.tools import resources as resource_wiring
 from mcp_server.tools import runs as run_tools
 from mcp_server.tools import sweeps as sweep_tools
+from mcp_server.tools.apps import chart_apps
 
 if TYPE_CHECKING:
     from mcp.server.auth.provider import TokenVerifier
@@ -57,6 +58,7 @@ def create_server(
         token_verifier=token_verifier,
         auth=auth,
         subscriptions=notifier.bus,
+        extensions=[chart_apps()],
     )
     notifier.install(mcp)
     run_tools.register(mcp, app)

@@ -17,6 +17,7 @@ import secrets
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.settings import AuthSettings
@@ -168,12 +169,26 @@ def serve_network(
     )
     announce(token, url)
     if transport == "http":
-        server.run(
-            "streamable-http",
-            host=host,
-            port=port,
-            transport_security=security,
-            max_request_body_size=max_body,
+        app = server.streamable_http_app(
+            host=host, transport_security=security, max_request_body_size=max_body
         )
     else:
-        server.run("sse", host=host, port=port, transport_security=security, max_request_body_size=max_body)
+        app = server.sse_app(host=host, transport_security=security, max_request_body_size=max_body)
+    mount_dashboard(app, state.root, token, security)
+    print(
+        f"research-mcp: dashboard at {base}/ui (log in once with ?token=<the token>)",
+        file=sys.stderr,
+        flush=True,
+    )
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def mount_dashboard(app: Any, root: Path, token: Token, security: TransportSecuritySettings) -> None:
+    """``/ui`` beside the MCP endpoint: same token, same allowed Host and Origin values."""
+    from mcp_server.ui.security import Gate
+    from mcp_server.ui.serve import mount
+
+    gate = Gate(token.value, tuple(security.allowed_hosts), tuple(security.allowed_origins))
+    mount(app, root, gate)

@@ -9,11 +9,12 @@ from pydantic import Field
 from mcp_server.app import App, tool_errors
 from mcp_server.core.views import AlertPage, AlertResolution, MetricsAnswer
 from mcp_server.tools import MAX_INT
+from mcp_server.tools.apps import CHART_META
 from mcp_server.tools.runs import READ_ONLY
 
 
 def register(mcp: MCPServer, app: App) -> None:
-    @mcp.tool(title="Get metrics", annotations=READ_ONLY)
+    @mcp.tool(title="Get metrics", annotations=READ_ONLY, meta=CHART_META)
     @tool_errors
     def get_metrics(
         run_ids: Annotated[

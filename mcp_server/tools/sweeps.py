@@ -9,6 +9,7 @@ from pydantic import Field
 from mcp_server.app import App, tool_errors
 from mcp_server.core.workflow_views import SweepDetail
 from mcp_server.tools import MAX_INT
+from mcp_server.tools.apps import CHART_META
 from mcp_server.tools.runs import SlurmOptions
 
 ParamValues = list[str | int | float | bool] | dict[str, Any]
@@ -113,6 +114,7 @@ def register(mcp: MCPServer, app: App) -> None:
         annotations=ToolAnnotations(
             read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
         ),
+        meta=CHART_META,
     )
     @tool_errors
     def get_sweep(
