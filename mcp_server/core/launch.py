@@ -77,7 +77,12 @@ RUN_DIR={q(files.run_dir)}
 # Who records the exit code: while this script lives, the run has not ended unseen.
 printf '%s\\n' "$$" > "$RUN_DIR/launcher.pid"
 finish() {{
-    printf '%s\\n' "$1" > "$RUN_DIR/exit_code.tmp" && mv -f "$RUN_DIR/exit_code.tmp" "$RUN_DIR/exit_code"
+    printf '%s\\n' "$1" > "$RUN_DIR/exit_code.tmp" || true
+    # -T: never move the code into a directory the job named exit_code; set that aside instead.
+    if ! mv -fT "$RUN_DIR/exit_code.tmp" "$RUN_DIR/exit_code" 2>/dev/null; then
+        mv -T "$RUN_DIR/exit_code" "$RUN_DIR/exit_code.invalid.$$"
+        mv -fT "$RUN_DIR/exit_code.tmp" "$RUN_DIR/exit_code"
+    fi
     exit "$1"
 }}
 if ! cd -- {q(workdir)}; then

@@ -64,6 +64,8 @@ class Observation:
     # TIMEOUT killed the launch script); ``detail`` says why.
     final: RunStatus | None = None
     failure: str | None = None  # why the command failed, as the launch script classified it
+    # The exit_code file exists but is not an exit status (the job wrote it): why, in words.
+    bad_exit_code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,12 @@ def decide(
     if obs.present is False:
         if stop_requested:
             return Decision(RunStatus.STOPPED, "stopped on request before the command wrote an exit code")
+        if obs.bad_exit_code:
+            why = (
+                f"the job ended but its exit code is unreadable: {obs.bad_exit_code} "
+                "(the job may have written its run dir's exit_code itself)"
+            )
+            return Decision(RunStatus.FAILED, why, started_at=obs.started_at, error=why)
         if launched_at is None:
             return None  # never handed to a backend (e.g. held back by a queue): nothing to lose
         never_started = status is not RunStatus.RUNNING and obs.started_at is None

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -37,7 +36,7 @@ from mcp_server.core.ids import new_id, validate_env_key, validate_id, validate_
 from mcp_server.core.jobfiles import JobFiles
 from mcp_server.core.launch import render_launch_script, write_command, write_env, write_launch_script
 from mcp_server.core.lifecycle import TERMINAL, RunStatus
-from mcp_server.core.logs import read_window, tail_lines
+from mcp_server.core.logs import compile_filter, read_window, tail_lines
 from mcp_server.core.models import Event, Run
 from mcp_server.core.paths import StateDir
 from mcp_server.core.probes import GpuProbe, probe_gpus
@@ -606,14 +605,7 @@ class RunService:
             raise InvalidInput(f"lines={lines} is out of range; give 1 to {MAX_LOG_LINES}.")
         if not 1 <= max_bytes <= MAX_LOG_BYTES:
             raise InvalidInput(f"max_bytes={max_bytes} is out of range; give 1 to {MAX_LOG_BYTES}.")
-        pattern = None
-        if filter:
-            if len(filter) > 200:
-                raise InvalidInput("filter is longer than 200 characters.")
-            try:
-                pattern = re.compile(filter)
-            except re.error as err:
-                raise InvalidInput(f"filter {filter!r} is not a valid regular expression: {err}.") from None
+        pattern = compile_filter(filter) if filter else None
         run = self.load(run_id)
         files = self.files(run.id)
         path = self.state.inside(files.output if source == "output" else files.sidecar_log)
@@ -629,6 +621,8 @@ class RunService:
             if length is not None:
                 raise InvalidInput("length needs offset; for the end of the log give lines instead.")
             chunk = tail_lines(path, lines, max_bytes, pattern)
+        if chunk.problem:
+            raise Conflict(f"cannot read the {source} log of {run.id}: {chunk.problem}.")
         if chunk.size == 0:
             note = f"the {source} log is empty so far" if path.exists() else f"no {source} log yet"
         elif chunk.truncated:

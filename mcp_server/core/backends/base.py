@@ -40,12 +40,14 @@ class Backend(ABC):
 
 def observe_files(files: JobFiles, present: bool | None, detail: str = "") -> Observation:
     """What the run dir says; shared by backends whose jobs write the usual files."""
+    code, problem = files.exit_code_or_problem()
     return Observation(
         present=present,
         started_at=files.started_at(),
-        exit_code=(code := files.read_exit_code()),
+        exit_code=code,
         ended_at=files.ended_at() if code is not None else None,
         detail=detail,
         # Written before exit_code, so whoever sees the code also sees why.
         failure=files.read_failure() if code else None,
+        bad_exit_code=problem,
     )
