@@ -58,7 +58,9 @@ def test_parallel_caps_active_runs_and_holds_the_rest_back_in_fifo_order(
         parallel=2,
         workdir=str(workdir),
     )
-    assert sweep.progress.total == 6 and sweep.progress.active == 2 and sweep.progress.waiting == 4
+    # Two launched (they may have ended already: 0.3 s is short on a loaded machine), four held.
+    assert sweep.progress.total == 6 and sweep.progress.waiting == 4
+    assert sweep.progress.active + sweep.progress.done == 2
     held = [r for r in sweep.runs if r.status == "queued"]
     assert [r.name for r in held] == ["grid-03", "grid-04", "grid-05", "grid-06"]
     assert held[0].status_reason == "waiting: sweep grid has 2 of 2 runs active (parallel=2)"

@@ -132,6 +132,21 @@ class JobFiles:
         return self.run_dir / "failure"
 
     @property
+    def queue_ended(self) -> Path:
+        """Written by the dispatcher when the run ended while queued (stopped, gave up)."""
+        return self.run_dir / "queue.ended"
+
+    @property
+    def wake(self) -> Path:
+        """A FIFO the waiting launch script blocks on; the dispatcher writes to it on admission."""
+        return self.run_dir / "wake"
+
+    @property
+    def leftovers(self) -> Path:
+        """Written by the launch script when the command left background processes behind."""
+        return self.run_dir / "leftovers"
+
+    @property
     def queue_log(self) -> Path:
         """What the launch script's waiter did: waiting, admission, requeues."""
         return self.run_dir / "queue.log"
@@ -149,6 +164,13 @@ class JobFiles:
     def read_failure(self) -> str | None:
         try:
             raw = read_small(self.failure, FAILURE_NOTE_BYTES)
+        except Malformed:
+            return None
+        return (raw or "").strip() or None
+
+    def read_leftovers(self) -> str | None:
+        try:
+            raw = read_small(self.leftovers, 1024)
         except Malformed:
             return None
         return (raw or "").strip() or None
@@ -187,7 +209,10 @@ class JobFiles:
             return None
 
     def clear_outcome(self) -> None:
-        for path in (self.exit_code, self.pgid, self.failure, self.launcher_pid, self.admission_env):
+        for path in (
+            self.exit_code, self.pgid, self.failure, self.launcher_pid, self.admission_env, self.queue_ended,
+            self.leftovers,
+        ):  # fmt: skip
             with contextlib.suppress(FileNotFoundError):
                 if os.path.isdir(path) and not os.path.islink(path):
                     set_aside(path)  # a job's directory: keep it, out of the way

@@ -66,6 +66,8 @@ class Observation:
     failure: str | None = None  # why the command failed, as the launch script classified it
     # The exit_code file exists but is not an exit status (the job wrote it): why, in words.
     bad_exit_code: str | None = None
+    # Processes the command left behind when it ended, in words (the launch script's note).
+    leftovers: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,12 +128,14 @@ def decide(
         return Decision(obs.final, obs.detail, obs.exit_code, obs.started_at, obs.ended_at)
     if obs.exit_code is not None:
         code = obs.exit_code
+        left = f"; {obs.leftovers}" if obs.leftovers else ""
         if stop_requested:
-            reason = f"stopped on request; {describe_exit(code)}"
+            reason = f"stopped on request; {describe_exit(code)}{left}"
             return Decision(RunStatus.STOPPED, reason, code, obs.started_at, obs.ended_at)
         if code == 0:
-            return Decision(RunStatus.FINISHED, describe_exit(code), code, obs.started_at, obs.ended_at)
-        reason = describe_exit(code) + (f": {obs.failure}" if obs.failure else "")
+            reason = describe_exit(code) + left
+            return Decision(RunStatus.FINISHED, reason, code, obs.started_at, obs.ended_at)
+        reason = describe_exit(code) + (f": {obs.failure}" if obs.failure else "") + left
         return Decision(RunStatus.FAILED, reason, code, obs.started_at, obs.ended_at, obs.failure)
     if status is RunStatus.LOST:
         return None
@@ -168,10 +172,13 @@ class RunLike(Protocol):
 
 def decide_for(run: RunLike, obs: Observation, *, now: float, launch_grace_s: float) -> Decision | None:
     """``decide`` for a run row: the one call every looker (reconcile, sidecar) makes."""
+    # A command that had already ended when the stop was asked for was not stopped by it.
+    asked = run.stop_requested_at
+    ended_first = obs.ended_at is not None and asked is not None and obs.ended_at < asked
     return decide(
         RunStatus(run.status),
         obs,
-        stop_requested=run.stop_requested_at is not None,
+        stop_requested=asked is not None and not ended_first,
         launched_at=run.launched_at,
         now=now,
         launch_grace_s=launch_grace_s,

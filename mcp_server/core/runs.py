@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import delete, func, update
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
-from mcp_server.core.admission import POOL_GPU, Admission
+from mcp_server.core import dispatch
+from mcp_server.core.admission import POOL_CPU, POOL_GPU, Admission, Outcome, slot_reason
 from mcp_server.core.backends.registry import BACKEND_NAMES, Backends
 from mcp_server.core.cluster import ClusterService
 from mcp_server.core.errors import Conflict, InvalidInput, NotFound, ResearchError
@@ -30,6 +31,8 @@ from mcp_server.core.gpuwrap import (
     plan_admission,
     write_admission_env,
 )
+from mcp_server.core.gpuwrap import finish_lines as gpuwrap_finish_lines
+from mcp_server.core.gpuwrap import knobs as gpuwrap_knobs
 from mcp_server.core.gpuwrap import post_lines as gpuwrap_post_lines
 from mcp_server.core.gpuwrap import pre_lines as gpuwrap_pre_lines
 from mcp_server.core.ids import new_id, validate_env_key, validate_id, validate_name
@@ -37,7 +40,7 @@ from mcp_server.core.jobfiles import JobFiles
 from mcp_server.core.launch import render_launch_script, write_command, write_env, write_launch_script
 from mcp_server.core.lifecycle import TERMINAL, RunStatus
 from mcp_server.core.logs import compile_filter, read_window, tail_lines
-from mcp_server.core.models import Event, Run
+from mcp_server.core.models import Event, QueueEntry, Run
 from mcp_server.core.paths import StateDir
 from mcp_server.core.probes import GpuProbe, probe_gpus
 from mcp_server.core.reconcile import WATCHED, Reconciler, transition
@@ -416,31 +419,42 @@ class RunService:
         files.clear_outcome()
         pool = (run.options or {}).get("queue")
         pre, post = backend.pre_command(run), backend.post_command(run)
+        on_finish: list[str] = []
         inventory: GpuProbe | None = None
+        root = str(self.state.root)
         if pool:
-            root = str(self.state.root)
             pre = [*gpuwrap_pre_lines(root, run.id, self.settings), *pre]
+            on_finish = gpuwrap_finish_lines(root)
             if pool == POOL_GPU:
                 post = [*gpuwrap_post_lines(root, run.id, self.settings), *post]
-                inventory = probe_gpus(self.settings.probe_timeout_s)
         script = render_launch_script(
             run_id=run.id,
             workdir=run.workdir,
             files=files,
             pre_command=pre,
             post_command=post,
+            on_finish=on_finish,
             echo_output=backend.echo_output,
+            end_leftovers=self.settings.end_leftovers,
         )
         write_launch_script(files, script)
+        # The write claim is taken only when the run may be admitted now: with others
+        # waiting ahead (or every CPU slot taken) it is queued without one.
+        try_now = pool is not None and self._may_admit_now(run.id, pool)
+        if try_now and pool == POOL_GPU:
+            inventory = probe_gpus(self.settings.probe_timeout_s)
         outcome = None
         extras: list[str] = []
         reason = launch_reason(backend.name)
         with self.store.write() as s:
             if pool:
                 self.admission.enqueue(s, run, pool)
-                outcome = self.admission.try_admit(s, run.id, inventory)
-                if outcome.impossible:
-                    raise InvalidInput(f"run {run.id} cannot start: {outcome.reason}.")
+                if try_now:
+                    outcome = self.admission.try_admit(s, run.id, inventory)
+                    if outcome.impossible:
+                        raise InvalidInput(f"run {run.id} cannot start: {outcome.reason}.")
+                else:
+                    outcome = Outcome(False, self._queued_reason(s, run.id))
             t = now()
             if outcome is None or outcome.admitted:
                 extras = [outcome.reason] if outcome else []
@@ -478,11 +492,41 @@ class RunService:
                 )
         except Exception:
             log.exception("%s was submitted as %s, but recording that failed", run.id, ref)
+        if outcome is not None and not outcome.admitted:
+            try:
+                dispatch.ensure_running(self.state.root, gpuwrap_knobs(self.settings))
+            except OSError:  # the run's own launch script starts one too
+                log.exception("could not start the queue dispatcher for %s", run.id)
         for hook in self.after_launch:
             try:
                 hook(run)
             except Exception:  # the job runs; a missing watcher is restarted by reconcile
                 log.exception("after_launch hook failed for %s", run.id)
+
+    def _may_admit_now(self, run_id: str, pool: str) -> bool:
+        """A cheap read: nobody waits ahead in the pool, and (CPU) a run slot looks free."""
+        with self.store.read() as s:
+            if self.admission.ahead_of(s, run_id):
+                return False
+            if pool != POOL_CPU:
+                return True
+            taken = s.exec(
+                select(func.count())
+                .select_from(QueueEntry)
+                .where(QueueEntry.pool == POOL_CPU, col(QueueEntry.admitted_at).is_not(None))
+            ).one()
+        return int(taken) < self.settings.cpu_run_limit
+
+    def _queued_reason(self, s: Session, run_id: str) -> str:
+        ahead = self.admission.ahead_of(s, run_id)
+        if ahead:
+            return f"waiting behind {len(ahead)} earlier queued run(s) (next: {ahead[0]})"
+        running = s.exec(
+            select(QueueEntry.run_id)
+            .where(QueueEntry.pool == POOL_CPU, col(QueueEntry.admitted_at).is_not(None))
+            .order_by(col(QueueEntry.seq))
+        ).all()
+        return slot_reason(list(running), self.settings.cpu_run_limit) or "waiting for a run slot"
 
     # ---- stop / rerun --------------------------------------------------------------------
 

@@ -50,4 +50,5 @@ def observe_files(files: JobFiles, present: bool | None, detail: str = "") -> Ob
         # Written before exit_code, so whoever sees the code also sees why.
         failure=files.read_failure() if code else None,
         bad_exit_code=problem,
+        leftovers=files.read_leftovers() if code is not None else None,
     )
