@@ -9,8 +9,9 @@ them. It is not a daemon to install: whoever queues a run (a server, a waiting l
 script that finds it gone) starts it, a file lock keeps it single, and it exits once the
 queue has been empty for a while.
 
-``python -m mcp_server.core.dispatch --state-dir D`` takes the lock before importing
-anything heavy, so a start that loses the race costs a few milliseconds.
+Whoever starts it takes the lock first and hands it to the child (``--lock-fd``), so a
+burst of queued runs starts one dispatcher, not one per run: a starter that cannot take
+the lock knows one runs (or is starting) and spawns nothing.
 """
 
 from __future__ import annotations
@@ -80,24 +81,29 @@ def child_env(knobs: Mapping[str, str]) -> dict[str, str]:
 
 
 def ensure_running(state_root: Path, knobs: Mapping[str, str]) -> None:
-    """Start the dispatcher unless one runs; a racing second start exits at its lock."""
+    """Start the dispatcher unless one runs (or is being started by someone else)."""
     if running_pid(state_root) is not None:
         wake(state_root / QUEUE_DIR / WAKE)
         return
+    lock = _take_lock(state_root)
+    if lock is None:
+        return  # held: a dispatcher runs or is starting
     log = os.open(queue_dir(state_root) / LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         proc = subprocess.Popen(
-            argv(state_root),
+            [*argv(state_root), "--lock-fd", str(lock)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
             start_new_session=True,
             close_fds=True,
+            pass_fds=(lock,),
             cwd=str(state_root),
             env=child_env(knobs),
         )
     finally:
         os.close(log)
+        os.close(lock)  # the child's copy keeps the lock
     _reap_later(proc)
 
 
@@ -122,10 +128,12 @@ def start_lines(state_root: str, knobs: Mapping[str, str]) -> list[str]:
         '    [ -n "$dpid" ] && mapfile -d "" -t argv 2>/dev/null < "/proc/$dpid/cmdline" || return 1',
         f'    [[ "${{argv[*]}}" == *{MODULE}* ]]',
         "}",
+        # The lock is taken here and handed to the child: racing waiters start one dispatcher.
         "start_dispatcher() {",
         '    mkdir -p -m 700 "$QUEUE_DIR"',
-        f"    ( PYTHONPATH={pythonpath}${{PYTHONPATH:+:$PYTHONPATH}} setsid env {unset} {env} {cmd} \\",
-        '        >> "$QUEUE_DIR/dispatcher.log" 2>&1 < /dev/null 8<&- & )',
+        '    ( exec 9>> "$QUEUE_DIR/dispatcher.lock" && flock -n 9 || exit 0',
+        f"      PYTHONPATH={pythonpath}${{PYTHONPATH:+:$PYTHONPATH}} setsid env {unset} {env} {cmd} \\",
+        '        --lock-fd 9 >> "$QUEUE_DIR/dispatcher.log" 2>&1 < /dev/null 8<&- & )',
         "}",
     ]
 
@@ -140,15 +148,24 @@ def _take_lock(state_root: Path) -> int | None:
     return fd
 
 
+def _adopt_lock(fd: int) -> int | None:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours already: succeeds at once
+    except OSError:
+        return None
+    return fd
+
+
 def main(args: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m {MODULE}")
     parser.add_argument("--state-dir", required=True)
+    parser.add_argument("--lock-fd", type=int, default=None, help="the lock, already taken by the starter")
     ns = parser.parse_args(args)
     root = Path(ns.state_dir).resolve()
     if not (root / "research.db").is_file():
         print(f"research-mcp dispatcher: no store in {root}; nothing to dispatch", file=sys.stderr)
         return 2
-    lock = _take_lock(root)
+    lock = _adopt_lock(ns.lock_fd) if ns.lock_fd is not None else _take_lock(root)
     if lock is None:
         return 0  # another dispatcher serves this state dir
     pid_path = root / QUEUE_DIR / PID
