@@ -392,6 +392,14 @@ class Monitor:
             p.output_skipping = chunk.skipping
             batch.huge_lines += chunk.huge
             batch.backlog = batch.backlog or more
+        if final:
+            # The writer is gone: a line still being skipped (too long, never ended) ends here.
+            if p.metrics_skipping and m_size <= p.metrics_offset:
+                batch.huge_lines += 1
+                p.metrics_skipping = False
+            if p.log_parsing and p.output_skipping and o_size <= p.output_offset:
+                batch.huge_lines += 1
+                p.output_skipping = False
         if p == self.progress and not batch.points and not any(batch.counters()):
             return None
         return batch

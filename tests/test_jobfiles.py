@@ -136,3 +136,17 @@ def test_an_output_log_replaced_by_a_fifo_is_a_clear_error_not_a_hang(
     wait_for(
         lambda: (m := services.runs.get(run.id).monitor) is not None and m.exited, 30, what="sidecar exit"
     )
+
+
+def test_an_output_without_any_newline_counts_as_one_huge_line(services: Services, workdir: Path) -> None:
+    """A job that prints megabytes and never a line end: the monitor counts that line once."""
+    run = services.runs.create(
+        name="no-newline", command="head -c 3000000 /dev/zero | tr '\\\\0' x", workdir=str(workdir)
+    )
+    done = wait_status(services, run.id, {"finished", "failed"})
+    assert done.exit_code == 0
+    wait_for(
+        lambda: (m := services.runs.get(run.id).monitor) is not None and m.exited, 30, what="sidecar exit"
+    )
+    monitor = services.runs.get(run.id).monitor
+    assert monitor is not None and monitor.ingest.huge_lines == 1, monitor.ingest
