@@ -35,6 +35,7 @@ from mcp_server.core.lifecycle import RunStatus
 from mcp_server.core.models import QueueEntry, Run
 from mcp_server.core.paths import StateDir
 from mcp_server.core.probes import GpuProbe, probe_gpus
+from mcp_server.core.procs import job_lives
 from mcp_server.core.reconcile import transition
 from mcp_server.core.settings import Settings
 from mcp_server.core.store import Store, now
@@ -55,6 +56,7 @@ class Look:
     to_end: list[str] = field(default_factory=list)  # run ids: stop requested, or out of retries
     pools: set[str] = field(default_factory=set)  # pools whose head may be admitted now
     unwritten: list[str] = field(default_factory=list)  # admitted, but admission.env is missing
+    orphans: list[str] = field(default_factory=list)  # queued runs whose entry was reclaimed
 
 
 class Dispatcher:
@@ -77,6 +79,20 @@ class Dispatcher:
             entries = list(s.exec(sql_select(QueueEntry).order_by(col(QueueEntry.seq))).all())
             ids = [e.run_id for e in entries]
             runs = {r.id: r for r in s.exec(sql_select(Run).where(col(Run.id).in_(ids))).all()} if ids else {}
+            queued = s.exec(
+                sql_select(Run).where(
+                    col(Run.status) == RunStatus.QUEUED.value,
+                    col(Run.launched_at).is_not(None),
+                    col(Run.backend) == "local",
+                )
+            ).all()
+        entered = set(ids)
+        # An entry reclaimed while its launch was slow: its launch script still waits.
+        out.orphans = [
+            r.id
+            for r in queued
+            if r.id not in entered and (r.options or {}).get("queue") and self._waits(r.id)
+        ]
         admitted: dict[str, int] = {}
         for entry in entries:
             run = runs.get(entry.run_id)
@@ -106,6 +122,10 @@ class Dispatcher:
         out.pools &= set(heads)
         return out
 
+    def _waits(self, run_id: str) -> bool:
+        files = self.files(run_id)
+        return files.read_exit_code() is None and job_lives(files)
+
     def _gave_up(self, entry: QueueEntry, run: Run, t: float) -> bool:
         options = gpuwrap.options_of((run.options or {}).get("gpuwrap"))
         deadline = gpuwrap.give_up_at(options, entry.waiting_since, entry.contentions)
@@ -120,6 +140,11 @@ class Dispatcher:
         admitted: list[tuple[str, tuple[int, ...]]] = []
         ended: list[str] = []
         with self.store.write() as s:
+            for run_id in look.orphans:
+                run = s.exec(sql_select(Run).where(Run.id == run_id)).first()
+                if run is not None and run.status == RunStatus.QUEUED.value:
+                    self.admission.enqueue(s, run, str((run.options or {}).get("queue")))
+                    log.info("%s: its queue entry was gone; queued it again", run_id)
             stops = [i for i in look.to_end if self._stop_requested(s, i)]
             ended += [i for i in stops if self._end_waiting(s, i)]
             for pool in sorted(look.pools):
@@ -257,11 +282,13 @@ class Dispatcher:
     def poll(self) -> bool:
         """One look, and a write when needed; returns whether any run waits."""
         look = self.look()
-        if look.to_end or look.pools:
+        if look.to_end or look.pools or look.orphans:
+            if look.orphans:
+                look.pools |= {POOL_CPU, POOL_GPU}
             self.dispatch(look)
         if look.unwritten:
             self.rewrite_admission(look.unwritten)
-        return bool(look.waiting)
+        return bool(look.waiting or look.orphans)
 
     def run_forever(self) -> int:
         wake_fd = _open_wake(self.state.root)

@@ -116,6 +116,7 @@ def decide(
     launched_at: float | None,
     now: float,
     launch_grace_s: float,
+    unsubmitted: bool = False,
 ) -> Decision | None:
     """Return the transition ``obs`` implies for a run in ``status``, or None to leave it."""
     if status in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.STOPPED, RunStatus.READY):
@@ -150,6 +151,8 @@ def decide(
             return Decision(RunStatus.FAILED, why, started_at=obs.started_at, error=why)
         if launched_at is None:
             return None  # never handed to a backend (e.g. held back by a queue): nothing to lose
+        if unsubmitted and obs.started_at is None and status is not RunStatus.RUNNING:
+            return None  # a launch a killed server interrupted: recovery submits it (core.recovery)
         never_started = status is not RunStatus.RUNNING and obs.started_at is None
         if never_started and now - launched_at < launch_grace_s:
             return None  # the backend job may not be visible yet
@@ -168,6 +171,8 @@ class RunLike(Protocol):
     status: str
     stop_requested_at: float | None
     launched_at: float | None
+    backend: str
+    backend_ref: str | None
 
 
 def decide_for(run: RunLike, obs: Observation, *, now: float, launch_grace_s: float) -> Decision | None:
@@ -182,4 +187,5 @@ def decide_for(run: RunLike, obs: Observation, *, now: float, launch_grace_s: fl
         launched_at=run.launched_at,
         now=now,
         launch_grace_s=launch_grace_s,
+        unsubmitted=run.backend == "local" and run.backend_ref is None,
     )

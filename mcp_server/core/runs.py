@@ -6,10 +6,12 @@ call leaves the store and the state dir as they were.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any, Protocol
 from sqlalchemy import delete, func, update
 from sqlmodel import Session, col, select
 
-from mcp_server.core import dispatch
+from mcp_server.core import dispatch, staging
 from mcp_server.core.admission import POOL_CPU, POOL_GPU, Admission, Outcome, slot_reason
 from mcp_server.core.backends.registry import BACKEND_NAMES, Backends
 from mcp_server.core.cluster import ClusterService
@@ -37,7 +39,7 @@ from mcp_server.core.gpuwrap import post_lines as gpuwrap_post_lines
 from mcp_server.core.gpuwrap import pre_lines as gpuwrap_pre_lines
 from mcp_server.core.ids import new_id, validate_env_key, validate_id, validate_name
 from mcp_server.core.jobfiles import JobFiles
-from mcp_server.core.launch import render_launch_script, write_command, write_env, write_launch_script
+from mcp_server.core.launch import render_launch_script, write_env, write_launch_script, write_private
 from mcp_server.core.lifecycle import TERMINAL, RunStatus
 from mcp_server.core.logs import compile_filter, read_window, tail_lines
 from mcp_server.core.models import Event, QueueEntry, Run
@@ -209,6 +211,8 @@ class RunService:
         self.after_launch: list[Callable[[Run], None]] = []
         # Called by get() to add what other services know (metrics, alerts, monitor).
         self.detail_extras: list[Callable[[RunDetail], None]] = []
+        self._creator: staging.Creator | None = None
+        self._creator_lock = threading.Lock()
 
     # ---- lookups -------------------------------------------------------------------------
 
@@ -247,6 +251,37 @@ class RunService:
         slurm: Mapping[str, Any] | None = None,
         gpuwrap: Mapping[str, Any] | None = None,
     ) -> RunRecord:
+        fields, clean_env = self.prepare(
+            name=name, command=command, workdir=workdir, sweep_id=sweep_id, gpus=gpus, env=env,
+            parent_run_id=parent_run_id, params=params, backend=backend, slurm=slurm, gpuwrap=gpuwrap,
+        )  # fmt: skip
+        run = self._insert(
+            fields,
+            lambda files: write_env(files, clean_env),
+            fields["options"]["queue"] if auto_start else None,
+            auto_start=auto_start,
+        )
+        return self._after_insert(run, auto_start)
+
+    def prepare(
+        self,
+        *,
+        name: str,
+        command: str,
+        workdir: str | None = None,
+        sweep_id: str | None = None,
+        gpus: int = 0,
+        env: Mapping[str, str] | None = None,
+        parent_run_id: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        backend: str = "auto",
+        slurm: Mapping[str, Any] | None = None,
+        gpuwrap: Mapping[str, Any] | None = None,
+        new_sweep: bool = False,
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """Validate a run's input (nothing is written); returns its row fields and clean env.
+
+        ``new_sweep``: the sweep is created in the same transaction, so it is not looked up."""
         validate_name(name, "run name")
         _validate_command(command)
         wd = _validate_workdir(workdir)
@@ -254,7 +289,7 @@ class RunService:
         clean_env = _validate_env(env)
         clean_params = _validate_params(params)
         wrap = parse_options(gpuwrap)
-        if sweep_id is not None:
+        if sweep_id is not None and not new_sweep:
             validate_id(sweep_id, "sweep", "sweep_id")
             if self.sweeps is not None:
                 self.sweeps.check_accepts(sweep_id, new_run=True)
@@ -277,10 +312,7 @@ class RunService:
             parent_run_id=parent_run_id,
             backend=chosen,
         )
-        run = self._insert(
-            fields, lambda files: write_env(files, clean_env), plan.pool if auto_start else None
-        )
-        return self._after_insert(run, auto_start)
+        return fields, clean_env
 
     def _plan(
         self, backend: str, gpus: int, wrap: GpuwrapOptions, command: str, env: Mapping[str, str]
@@ -313,36 +345,66 @@ class RunService:
         return backend
 
     def _insert(
-        self, fields: dict[str, Any], write_env_file: Callable[[JobFiles], None], enqueue: str | None = None
+        self,
+        fields: dict[str, Any],
+        write_env_file: Callable[[JobFiles], None],
+        enqueue: str | None = None,
+        *,
+        auto_start: bool = False,
     ) -> Run:
         """Write the run's files and row; ``enqueue`` (a pool) queues it in the same transaction,
         so an auto-started run's place in the queue is its creation order."""
-        run_id = new_id("run")
-        files = self.files(run_id)
-        files.run_dir.mkdir(mode=0o700)
+        run = self.new_run(fields)
+        self.commit([(run, self.stage(run, write_env_file, auto_start=auto_start))], enqueue)
+        return run
+
+    @staticmethod
+    def new_run(fields: dict[str, Any]) -> Run:
+        t = now()
+        return Run(
+            id=new_id("run"), status=RunStatus.READY.value, status_reason="created", created_at=t,
+            updated_at=t, **fields,
+        )  # fmt: skip
+
+    def stage(self, run: Run, write_env_file: Callable[[JobFiles], None], *, auto_start: bool) -> Path:
+        return staging.stage(self.state, run, write_env_file, auto_start=auto_start, creator=self.creator)
+
+    @property
+    def creator(self) -> staging.Creator:
+        """This process's creator lock: recovery leaves alone what a live process is creating."""
+        with self._creator_lock:
+            if self._creator is None:
+                self._creator = staging.Creator(self.state)
+            return self._creator
+
+    def close(self) -> None:
+        if self._creator is not None:
+            self._creator.release()
+
+    def commit(
+        self,
+        staged: list[tuple[Run, Path]],
+        enqueue: str | None = None,
+        before: Callable[[Session], None] | None = None,
+    ) -> None:
+        """Insert the staged runs' rows in one transaction (after ``before``, e.g. their sweep's
+        row), then move their dirs into place: all of them exist afterwards, or none."""
         try:
-            write_command(files, fields["command"])
-            write_env_file(files)
-            files.output.touch(mode=0o600)
-            files.metrics.touch(mode=0o600)
-            t = now()
-            run = Run(
-                id=run_id,
-                status=RunStatus.READY.value,
-                status_reason="created",
-                created_at=t,
-                updated_at=t,
-                **fields,
-            )
             with self.store.write() as s:
-                s.add(run)
+                if before is not None:
+                    before(s)
+                for run, _dir in staged:
+                    s.add(run)
                 if enqueue:
                     s.flush()
-                    self.admission.enqueue(s, run, enqueue)
+                    for run, _dir in staged:
+                        self.admission.enqueue(s, run, enqueue)
         except BaseException:
-            shutil.rmtree(files.run_dir, ignore_errors=True)
+            for _run, path in staged:
+                shutil.rmtree(path, ignore_errors=True)
             raise
-        return run
+        for run, _dir in staged:
+            staging.place(self.state, run.id)
 
     def _after_insert(self, run: Run, auto_start: bool) -> RunRecord:
         """Start the new run if asked; a launch that fails for any reason (a refused launch, a
@@ -417,27 +479,8 @@ class RunService:
         backend = self.backends.get(run.backend)
         files = self.files(run.id)
         files.clear_outcome()
-        pool = (run.options or {}).get("queue")
-        pre, post = backend.pre_command(run), backend.post_command(run)
-        on_finish: list[str] = []
+        pool = self._write_script(run)
         inventory: GpuProbe | None = None
-        root = str(self.state.root)
-        if pool:
-            pre = [*gpuwrap_pre_lines(root, run.id, self.settings), *pre]
-            on_finish = gpuwrap_finish_lines(root)
-            if pool == POOL_GPU:
-                post = [*gpuwrap_post_lines(root, run.id, self.settings), *post]
-        script = render_launch_script(
-            run_id=run.id,
-            workdir=run.workdir,
-            files=files,
-            pre_command=pre,
-            post_command=post,
-            on_finish=on_finish,
-            echo_output=backend.echo_output,
-            end_leftovers=self.settings.end_leftovers,
-        )
-        write_launch_script(files, script)
         # The write claim is taken only when the run may be admitted now: with others
         # waiting ahead (or every CPU slot taken) it is queued without one.
         try_now = pool is not None and self._may_admit_now(run.id, pool)
@@ -448,7 +491,9 @@ class RunService:
         reason = launch_reason(backend.name)
         with self.store.write() as s:
             if pool:
-                self.admission.enqueue(s, run, pool)
+                entry = self.admission.enqueue(s, run, pool)
+                entry.enqueued_at = now()  # its launch starts now: the grace runs from here
+                s.add(entry)
                 if try_now:
                     outcome = self.admission.try_admit(s, run.id, inventory)
                     if outcome.impossible:
@@ -503,6 +548,52 @@ class RunService:
             except Exception:  # the job runs; a missing watcher is restarted by reconcile
                 log.exception("after_launch hook failed for %s", run.id)
 
+    def _write_script(self, run: Run) -> str | None:
+        """Render and write the run's launch script; returns its admission pool."""
+        backend = self.backends.get(run.backend)
+        pool = (run.options or {}).get("queue")
+        pre, post = backend.pre_command(run), backend.post_command(run)
+        on_finish: list[str] = []
+        root = str(self.state.root)
+        if pool:
+            pre = [*gpuwrap_pre_lines(root, run.id, self.settings), *pre]
+            on_finish = gpuwrap_finish_lines(root)
+            if pool == POOL_GPU:
+                post = [*gpuwrap_post_lines(root, run.id, self.settings), *post]
+        script = render_launch_script(
+            run_id=run.id,
+            workdir=run.workdir,
+            files=self.files(run.id),
+            pre_command=pre,
+            post_command=post,
+            on_finish=on_finish,
+            echo_output=backend.echo_output,
+            end_leftovers=self.settings.end_leftovers,
+        )
+        write_launch_script(self.files(run.id), script)
+        return pool
+
+    def submit(self, run: Run) -> None:
+        """Hand a run already moved to launching/queued to its backend (recovery of a launch
+        a killed server interrupted before tmux had it)."""
+        backend = self.backends.get(run.backend)
+        pool = self._write_script(run)
+        try:
+            ref = backend.submit(run, self.files(run.id))
+        except ResearchError:
+            raise
+        except Exception as err:
+            raise ResearchError(f"the {backend.name} backend failed to submit {run.id}: {err}") from err
+        with self.store.write() as s:
+            s.execute(update(Run).where(col(Run.id) == run.id).values(backend_ref=ref))
+        if pool and run.status == RunStatus.QUEUED.value:
+            dispatch.ensure_running(self.state.root, gpuwrap_knobs(self.settings))
+        for hook in self.after_launch:
+            try:
+                hook(run)
+            except Exception:
+                log.exception("after_launch hook failed for %s", run.id)
+
     def _may_admit_now(self, run_id: str, pool: str) -> bool:
         """A cheap read: nobody waits ahead in the pool, and (CPU) a run slot looks free."""
         with self.store.read() as s:
@@ -541,8 +632,12 @@ class RunService:
             with self.store.write() as s:
                 transition(s, run, RunStatus.STOPPED, "stopped before it was launched")
             return self._record(run_id)
+        asked = now()
         with self.store.write() as s:
-            s.execute(update(Run).where(col(Run.id) == run_id).values(stop_requested_at=now()))
+            s.execute(update(Run).where(col(Run.id) == run_id).values(stop_requested_at=asked))
+        # Kept in the run dir too, so a store rebuilt by doctor --repair knows it was stopped.
+        with contextlib.suppress(OSError):
+            write_private(self.files(run_id).run_dir / "stop_requested", f"{asked}\n")
         run = self.load(run_id)
         self.backends.get(run.backend).stop(run, self.files(run_id), self.settings.stop_grace_s)
         self._fresh(run_id)
@@ -573,7 +668,7 @@ class RunService:
                 shutil.copyfile(old_env, files.env)
                 os.chmod(files.env, 0o600)
 
-        run = self._insert(fields, copy_env, plan.pool if auto_start else None)
+        run = self._insert(fields, copy_env, plan.pool if auto_start else None, auto_start=auto_start)
         return self._after_insert(run, auto_start)
 
     # ---- queries -------------------------------------------------------------------------
