@@ -36,14 +36,18 @@ def _serve(state_dir: Path) -> subprocess.Popen[bytes]:
         proc.stdin.write((json.dumps(msg) + "\n").encode())  # type: ignore[union-attr]
         proc.stdin.flush()  # type: ignore[union-attr]
 
-    send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}})  # fmt: skip
+    hello = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}
+    send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello})
     proc.stdout.readline()
     send({"jsonrpc": "2.0", "method": "notifications/initialized"})
-    send({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "list_runs", "arguments": {}}})
+    send(tool_call(2, "list_runs", {}))
     proc.stdout.readline()  # the services are up: the next call goes straight to work
     proc.send = send  # type: ignore[attr-defined]
     return proc
+
+
+def tool_call(msg_id: int, name: str, arguments: dict[str, object]) -> dict[str, object]:
+    return {"jsonrpc": "2.0", "id": msg_id, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
 
 
 def _check_after_recovery(state_dir: Path) -> tuple[int, int]:
@@ -91,9 +95,11 @@ def test_kill_9_during_create_sweep_leaves_nothing_or_runs_that_run(
     state_dir: Path, workdir: Path, delay: float
 ) -> None:
     proc = _serve(state_dir)
-    proc.send({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "create_sweep", "arguments": {  # type: ignore[attr-defined]
+    sweep = {
         "name": "crash", "goal": "survive a kill", "base_command": "echo {x}",
-        "parameters": {"x": list(range(12))}, "workdir": str(workdir), "env": {"SECRET": "s3cret"}}}})  # fmt: skip
+        "parameters": {"x": list(range(12))}, "workdir": str(workdir), "env": {"SECRET": "s3cret"},
+    }  # fmt: skip
+    proc.send(tool_call(3, "create_sweep", sweep))  # type: ignore[attr-defined]
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -106,8 +112,8 @@ def test_kill_9_during_a_burst_of_create_run_leaves_nothing_or_runs_that_run(
 ) -> None:
     proc = _serve(state_dir)
     for i in range(8):
-        proc.send({"jsonrpc": "2.0", "id": 10 + i, "method": "tools/call", "params": {"name": "create_run", "arguments": {  # type: ignore[attr-defined]
-            "name": f"r{i}", "command": "echo hi", "workdir": str(workdir), "env": {"SECRET": "s3cret"}}}})  # fmt: skip
+        run = {"name": f"r{i}", "command": "echo hi", "workdir": str(workdir), "env": {"SECRET": "s3cret"}}
+        proc.send(tool_call(10 + i, "create_run", run))  # type: ignore[attr-defined]
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
