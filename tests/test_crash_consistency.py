@@ -47,7 +47,8 @@ def _serve(state_dir: Path) -> subprocess.Popen[bytes]:
 
 
 def tool_call(msg_id: int, name: str, arguments: dict[str, object]) -> dict[str, object]:
-    return {"jsonrpc": "2.0", "id": msg_id, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
+    params = {"name": name, "arguments": arguments}
+    return {"jsonrpc": "2.0", "id": msg_id, "method": "tools/call", "params": params}
 
 
 def _check_after_recovery(state_dir: Path) -> tuple[int, int]:
