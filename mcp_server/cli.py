@@ -65,6 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
     _state_dir_arg(sidecar)
     sidecar.add_argument("run_id")
 
+    doctor = sub.add_parser(
+        "doctor",
+        help="check the state dir (store, run dirs, sidecars, leases, permissions, disk); --repair fixes it",
+    )
+    _state_dir_arg(doctor)
+    doctor.add_argument(
+        "--repair",
+        action="store_true",
+        help="move a bad store aside and rebuild it from the run dirs, finish interrupted creates, "
+        "reclaim stale leases, tighten permissions (never deletes)",
+    )
+
     demo = sub.add_parser("demo", help="launch the bundled CPU training script as a run and show the result")
     _state_dir_arg(demo)
     demo.add_argument("--steps", type=int, default=200)
@@ -90,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_logs(args)
         if args.command == "demo":
             return cmd_demo(args)
+        if args.command == "doctor":
+            return cmd_doctor(args)
     except ResearchError as err:
         print(f"research-mcp: {err}", file=sys.stderr)
         return 2
@@ -182,6 +196,21 @@ def cmd_logs(args: argparse.Namespace) -> int:
         if sv.runs.get(args.run_id).status not in ("ready", "queued", "launching", "running"):
             return 0
         time.sleep(0.5)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from mcp_server.core.doctor import check, repair
+    from mcp_server.core.paths import StateDir
+
+    state = StateDir.open(args.state_dir)
+    print(f"state dir: {state.root}")
+    if args.repair:
+        for action in repair(state) or ["nothing to repair"]:
+            print(f"repair: {action}")
+    findings = check(state)
+    for finding in findings:
+        print(finding.line())
+    return 0 if all(f.ok for f in findings) else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -522,6 +522,7 @@ class RunService:
             raise ResearchError(f"the {backend.name} backend failed to submit {run.id}: {err}") from err
         # From here the job exists: nothing may raise, or a caller would discard (or fail) the
         # run of a live job.
+        self._keep_ref(run.id, ref)
         try:
             with self.store.write() as s:
                 s.execute(update(Run).where(col(Run.id) == run.id).values(backend_ref=ref))
@@ -584,6 +585,7 @@ class RunService:
             raise
         except Exception as err:
             raise ResearchError(f"the {backend.name} backend failed to submit {run.id}: {err}") from err
+        self._keep_ref(run.id, ref)
         with self.store.write() as s:
             s.execute(update(Run).where(col(Run.id) == run.id).values(backend_ref=ref))
         if pool and run.status == RunStatus.QUEUED.value:
@@ -593,6 +595,11 @@ class RunService:
                 hook(run)
             except Exception:
                 log.exception("after_launch hook failed for %s", run.id)
+
+    def _keep_ref(self, run_id: str, ref: str) -> None:
+        """The backend's handle, kept in the run dir too (doctor --repair rebuilds rows from it)."""
+        with contextlib.suppress(OSError):
+            write_private(self.files(run_id).run_dir / "backend_ref", ref + "\n")
 
     def _may_admit_now(self, run_id: str, pool: str) -> bool:
         """A cheap read: nobody waits ahead in the pool, and (CPU) a run slot looks free."""

@@ -25,7 +25,7 @@ from sqlmodel import Session, col, select
 
 from mcp_server.core.errors import Conflict, InvalidInput, NotFound, ResearchError
 from mcp_server.core.ids import new_id, validate_id, validate_name
-from mcp_server.core.launch import write_env
+from mcp_server.core.launch import write_env, write_private
 from mcp_server.core.lifecycle import ACTIVE, TERMINAL, RunStatus
 from mcp_server.core.metrics import best_of, series_of
 from mcp_server.core.models import Run, Sweep
@@ -328,11 +328,24 @@ class SweepService:
             for _run, path in staged:
                 shutil.rmtree(path, ignore_errors=True)
             raise
-        self.runs.commit(staged, before=lambda s: s.add(sweep))
+        spec_path = self._write_spec(sweep)
+        try:
+            self.runs.commit(staged, before=lambda s: s.add(sweep))
+        except BaseException:
+            spec_path.unlink(missing_ok=True)
+            raise
         created = [self.runs.load(run.id) for run, _path in staged]
         if auto_start and created:
             self._start_all(sweep, created)
         return self.get(sweep.id)
+
+    def _write_spec(self, sweep: Sweep) -> Path:
+        """The sweep as created, kept beside the store so doctor --repair can rebuild its row."""
+        folder = self.state.root / "sweeps"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        path = folder / f"{sweep.id}.json"
+        write_private(path, sweep.model_dump_json(exclude={"pk"}) + "\n")
+        return path
 
     def _start_all(self, sweep: Sweep, runs: list[Run]) -> None:
         if sweep.parallel is not None:
