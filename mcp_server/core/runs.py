@@ -24,7 +24,7 @@ from mcp_server.core import dispatch, staging
 from mcp_server.core.admission import POOL_CPU, POOL_GPU, Admission, Outcome, slot_reason
 from mcp_server.core.backends.registry import BACKEND_NAMES, Backends
 from mcp_server.core.cluster import ClusterService
-from mcp_server.core.errors import Conflict, InvalidInput, NotFound, ResearchError
+from mcp_server.core.errors import Conflict, InvalidInput, NotFound, ResearchError, StoreError
 from mcp_server.core.gpuwrap import (
     GpuwrapOptions,
     Plan,
@@ -229,9 +229,18 @@ class RunService:
 
     def _fresh(self, run_id: str) -> Run:
         run = self.load(run_id)
-        if run.status in WATCHED and self.reconciler.reconcile([run_id]):
+        if run.status in WATCHED and self._settle_first([run_id]):
             run = self.load(run_id)
         return run
+
+    def _settle_first(self, run_ids: list[str] | None = None) -> bool:
+        """Settle before answering a query; a store that cannot take writes now (full disk,
+        long lock) must not stop the answer, which is then what the store holds."""
+        try:
+            return bool(self.reconciler.reconcile(run_ids))
+        except StoreError as err:
+            log.warning("answering from the store as it is: %s", err)
+            return False
 
     # ---- create / start ------------------------------------------------------------------
 
@@ -705,7 +714,7 @@ class RunService:
                 raise InvalidInput(f"status {value!r} is not a run status; valid: {STATUS_CHOICES}.")
         if sweep_id is not None:
             validate_id(sweep_id, "sweep", "sweep_id")
-        self.reconciler.reconcile()
+        self._settle_first()
         query = select(Run)
         count = select(func.count()).select_from(Run)
         conditions = []

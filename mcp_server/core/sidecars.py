@@ -133,15 +133,19 @@ class SidecarSupervisor:
             if RunStatus(r.status) in ACTIVE and r.launched_at is not None and not waits_for_admission(r)
         ]
         live += [run_id for run_id in also if run_id not in live]
+        # A run that ended before any sidecar could start (e.g. the disk was full): one still
+        # has to read its files once.
+        ended = [r.id for r in runs if RunStatus(r.status) in TERMINAL and r.launched_at is not None]
         with self.store.read() as s:
             unfinished = s.exec(select(Sidecar).where(col(Sidecar.exited_at).is_(None))).all()
             rows = {row.run_id: row for row in unfinished}
-            missing = [i for i in live if i not in rows]
+            missing = [i for i in [*live, *ended] if i not in rows]
             if missing:
                 rows.update(
                     (row.run_id, row)
                     for row in s.exec(select(Sidecar).where(col(Sidecar.run_id).in_(missing)))
                 )
+        live += [i for i in ended if i not in rows]
         started = []
         for run_id in dict.fromkeys([*live, *(r.run_id for r in unfinished)]):
             row = rows.get(run_id)
