@@ -134,6 +134,13 @@ def _validate_workdir(workdir: str | None) -> str:
     if "\x00" in str(path):
         raise InvalidInput("workdir contains a NUL byte.")
     path = path.absolute()
+    try:
+        return _checked_workdir(path)
+    except OSError as err:  # a name too long, a loop of symlinks...
+        raise InvalidInput(f"workdir {str(path)[:200]!r} cannot be used: {err.strerror}.") from None
+
+
+def _checked_workdir(path: Path) -> str:
     if not path.exists():
         raise InvalidInput(
             f"workdir {str(path)!r} does not exist; give an existing directory (default: the server's cwd)."

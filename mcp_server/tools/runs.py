@@ -76,7 +76,9 @@ def register(mcp: MCPServer, app: App) -> None:
             str | None, Field(description="directory to run in; default: the server's working directory")
         ] = None,
         sweep_id: Annotated[str | None, Field(description="attach the run to this sweep")] = None,
-        gpus: Annotated[int, Field(description="number of GPUs the run needs (0 for CPU)", ge=0, le=64)] = 0,
+        gpus: Annotated[
+            int, Field(description="number of GPUs the run needs (0 for CPU)", ge=0, le=64, strict=True)
+        ] = 0,
         env: Annotated[
             dict[str, str] | None, Field(description="extra environment variables; values are kept private")
         ] = None,

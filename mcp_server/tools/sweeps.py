@@ -67,7 +67,9 @@ def register(mcp: MCPServer, app: App) -> None:
                 le=256,
             ),
         ] = None,
-        gpus_per_run: Annotated[int, Field(description="GPUs each run needs (0 for CPU)", ge=0, le=64)] = 0,
+        gpus_per_run: Annotated[
+            int, Field(description="GPUs each run needs (0 for CPU)", ge=0, le=64, strict=True)
+        ] = 0,
         backend: Annotated[
             Literal["auto", "local", "slurm"], Field(description="where runs execute (as in create_run)")
         ] = "auto",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shlex
 import signal
+import subprocess
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["LocalTmuxBackend", "escalate", "group_alive"]
 
 SESSION = "research"
+PRIVATE_VARS = ("RESEARCH_MCP_TOKEN",)
 _NO_SERVER_MARKERS = ("no server running", "error connecting", "can't find session", "No such file")
 
 
@@ -69,11 +71,16 @@ class LocalTmuxBackend(Backend):
     def _ensure_session(self, cwd: str) -> None:
         if self._tmux("has-session", "-t", f"={SESSION}").returncode == 0:
             return
-        res = self._tmux("new-session", "-d", "-s", SESSION, "-n", "home", "-c", cwd)
-        if res.returncode != 0 and not any("duplicate session" in line for line in res.stderr):
-            raise BackendError(f"could not start tmux server {self.socket!r}: {' '.join(res.stderr)}")
-        # Our own secrets must not reach jobs through the tmux server's environment.
-        for var in ("RESEARCH_MCP_TOKEN",):
+        # The tmux server (and its home window's shell) take the environment of the client
+        # that starts them: ours without our own secrets, so no job or pane ever sees them.
+        env = {k: v for k, v in os.environ.items() if k not in PRIVATE_VARS}
+        res = subprocess.run(
+            ["tmux", "-L", self.socket, "new-session", "-d", "-s", SESSION, "-n", "home", "-c", cwd],
+            env=env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if res.returncode != 0 and "duplicate session" not in res.stderr:
+            raise BackendError(f"could not start tmux server {self.socket!r}: {res.stderr.strip()}")
+        for var in PRIVATE_VARS:  # a server started by an older version may still hold them
             self._tmux("set-environment", "-g", "-u", var)
 
     def submit(self, run: Run, files: JobFiles) -> str:
