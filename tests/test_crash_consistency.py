@@ -51,6 +51,11 @@ def tool_call(msg_id: int, name: str, arguments: dict[str, object]) -> dict[str,
     return {"jsonrpc": "2.0", "id": msg_id, "method": "tools/call", "params": params}
 
 
+def recover(services: Services) -> None:
+    """What a restarted server does first (and again on every full settle)."""
+    services.recover()
+
+
 def _check_after_recovery(state_dir: Path) -> tuple[int, int]:
     """Recover like a restarted server; every run must then end finished. Returns (sweeps, runs)."""
     os.environ["RESEARCH_MCP_LAUNCH_GRACE_S"] = "1"
@@ -60,11 +65,11 @@ def _check_after_recovery(state_dir: Path) -> tuple[int, int]:
         del os.environ["RESEARCH_MCP_LAUNCH_GRACE_S"]
     try:
         time.sleep(1.2)  # older than the launch grace: whoever created them is gone
-        services.recover()
+        recover(services)
 
         def all_ended() -> bool:
             services.settler.tick()
-            services.recover()
+            recover(services)
             with services.store.read() as s:
                 runs = s.exec(select(Run)).all()
             return all(r.status in ENDED for r in runs)

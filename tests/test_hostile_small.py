@@ -64,7 +64,9 @@ def test_the_token_reaches_no_tmux_window(
         assert panes  # the home window at least
         for pid in panes:
             assert secret.encode() not in Path(f"/proc/{pid}/environ").read_bytes(), "a pane holds the token"
-        shown = subprocess.run(["tmux", "-L", socket, "show-environment", "-g"], capture_output=True, text=True)
+        shown = subprocess.run(
+            ["tmux", "-L", socket, "show-environment", "-g"], capture_output=True, text=True
+        )
         assert secret not in shown.stdout
     finally:
         services.close()
