@@ -84,11 +84,16 @@ class LocalTmuxBackend(Backend):
             self._tmux("set-environment", "-g", "-u", var)
 
     def submit(self, run: Run, files: JobFiles) -> str:
-        self._ensure_session(run.workdir)
-        res = self._tmux(
+        # One tmux call per launch: the session is made only when the window cannot be opened
+        # without it (a burst of launches then costs one tmux process each, not two).
+        argv = (
             "new-window", "-d", "-t", f"={SESSION}:", "-n", run.id, "-c", run.workdir,
             f"bash {shlex.quote(str(files.launch))}",
         )  # fmt: skip
+        res = self._tmux(*argv)
+        if res.returncode != 0 and any(m in line for line in res.stderr for m in _NO_SERVER_MARKERS):
+            self._ensure_session(run.workdir)
+            res = self._tmux(*argv)
         if res.returncode != 0:
             raise BackendError(f"tmux refused to open a window for {run.id}: {' '.join(res.stderr)}")
         return f"tmux -L {self.socket} {SESSION}:{run.id}"
