@@ -21,6 +21,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import update
 from sqlmodel import Session, col
@@ -39,6 +40,9 @@ from mcp_server.core.procs import job_lives
 from mcp_server.core.reconcile import transition
 from mcp_server.core.settings import Settings
 from mcp_server.core.store import Store, now
+
+if TYPE_CHECKING:
+    from mcp_server.core.sidecars import SidecarSupervisor
 
 log = logging.getLogger("research_mcp.dispatcher")
 
@@ -65,7 +69,7 @@ class Dispatcher:
         self.settings = settings
         self.store = Store(state.db_path)
         self.admission = Admission(state, settings)
-        self._sidecars = None
+        self._sidecars: SidecarSupervisor | None = None
 
     def files(self, run_id: str) -> JobFiles:
         return JobFiles(self.state.run_dir(run_id))
@@ -272,8 +276,8 @@ class Dispatcher:
                 from mcp_server.core.monitor_settings import MonitorSettings
                 from mcp_server.core.sidecars import SidecarSupervisor
 
-                self._sidecars = SidecarSupervisor(self.state, self.store, MonitorSettings.from_env())  # type: ignore[assignment]
-            self._sidecars.ensure([], also=[run_id])  # type: ignore[attr-defined]
+                self._sidecars = SidecarSupervisor(self.state, self.store, MonitorSettings.from_env())
+            self._sidecars.ensure([], also=[run_id])
         except Exception:  # the run starts anyway; reconcile restarts a missing sidecar
             log.exception("could not start the sidecar of %s", run_id)
 

@@ -29,7 +29,7 @@ from typing import Any
 from mcp_server.core.jobfiles import JobFiles
 from mcp_server.core.paths import StateDir
 from mcp_server.core.procs import job_lives
-from mcp_server.core.staging import leftovers, read_spec
+from mcp_server.core.staging import SPEC_FIELDS, leftovers, read_spec
 from mcp_server.core.store_health import SQLITE_HEADER, run_dirs
 
 SWEEPS_DIR = "sweeps"
@@ -286,23 +286,7 @@ def _run_from(state: StateDir, spec: dict[str, Any], files: JobFiles) -> Any:
     from mcp_server.core.lifecycle import describe_exit
     from mcp_server.core.models import Run
 
-    fields = {
-        k: spec.get(k)
-        for k in (
-            "id",
-            "name",
-            "command",
-            "workdir",
-            "sweep_id",
-            "gpus",
-            "params",
-            "env_keys",
-            "options",
-            "parent_run_id",
-            "backend",
-            "created_at",
-        )
-    }
+    fields: dict[str, Any] = {k: spec.get(k) for k in SPEC_FIELDS}
     fields["params"] = fields["params"] or {}
     fields["env_keys"] = fields["env_keys"] or []
     fields["options"] = fields["options"] or {}
