@@ -276,3 +276,17 @@ def test_slurm_options_reach_every_run_of_the_sweep(services: Services, workdir:
     assert all(
         r.backend == "slurm" and r.options["slurm"] == {"partition": "gpu", "time": "01:00:00"} for r in runs
     )
+
+
+def test_a_refused_random_sweep_leaves_no_sweep_and_no_run(
+    fake_gpus: object, services: Services, workdir: Path
+) -> None:
+    """Each run is checked before the sweep is written: a refusal leaves nothing behind."""
+    with pytest.raises(InvalidInput, match="this machine has 4 GPU"):
+        services.sweeps.create(
+            name="too-big", goal="g", base_command="echo {lr}", parameters={"lr": {"min": 0.1, "max": 1.0}},
+            method="random", max_runs=3, gpus_per_run=8, workdir=str(workdir),
+        )  # fmt: skip
+    assert services.sweeps.list() == []
+    assert services.runs.list().total == 0
+    assert list(services.state.runs_dir.iterdir()) == []
