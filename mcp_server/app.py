@@ -64,9 +64,9 @@ class App:
         server still starts, so a client is never left hanging before ``initialize``."""
         try:
             services = self.services()
+            services.recover()  # first: a launch a killed server interrupted is submitted, not lost
             services.reconciler.reconcile()
             services.sweeps.top_up()
-            services.recover()
         except ResearchError as err:
             note = "tools answer with this until it is fixed"
             print(f"research-mcp: {err} ({note})", file=sys.stderr, flush=True)

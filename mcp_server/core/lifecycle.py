@@ -68,6 +68,8 @@ class Observation:
     bad_exit_code: str | None = None
     # Processes the command left behind when it ended, in words (the launch script's note).
     leftovers: str | None = None
+    # The backend never took the job (a launch a killed server interrupted): not lost, pending.
+    unsubmitted: bool = False
 
 
 @dataclass(frozen=True)
@@ -171,8 +173,6 @@ class RunLike(Protocol):
     status: str
     stop_requested_at: float | None
     launched_at: float | None
-    backend: str
-    backend_ref: str | None
 
 
 def decide_for(run: RunLike, obs: Observation, *, now: float, launch_grace_s: float) -> Decision | None:
@@ -187,5 +187,5 @@ def decide_for(run: RunLike, obs: Observation, *, now: float, launch_grace_s: fl
         launched_at=run.launched_at,
         now=now,
         launch_grace_s=launch_grace_s,
-        unsubmitted=run.backend == "local" and run.backend_ref is None,
+        unsubmitted=obs.unsubmitted,
     )

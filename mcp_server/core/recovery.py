@@ -12,14 +12,15 @@ and submitting go through compare-and-set claims, so two servers never launch on
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from typing import TYPE_CHECKING
 
-from sqlalchemy import update
 from sqlmodel import col, select
 
 from mcp_server.core import staging
 from mcp_server.core.errors import ResearchError
+from mcp_server.core.jobfiles import JobFiles
 from mcp_server.core.lifecycle import RunStatus
 from mcp_server.core.models import Run
 from mcp_server.core.store import now
@@ -29,18 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CLAIM = "recovering"
-
-
-def never_submitted(run: Run, files_exist: bool) -> bool:
-    """A local run that was moved to launching/queued but never handed to tmux."""
-    return (
-        run.backend == "local"
-        and run.status in (RunStatus.LAUNCHING.value, RunStatus.QUEUED.value)
-        and run.launched_at is not None
-        and run.backend_ref is None
-        and not files_exist
-    )
+CLAIM = "resubmitting"
 
 
 class Recovery:
@@ -102,7 +92,6 @@ class Recovery:
             candidates = s.exec(
                 select(Run).where(
                     col(Run.status).in_([RunStatus.LAUNCHING.value, RunStatus.QUEUED.value]),
-                    col(Run.backend_ref).is_(None),
                     col(Run.launched_at) < cutoff,
                     Run.backend == "local",
                 )
@@ -110,10 +99,10 @@ class Recovery:
         out = []
         for run in candidates:
             files = self.runs.files(run.id)
-            seen = any(p.exists() for p in (files.launcher_pid, files.pgid, files.exit_code))
-            if staging.creator_alive(self.state, staging.read_spec(files.run_dir)):
-                continue
-            if not never_submitted(run, seen) or not self._claim(run.id):
+            traces = (files.run_dir / "backend_ref", files.launcher_pid, files.pgid, files.exit_code)
+            if any(p.exists() for p in traces) or run.launched_at is None:
+                continue  # tmux took it
+            if staging.creator_alive(self.state, staging.read_spec(files.run_dir)) or not self._claim(files):
                 continue
             try:
                 self.runs.submit(run)
@@ -123,11 +112,11 @@ class Recovery:
                 log.warning("could not submit %s: %s", run.id, err)
         return out
 
-    def _claim(self, run_id: str) -> bool:
-        with self.store.write() as s:
-            res = s.execute(
-                update(Run)
-                .where(col(Run.id) == run_id, col(Run.backend_ref).is_(None))
-                .values(backend_ref=CLAIM)
-            )
-            return res.rowcount == 1  # type: ignore[attr-defined]
+    @staticmethod
+    def _claim(files: JobFiles) -> bool:
+        """One recoverer per run, across processes: whoever creates the marker first."""
+        try:
+            os.close(os.open(files.run_dir / CLAIM, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            return False
+        return True

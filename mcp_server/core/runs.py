@@ -505,6 +505,8 @@ class RunService:
         outcome = None
         extras: list[str] = []
         reason = launch_reason(backend.name)
+        planned = backend.planned_ref(run)
+        ref = {"backend_ref": planned} if planned else {}
         with self.store.write() as s:
             if pool:
                 entry = self.admission.enqueue(s, run, pool)
@@ -521,11 +523,16 @@ class RunService:
                 extras = [outcome.reason] if outcome else []
                 if note := (run.options or {}).get("gpuwrap", {}).get("note"):
                     extras.append(note)
-                # A claimed run is already 'launching' with this reason (set by its sweep).
-                ok = claimed or transition(s, run, RunStatus.LAUNCHING, reason, launched_at=t)
+                if planned:
+                    reason = "; ".join([f"submitted: {planned}", *extras])
+                # A claimed run is already 'launching' (set by its sweep).
+                ok = claimed or transition(s, run, RunStatus.LAUNCHING, reason, launched_at=t, **ref)
+                if claimed and planned:
+                    done = {"backend_ref": planned, "status_reason": reason}
+                    s.execute(update(Run).where(col(Run.id) == run.id).values(**done))
             else:
                 reason = outcome.reason
-                ok = transition(s, run, RunStatus.QUEUED, reason, launched_at=t, queued_at=t)
+                ok = transition(s, run, RunStatus.QUEUED, reason, launched_at=t, queued_at=t, **ref)
             if not ok:
                 raise Conflict(f"run {run.id} changed status to {run.status} while starting; not launched.")
         if outcome is not None and outcome.admitted:
@@ -539,6 +546,20 @@ class RunService:
         # From here the job exists: nothing may raise, or a caller would discard (or fail) the
         # run of a live job.
         self._keep_ref(run.id, ref)
+        if ref != planned:  # else it was recorded with the launch
+            self._record_ref(run, ref, reason, extras)
+        if outcome is not None and not outcome.admitted:
+            try:
+                dispatch.ensure_running(self.state.root, gpuwrap_knobs(self.settings))
+            except OSError:  # the run's own launch script starts one too
+                log.exception("could not start the queue dispatcher for %s", run.id)
+        for hook in self.after_launch:
+            try:
+                hook(run)
+            except Exception:  # the job runs; a missing watcher is restarted by reconcile
+                log.exception("after_launch hook failed for %s", run.id)
+
+    def _record_ref(self, run: Run, ref: str, reason: str, extras: list[str]) -> None:
         try:
             with self.store.write() as s:
                 s.execute(update(Run).where(col(Run.id) == run.id).values(backend_ref=ref))
@@ -554,16 +575,6 @@ class RunService:
                 )
         except Exception:
             log.exception("%s was submitted as %s, but recording that failed", run.id, ref)
-        if outcome is not None and not outcome.admitted:
-            try:
-                dispatch.ensure_running(self.state.root, gpuwrap_knobs(self.settings))
-            except OSError:  # the run's own launch script starts one too
-                log.exception("could not start the queue dispatcher for %s", run.id)
-        for hook in self.after_launch:
-            try:
-                hook(run)
-            except Exception:  # the job runs; a missing watcher is restarted by reconcile
-                log.exception("after_launch hook failed for %s", run.id)
 
     def _write_script(self, run: Run) -> str | None:
         """Render and write the run's launch script; returns its admission pool."""

@@ -30,6 +30,11 @@ class Backend(ABC):
     def stop(self, run: Run, files: JobFiles, grace_s: float) -> None:
         """Ask the job to end; escalate after ``grace_s``. Returns once the job is gone or signalled."""
 
+    def planned_ref(self, run: Run) -> str | None:
+        """The handle ``submit`` will return, when it is known beforehand (then it is recorded
+        with the launch, sparing a store write after the submit)."""
+        return None
+
     def pre_command(self, run: Run) -> list[str]:
         """Extra bash lines run in the launch script before the command (e.g. GPU lease)."""
         return []

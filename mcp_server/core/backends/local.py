@@ -7,6 +7,7 @@ command runner (one ``tmux`` process per call, no object refreshes).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import signal
@@ -83,6 +84,9 @@ class LocalTmuxBackend(Backend):
         for var in PRIVATE_VARS:  # a server started by an older version may still hold them
             self._tmux("set-environment", "-g", "-u", var)
 
+    def planned_ref(self, run: Run) -> str | None:
+        return f"tmux -L {self.socket} {SESSION}:{run.id}"
+
     def submit(self, run: Run, files: JobFiles) -> str:
         # One tmux call per launch: the session is made only when the window cannot be opened
         # without it (a burst of launches then costs one tmux process each, not two).
@@ -124,7 +128,10 @@ class LocalTmuxBackend(Backend):
                 elif present is False:
                     pgid = files[run.id].read_pgid()
                     detail = "tmux window is gone" + (" and the job has ended" if pgid is not None else "")
-            out[run.id] = observe_files(files[run.id], present, detail)
+            obs = observe_files(files[run.id], present, detail)
+            # No handle kept yet and no trace of a job: a launch interrupted before tmux had it.
+            unsubmitted = not (files[run.id].run_dir / "backend_ref").exists()
+            out[run.id] = dataclasses.replace(obs, unsubmitted=unsubmitted)
         return out
 
     def stop(self, run: Run, files: JobFiles, grace_s: float) -> None:
