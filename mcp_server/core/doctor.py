@@ -30,7 +30,7 @@ from mcp_server.core.jobfiles import JobFiles
 from mcp_server.core.paths import StateDir
 from mcp_server.core.procs import job_lives
 from mcp_server.core.staging import SPEC_FIELDS, leftovers, read_spec
-from mcp_server.core.store_health import SQLITE_HEADER, run_dirs
+from mcp_server.core.store_health import not_a_database, run_dirs
 
 SWEEPS_DIR = "sweeps"
 LOW_DISK_MB = 1024.0
@@ -51,9 +51,8 @@ def _store_problem(db: Path) -> str | None:
     """Why the store cannot be used as it is, or None."""
     if not db.exists() or db.stat().st_size == 0:
         return "missing" if not db.exists() else "empty"
-    with open(db, "rb") as fh:
-        if fh.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
-            return "not a SQLite database"
+    if problem := not_a_database(db):
+        return "not a SQLite database" if problem.startswith("not a SQLite database") else problem
     try:
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
         try:

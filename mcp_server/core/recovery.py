@@ -51,18 +51,17 @@ class Recovery:
         left = staging.leftovers(self.state)
         if not left:
             return []
-        ids = [run_id for run_id, _path, _age in left]
+        ids = [run_id for run_id, _path, _age, _creator in left]
         with self.store.read() as s:
             known = set(s.exec(select(Run.id).where(col(Run.id).in_(ids))).all())
         out = []
-        for run_id, path, age in left:
-            spec = staging.read_spec(path)
-            if staging.creator_alive(self.state, spec):
+        for run_id, path, age, creator in left:
+            if staging.creator_name_alive(self.state, creator):
                 continue  # being created right now
             if run_id in known:
-                staging.place(self.state, run_id)
+                staging.place(self.state, run_id, path)
                 out.append(run_id)
-            elif spec is not None or age > staging.ABANDONED_AFTER_S:
+            elif creator or age > staging.ABANDONED_AFTER_S:
                 log.info("removing %s: a create that never committed", path)
                 shutil.rmtree(path, ignore_errors=True)
         return out

@@ -419,8 +419,8 @@ class RunService:
             for _run, path in staged:
                 shutil.rmtree(path, ignore_errors=True)
             raise
-        for run, _dir in staged:
-            staging.place(self.state, run.id)
+        for run, path in staged:
+            staging.place(self.state, run.id, path)
 
     def _after_insert(self, run: Run, auto_start: bool) -> RunRecord:
         """Start the new run if asked; a launch that fails for any reason (a refused launch, a

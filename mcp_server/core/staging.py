@@ -42,8 +42,15 @@ SPEC_FIELDS = (
 )  # fmt: skip
 
 
-def staging_dir(state: StateDir, run_id: str) -> Path:
-    return state.runs_dir / f"{STAGING_PREFIX}{run_id}"
+def staging_dir(state: StateDir, run_id: str, creator: str = "") -> Path:
+    """``runs/.new-<creator>.<run id>``: the creator is known even before spec.json is written."""
+    return state.runs_dir / f"{STAGING_PREFIX}{creator}.{run_id}"
+
+
+def _parse(name: str) -> tuple[str, str]:
+    """(creator, run id) of a staging dir's name."""
+    creator, _, run_id = name[len(STAGING_PREFIX) :].rpartition(".")
+    return creator, run_id
 
 
 class Creator:
@@ -67,7 +74,10 @@ class Creator:
 
 def creator_alive(state: StateDir, spec: dict[str, Any] | None) -> bool:
     """True while the process that created this run still holds its creator lock."""
-    name = (spec or {}).get("creator")
+    return creator_name_alive(state, (spec or {}).get("creator"))
+
+
+def creator_name_alive(state: StateDir, name: object) -> bool:
     if not isinstance(name, str) or "/" in name or not name:
         return False
     try:
@@ -110,7 +120,7 @@ def stage(
     creator: Creator | None = None,
 ) -> Path:
     """Write a new run's files into its staging dir; returns that dir."""
-    staging = staging_dir(state, run.id)
+    staging = staging_dir(state, run.id, creator.name if creator else "")
     staging.mkdir(mode=0o700)
     try:
         files = JobFiles(staging)
@@ -125,15 +135,15 @@ def stage(
     return staging
 
 
-def place(state: StateDir, run_id: str) -> None:
+def place(state: StateDir, run_id: str, path: Path | None = None) -> None:
     """Move a committed run's staging dir into place (idempotent)."""
-    staging = staging_dir(state, run_id)
-    if staging.is_dir() and not (state.runs_dir / run_id).exists():
-        os.rename(staging, state.runs_dir / run_id)
+    for staging in [path] if path else state.runs_dir.glob(f"{STAGING_PREFIX}*.{run_id}"):
+        if staging.is_dir() and not (state.runs_dir / run_id).exists():
+            os.rename(staging, state.runs_dir / run_id)
 
 
-def leftovers(state: StateDir) -> list[tuple[str, Path, float]]:
-    """Staging dirs of this state dir: (run id, path, age in seconds)."""
+def leftovers(state: StateDir) -> list[tuple[str, Path, float, str]]:
+    """Staging dirs of this state dir: (run id, path, age in seconds, creator)."""
     out = []
     try:
         entries = list(os.scandir(state.runs_dir))
@@ -146,5 +156,6 @@ def leftovers(state: StateDir) -> list[tuple[str, Path, float]]:
                 age = t - entry.stat(follow_symlinks=False).st_mtime
             except OSError:
                 continue
-            out.append((entry.name[len(STAGING_PREFIX) :], Path(entry.path), age))
+            creator, run_id = _parse(entry.name)
+            out.append((run_id, Path(entry.path), age, creator))
     return out

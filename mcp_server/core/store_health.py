@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import stat
 from pathlib import Path
 
 from mcp_server.core.errors import StoreError
 
-SQLITE_HEADER = b"SQLite format 3\x00"
 REPAIR = "run `research-mcp doctor --repair` to move it aside and rebuild it from the run dirs"
 
 
@@ -35,26 +35,48 @@ def run_dirs(runs_dir: Path) -> list[Path]:
     ]
 
 
+def not_a_database(db_path: Path) -> str | None:
+    """Why an existing, non-empty store file is not a usable SQLite database, or None.
+
+    Asked through SQLite itself, never by opening the file: closing any descriptor of a
+    file drops every POSIX lock this process holds on it, including those of its open
+    SQLite connections (the classic way to corrupt a store), while SQLite's own open and
+    close keep them.
+    """
+    try:
+        con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
+    except sqlite3.Error as err:
+        return f"cannot be opened ({err})"
+    try:
+        con.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.DatabaseError as err:
+        text = str(err)
+        if "locked" in text or "busy" in text:
+            return None  # busy is not broken
+        return "not a SQLite database (corrupt or overwritten)" if "not a database" in text else text
+    finally:
+        con.close()
+    return None
+
+
 def check_file(db_path: Path, runs_dir: Path) -> None:
     """Refuse a store that is not a SQLite database, or missing/empty beside existing runs."""
     try:
-        with open(db_path, "rb") as fh:
-            header = fh.read(len(SQLITE_HEADER))
+        st = os.stat(db_path)
     except FileNotFoundError:
-        header = None
-    except IsADirectoryError:
-        raise StoreError(f"the store {db_path} is a directory, not a database; {REPAIR}.") from None
+        st = None
     except OSError as err:
         why = err.strerror
         raise StoreError(f"the store {db_path} cannot be read ({why}); check its permissions.") from None
-    if header:
-        if header != SQLITE_HEADER:
-            what = "is not a SQLite database (corrupt or overwritten)"
-            raise StoreError(f"the store {db_path} {what}; {REPAIR}.")
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise StoreError(f"the store {db_path} is a directory, not a database; {REPAIR}.")
+    if st is not None and st.st_size > 0:
+        if problem := not_a_database(db_path):
+            raise StoreError(f"the store {db_path} is {problem}; {REPAIR}.")
         return
     found = run_dirs(runs_dir)
     if found:
-        state = "missing" if header is None else "empty"
+        state = "missing" if st is None else "empty"
         raise StoreError(
             f"the store {db_path} is {state}, but {runs_dir} holds {len(found)} run dir(s); "
             "run `research-mcp doctor --repair` to rebuild it from them (nothing is lost), "
