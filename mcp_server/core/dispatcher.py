@@ -48,6 +48,8 @@ log = logging.getLogger("research_mcp.dispatcher")
 
 # The dispatcher exits after the queue has been empty this long (a later queued run starts it again).
 IDLE_EXIT_S = 10.0
+# Waiting runs' status_reasons are rewritten at most this often.
+REASONS_EVERY_S = 2.0
 # Longest sleep after a failed poll (a locked or full store).
 MAX_BACKOFF_S = 5.0
 
@@ -70,6 +72,7 @@ class Dispatcher:
         self.store = Store(state.db_path)
         self.admission = Admission(state, settings)
         self._sidecars: SidecarSupervisor | None = None
+        self._reasons_at = -float("inf")
 
     def files(self, run_id: str) -> JobFiles:
         return JobFiles(self.state.run_dir(run_id))
@@ -156,7 +159,6 @@ class Dispatcher:
             # Out of retries only if this last try did not admit it either.
             taken = {i for i, _ in admitted}
             ended += [i for i in look.to_end if i not in taken and i not in stops and self._end_waiting(s, i)]
-            self._refresh_reasons(s, inventory)
         for run_id, gpus in admitted:
             gpuwrap.write_admission_env(self.files(run_id), gpus)
             wake(self.files(run_id).run_dir / WAKE)
@@ -164,6 +166,7 @@ class Dispatcher:
         for run_id in ended:
             write_private(self.files(run_id).queue_ended, "ended while waiting in the queue\n")
             wake(self.files(run_id).run_dir / WAKE)
+        self.refresh_reasons(inventory, force=bool(ended))
 
     @staticmethod
     def _stop_requested(s: Session, run_id: str) -> bool:
@@ -198,18 +201,32 @@ class Dispatcher:
     ) -> list[tuple[str, tuple[int, ...]]]:
         """Admit this pool's waiting runs in FIFO order until one must wait."""
         out: list[tuple[str, tuple[int, ...]]] = []
+        refused: set[str] = set()
         while True:
-            live, _leases = self.admission.live_state(s)
-            head = next(
-                (e for e in live if e.pool == pool and e.admitted_at is None and self._launched(s, e.run_id)),
-                None,
-            )
+            # The oldest launched, waiting run of the pool; try_admit checks the holders' lives
+            # (once per try: with 200 waiting runs that is the costly part of the write).
+            head = s.exec(
+                sql_select(QueueEntry)
+                .join(Run, col(Run.id) == col(QueueEntry.run_id))
+                .where(
+                    QueueEntry.pool == pool,
+                    col(QueueEntry.admitted_at).is_(None),
+                    col(Run.status) == RunStatus.QUEUED.value,
+                    col(Run.launched_at).is_not(None),
+                    col(QueueEntry.run_id).not_in(refused),
+                )
+                .order_by(col(QueueEntry.seq))
+                .limit(1)
+            ).first()
             if head is None:
                 return out
             outcome = self.admission.try_admit(s, head.run_id, inventory if pool == POOL_GPU else None)
             run = s.exec(sql_select(Run).where(Run.id == head.run_id)).first()
             if run is None:
                 return out
+            if outcome.reason == "not in the queue":  # its holder was dead: reclaimed, try the next
+                refused.add(run.id)
+                continue
             if outcome.impossible:
                 reason = f"cannot be admitted: {outcome.reason}"
                 transition(s, run, RunStatus.FAILED, reason, error=reason)
@@ -225,41 +242,49 @@ class Dispatcher:
             log.info("admitted %s: %s", run.id, outcome.reason)
             out.append((run.id, outcome.gpu_indices))
 
-    @staticmethod
-    def _launched(s: Session, run_id: str) -> bool:
-        run = s.exec(sql_select(Run).where(Run.id == run_id)).first()
-        return run is not None and run.status == RunStatus.QUEUED.value and run.launched_at is not None
+    def refresh_reasons(self, inventory: GpuProbe | None, *, force: bool = False) -> None:
+        """Each waiting run's status_reason says what it waits for now (position, holders).
 
-    def _refresh_reasons(self, s: Session, inventory: GpuProbe | None) -> None:
-        """Each waiting run's status_reason says what it waits for now (position, holders)."""
-        live, leases = self.admission.live_state(s, reclaim=False)
-        gpus = None
-        if inventory is not None and inventory.ok:
-            gpus = self.admission.assess(s, inventory, leases)
-        waiting = [e for e in live if e.admitted_at is None]
-        if not waiting:
+        Worked out from a read snapshot, then written in one short transaction, at most every
+        ``REASONS_EVERY_S``: with 200 waiting runs every admission moves every position."""
+        t = time.monotonic()
+        if not force and t - self._reasons_at < REASONS_EVERY_S:
             return
-        ids = [e.run_id for e in waiting]
-        runs = {
-            r.id: r
-            for r in s.exec(
-                sql_select(Run).where(col(Run.id).in_(ids), col(Run.status) == RunStatus.QUEUED.value)
-            ).all()
-        }
-        t = now()
-        for entry in waiting:
-            run = runs.get(entry.run_id)
-            if run is None or run.launched_at is None:
-                continue
-            snap = Snapshot(entry, live, gpus, None if gpus is not None else "not read", self.settings, t)
-            reason = next((r for gate in GATES if (r := gate(snap))), None)
-            if reason is None or (entry.pool == POOL_GPU and gpus is None and "GPU" in reason):
-                continue
-            if reason != run.status_reason:
+        self._reasons_at = t
+        changes: dict[str, str] = {}
+        with self.store.read() as s:
+            live, leases = self.admission.live_state(s, reclaim=False)
+            gpus = None
+            if inventory is not None and inventory.ok:
+                gpus = self.admission.assess(s, inventory, leases)
+            waiting = [e for e in live if e.admitted_at is None]
+            ids = [e.run_id for e in waiting]
+            runs = {
+                r.id: r
+                for r in s.exec(
+                    sql_select(Run).where(col(Run.id).in_(ids), col(Run.status) == RunStatus.QUEUED.value)
+                ).all()
+            } if ids else {}  # fmt: skip
+            stamp = now()
+            for entry in waiting:
+                run = runs.get(entry.run_id)
+                if run is None or run.launched_at is None:
+                    continue
+                unread = None if gpus is not None else "not read"
+                snap = Snapshot(entry, live, gpus, unread, self.settings, stamp)
+                reason = next((r for gate in GATES if (r := gate(snap))), None)
+                if reason is None or (entry.pool == POOL_GPU and gpus is None and "GPU" in reason):
+                    continue
+                if reason != run.status_reason:
+                    changes[run.id] = reason
+        if not changes:
+            return
+        with self.store.write() as s:
+            for run_id, reason in changes.items():
                 s.execute(
                     update(Run)
-                    .where(col(Run.id) == run.id, col(Run.status) == RunStatus.QUEUED.value)
-                    .values(status_reason=reason, updated_at=t)
+                    .where(col(Run.id) == run_id, col(Run.status) == RunStatus.QUEUED.value)
+                    .values(status_reason=reason, updated_at=stamp)
                 )
 
     def rewrite_admission(self, run_ids: list[str]) -> None:
@@ -290,6 +315,8 @@ class Dispatcher:
             if look.orphans:
                 look.pools |= {POOL_CPU, POOL_GPU}
             self.dispatch(look)
+        elif look.waiting:
+            self.refresh_reasons(None)
         if look.unwritten:
             self.rewrite_admission(look.unwritten)
         return bool(look.waiting or look.orphans)
