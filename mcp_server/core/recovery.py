@@ -109,6 +109,7 @@ class Recovery:
                 log.info("submitted %s: its launch was interrupted before it reached tmux", run.id)
             except ResearchError as err:
                 log.warning("could not submit %s: %s", run.id, err)
+                (files.run_dir / CLAIM).unlink(missing_ok=True)  # the next look tries again
         return out
 
     @staticmethod
