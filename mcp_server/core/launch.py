@@ -60,9 +60,22 @@ LEFTOVER_LINES = r"""leftover_pids() {
     done
     echo "${out[*]}"
 }
+# A child caught between its fork and its exec still shows the job's environment even when
+# it execs without the run's id (the provenance probe's helper does): look again a moment
+# later and count only the processes that still carry the id and have not ended.
+still_ours() {
+    local pid out=()
+    for pid in $1; do
+        if grep -qsxzF -- "RESEARCH_RUN_ID=$RUN_ID" "/proc/$pid/environ"; then out+=("$pid"); fi
+    done
+    echo "${out[*]}"
+}
 leftovers=$(leftover_pids)
+if [ -n "$leftovers" ]; then sleep 0.2; leftovers=$(still_ours "$leftovers"); fi
 alive=
-if [ -n "$leftovers" ]; then alive=$(ps -o pid=,args= -p "${leftovers// /,}" 2>/dev/null); fi
+if [ -n "$leftovers" ]; then
+    alive=$(ps -o pid=,stat=,args= -p "${leftovers// /,}" 2>/dev/null | awk '$2 !~ /^Z/ {$2 = ""; print}')
+fi
 if [ -n "$alive" ]; then
     count=$(grep -c . <<< "$alive")
     what=$(head -n 5 <<< "$alive" | sed 's/^ *//' | cut -c1-80 | paste -sd ';' -)
