@@ -160,6 +160,18 @@ after_exit() {{
     :
 {after}
 }}
+# What the job printed last may still be in the pipe when it ends: tee writes it before the
+# exit code says the run ended, or the monitor's last read could miss the final metrics.
+# Bounded, as a background child the job left may hold the pipe (and tee) open for hours.
+output_written() {{
+    local st i
+    for ((i = 0; i < 100; i++)); do
+        st=gone
+        {{ read -r _ _ st _ < "/proc/$1/stat"; }} 2>/dev/null
+        if [ "$st" = gone ] || [ "$st" = Z ]; then return 0; fi
+        sleep 0.02
+    done
+}}
 finish() {{
     recorded "$1"
     after_exit
@@ -176,10 +188,13 @@ while :; do
 # which records the exit code, nor tee, which keeps output.log growing; the job is its own
 # session and never sees it. Before the job starts a hang-up still ends a waiting script.
 trap : HUP
+exec {{job_out}}> >(trap '' HUP; exec tee -i -a "$RUN_DIR/output.log"{sink})
+tee_pid=$!
 {JOB_WRAPPER} \\
-    research-job "$RUN_DIR" "$RUN_ID" < /dev/null \\
-    > >(trap '' HUP; exec tee -i -a "$RUN_DIR/output.log"{sink}) 2>&1
+    research-job "$RUN_DIR" "$RUN_ID" < /dev/null >&"$job_out" {{job_out}}>&- 2>&1
 code=$?
+exec {{job_out}}>&-
+output_written "$tee_pid"
 trap - HUP
 {post}
 break
