@@ -18,6 +18,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 
 from mcp_server.core.jobfiles import JobFiles
+from mcp_server.core.provenance_probe import probe_files
 
 
 def q(value: object) -> str:
@@ -42,10 +43,11 @@ def write_env(files: JobFiles, env: Mapping[str, str]) -> None:
 
 
 # Runs as the job's session leader: records its pgid (the "command started" marker that
-# stop signals target), then becomes the user's command.
+# stop signals target), then becomes the user's command, whose shell first sources the
+# provenance probe (core.provenance_probe) through BASH_ENV.
 JOB_WRAPPER = (
     r"""setsid bash -c 'printf "%s\n" "$$" > "$1/pgid.tmp" && mv -f "$1/pgid.tmp" "$1/pgid" """
-    r"""&& exec bash "$1/command.sh"'"""
+    r"""&& RESEARCH_PREV_BASH_ENV="${BASH_ENV-}" BASH_ENV="$1/probe.sh" exec bash "$1/command.sh"'"""
 )
 
 
@@ -108,4 +110,6 @@ finish "$code"
 
 
 def write_launch_script(files: JobFiles, script: str) -> None:
+    for name, text in probe_files().items():
+        write_private(files.run_dir / name, text, 0o600)
     write_private(files.launch, script, 0o700)

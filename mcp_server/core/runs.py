@@ -200,6 +200,8 @@ class RunService:
         self.admission = admission
         # Set by Services: runs of a sweep are launched through it so its parallel cap holds.
         self.sweeps: SweepGate | None = None
+        # Called with a run right before its backend gets it (provenance is recorded here).
+        self.before_submit: list[Callable[[Run, JobFiles], None]] = []
         # Called with a run right after its backend accepted it (the sidecar starts here).
         self.after_launch: list[Callable[[Run], None]] = []
         # Called by get() to add what other services know (metrics, alerts, monitor).
@@ -453,6 +455,11 @@ class RunService:
                 raise Conflict(f"run {run.id} changed status to {run.status} while starting; not launched.")
         if outcome is not None and outcome.admitted:
             write_admission_env(files, outcome.gpu_indices)
+        for before in self.before_submit:
+            try:
+                before(run, files)
+            except Exception:  # a record about the run must never keep it from running
+                log.exception("before_submit hook failed for %s", run.id)
         try:
             ref = backend.submit(run, files)
         except ResearchError:
