@@ -42,6 +42,21 @@ def write_env(files: JobFiles, env: Mapping[str, str]) -> None:
     write_private(files.env, "\n".join(lines) + ("\n" if lines else ""), 0o600)
 
 
+def read_env(files: JobFiles) -> dict[str, str]:
+    """The values ``write_env`` wrote (a rerun with env overrides starts from them)."""
+    try:
+        text = files.env.read_text()
+    except FileNotFoundError:
+        return {}
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        words = shlex.split(line) if line.startswith("export ") else []
+        if len(words) == 2 and "=" in words[1]:
+            key, value = words[1].split("=", 1)
+            env[key] = value
+    return env
+
+
 # Runs as the job's session leader: records its pgid (the "command started" marker that
 # stop signals target), then becomes the user's command, whose shell first sources the
 # provenance probe (core.provenance_probe) through BASH_ENV.

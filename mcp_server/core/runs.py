@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from sqlalchemy import ColumnElement, delete, func, update
 from sqlmodel import col, select
 
+from mcp_server.core import lineage
 from mcp_server.core.admission import POOL_GPU, Admission
 from mcp_server.core.backends.registry import BACKEND_NAMES, Backends
 from mcp_server.core.cluster import ClusterService
@@ -35,10 +36,16 @@ from mcp_server.core.gpuwrap import post_lines as gpuwrap_post_lines
 from mcp_server.core.gpuwrap import pre_lines as gpuwrap_pre_lines
 from mcp_server.core.ids import new_id, validate_env_key, validate_id, validate_name
 from mcp_server.core.jobfiles import JobFiles
-from mcp_server.core.launch import render_launch_script, write_command, write_env, write_launch_script
+from mcp_server.core.launch import (
+    read_env,
+    render_launch_script,
+    write_command,
+    write_env,
+    write_launch_script,
+)
 from mcp_server.core.lifecycle import TERMINAL, RunStatus
 from mcp_server.core.logs import read_window, tail_lines
-from mcp_server.core.models import Event, Run
+from mcp_server.core.models import Event, Run, Sweep
 from mcp_server.core.paths import StateDir
 from mcp_server.core.probes import GpuProbe, probe_gpus
 from mcp_server.core.reconcile import WATCHED, Reconciler, transition
@@ -509,32 +516,38 @@ class RunService:
         self._fresh(run_id)
         return self._record(run_id)
 
-    def rerun(self, run_id: str, auto_start: bool = True) -> RunRecord:
+    def rerun(
+        self, run_id: str, auto_start: bool = True, overrides: Mapping[str, Any] | None = None
+    ) -> RunRecord:
+        """A new run from ``run_id``'s spec, with ``overrides`` (core.lineage) applied and recorded."""
         old = self.load(run_id)
         if old.sweep_id is not None and self.sweeps is not None:
             self.sweeps.check_accepts(old.sweep_id, new_run=False)
+        base = None
+        if old.sweep_id is not None:
+            with self.store.read() as s:
+                base = s.exec(select(Sweep.base_command).where(Sweep.id == old.sweep_id)).first()
+        command, params, env_changes, changes = lineage.derive(old, base, overrides)
+        _validate_command(command)
+        params = _validate_params(params)
+        env = {**read_env(self.files(old.id)), **{k: v for k, v in env_changes.items() if v is not None}}
+        env = _validate_env({k: v for k, v in env.items() if env_changes.get(k, "") is not None})
         wrap = options_of((old.options or {}).get("gpuwrap"))
-        plan = self._plan(old.backend, old.gpus, wrap, old.command, dict.fromkeys(old.env_keys, ""))
+        plan = self._plan(old.backend, old.gpus, wrap, command, env)
+        options = {k: v for k, v in (old.options or {}).items() if k not in ("trial", "lineage")}
         fields = dict(
             name=old.name,
-            command=old.command,
+            command=command,
             workdir=_validate_workdir(old.workdir),
             sweep_id=old.sweep_id,
             gpus=old.gpus,
-            params=old.params,
-            env_keys=old.env_keys,
-            options={**(old.options or {}), "gpuwrap": plan.record, "queue": plan.pool},
+            params=params,
+            env_keys=sorted(env),
+            options={**options, "gpuwrap": plan.record, "queue": plan.pool, "lineage": {"changes": changes}},
             parent_run_id=old.id,
             backend=old.backend,
         )
-        old_env = self.files(old.id).env
-
-        def copy_env(files: JobFiles) -> None:
-            if old_env.exists():
-                shutil.copyfile(old_env, files.env)
-                os.chmod(files.env, 0o600)
-
-        run = self._insert(fields, copy_env, plan.pool if auto_start else None)
+        run = self._insert(fields, lambda files: write_env(files, env), plan.pool if auto_start else None)
         return self._after_insert(run, auto_start)
 
     # ---- queries -------------------------------------------------------------------------

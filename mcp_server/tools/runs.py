@@ -7,6 +7,7 @@ from mcp_types import ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from mcp_server.app import App
+from mcp_server.core.compare_views import RunComparison
 from mcp_server.core.views import LogChunk, RunBrief, RunDetail, RunPage
 from mcp_server.tools import MAX_INT
 from mcp_server.tools.surface import answer, fitting
@@ -97,9 +98,29 @@ def register(mcp: MCPServer, app: App) -> None:
 
     @mcp.tool(annotations=CREATES)
     @answer
-    def rerun(run_id: RunId, auto_start: bool = True) -> RunBrief:
-        """A new run with the same command, workdir, env and params."""
-        return app.services().runs.rerun(run_id, auto_start=auto_start)
+    def rerun(
+        run_id: RunId,
+        auto_start: bool = True,
+        overrides: Annotated[
+            dict[str, Any] | None,
+            Field(description="{params, args: {opt: value|true|null}, env, command}"),
+        ] = None,
+    ) -> RunBrief:
+        """A new run from a run's spec plus overrides, recorded with its parent."""
+        return app.services().runs.rerun(run_id, auto_start=auto_start, overrides=overrides)
+
+    @mcp.tool(annotations=READ_ONLY)
+    @answer
+    def compare_runs(
+        run_ids: Annotated[list[str], Field(min_length=2, max_length=8)],
+        metric: Annotated[str | None, Field(max_length=128)] = None,
+        patch: Annotated[bool, Field(description="include the code diff")] = False,
+    ) -> RunComparison:
+        """Params, code and settings that differ between runs; each run's best/last metric and
+        deltas."""
+        from mcp_server.core.compare import compare_runs as compare
+
+        return compare(app.services().runs, run_ids, metric=metric, patch=patch)
 
     @mcp.tool(annotations=READ_ONLY)
     @answer
