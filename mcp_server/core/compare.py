@@ -125,14 +125,14 @@ def compare_runs(
 def _code(runs_service: RunService, runs: list[Run], patch: bool) -> list[CodeChange]:
     dirs = [runs_service.files(r.id).run_dir for r in runs]
     docs = [provenance.load(d) for d in dirs]
+    first = docs[0]
     changes = []
     for i in range(1, len(runs)):
-        if docs[0] is None or docs[i] is None:
+        doc = docs[i]
+        if first is None or doc is None:
             changes.append(CodeChange(run_id=runs[i].id, note="code not compared: a run was never launched"))
             continue
-        found = diff_snapshots(
-            (dirs[0], docs[0].get("git") or {}), (dirs[i], docs[i].get("git") or {}), patch
-        )
+        found = diff_snapshots((dirs[0], first.get("git") or {}), (dirs[i], doc.get("git") or {}), patch)
         files = [FileChange(**f) for f in found.get("files", [])]
         changes.append(
             CodeChange(

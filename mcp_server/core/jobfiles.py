@@ -65,6 +65,12 @@ class JobFiles:
         return self.run_dir / "failure"
 
     @property
+    def stop_note(self) -> Path:
+        """Why the run is being stopped, when not by stop_run (a sweep's pruner); written before
+        the stop request, so whoever records the ending also says why."""
+        return self.run_dir / "stop_reason"
+
+    @property
     def queue_log(self) -> Path:
         """What the launch script's waiter did: waiting, admission, requeues."""
         return self.run_dir / "queue.log"
@@ -80,6 +86,13 @@ class JobFiles:
         try:
             return self.failure.read_text().strip() or None
         except FileNotFoundError:
+            return None
+
+    def read_stop_note(self) -> str | None:
+        try:
+            with open(self.stop_note, errors="replace") as fh:
+                return fh.read(1024).strip() or None
+        except (FileNotFoundError, IsADirectoryError):
             return None
 
     def read_exit_code(self) -> int | None:
@@ -113,6 +126,7 @@ class JobFiles:
             return None
 
     def clear_outcome(self) -> None:
-        for path in (self.exit_code, self.pgid, self.failure, self.launcher_pid, self.admission_env):
+        outcome = (self.exit_code, self.pgid, self.failure, self.launcher_pid, self.admission_env)
+        for path in (*outcome, self.stop_note):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)

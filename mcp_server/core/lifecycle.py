@@ -64,6 +64,7 @@ class Observation:
     # TIMEOUT killed the launch script); ``detail`` says why.
     final: RunStatus | None = None
     failure: str | None = None  # why the command failed, as the launch script classified it
+    stop_note: str | None = None  # why a stop was asked for, when not by a person (a pruner)
 
 
 @dataclass(frozen=True)
@@ -116,16 +117,15 @@ def decide(
     """Return the transition ``obs`` implies for a run in ``status``, or None to leave it."""
     if status in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.STOPPED, RunStatus.READY):
         return None
+    stopped = obs.stop_note or "stopped on request"
     if obs.final is not None:
         if stop_requested:
-            return Decision(
-                RunStatus.STOPPED, f"stopped on request; {obs.detail}", obs.exit_code, obs.started_at
-            )
+            return Decision(RunStatus.STOPPED, f"{stopped}; {obs.detail}", obs.exit_code, obs.started_at)
         return Decision(obs.final, obs.detail, obs.exit_code, obs.started_at, obs.ended_at)
     if obs.exit_code is not None:
         code = obs.exit_code
         if stop_requested:
-            reason = f"stopped on request; {describe_exit(code)}"
+            reason = f"{stopped}; {describe_exit(code)}"
             return Decision(RunStatus.STOPPED, reason, code, obs.started_at, obs.ended_at)
         if code == 0:
             return Decision(RunStatus.FINISHED, describe_exit(code), code, obs.started_at, obs.ended_at)
@@ -135,7 +135,7 @@ def decide(
         return None
     if obs.present is False:
         if stop_requested:
-            return Decision(RunStatus.STOPPED, "stopped on request before the command wrote an exit code")
+            return Decision(RunStatus.STOPPED, f"{stopped} before the command wrote an exit code")
         if launched_at is None:
             return None  # never handed to a backend (e.g. held back by a queue): nothing to lose
         never_started = status is not RunStatus.RUNNING and obs.started_at is None

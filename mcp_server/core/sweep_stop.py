@@ -13,11 +13,12 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from sqlalchemy import update
 from sqlmodel import col, select
 
 from mcp_server.core.errors import Conflict
 from mcp_server.core.lifecycle import ACTIVE, RunStatus
-from mcp_server.core.models import Run
+from mcp_server.core.models import Run, Sweep
 from mcp_server.core.reconcile import transition
 from mcp_server.core.workflow_views import SweepStopped
 
@@ -33,6 +34,12 @@ def stop_sweep(service: SweepService, sweep_id: str) -> SweepStopped:
     sweep = service.load(sweep_id)
     never_started: list[str] = []
     with service.store.write() as s:
+        # An adaptive sweep asks for nothing more (its runs' endings would otherwise ask).
+        s.execute(
+            update(Sweep)
+            .where(col(Sweep.id) == sweep_id)
+            .values(search={**(sweep.search or {}), "stopped": True})
+        )
         query = select(Run).where(
             col(Run.sweep_id) == sweep_id, col(Run.status).in_(NOT_SUBMITTED), col(Run.launched_at).is_(None)
         )

@@ -114,10 +114,10 @@ def register(mcp: MCPServer, app: App) -> None:
     def compare_runs(
         run_ids: Annotated[list[str], Field(min_length=2, max_length=8)],
         metric: Annotated[str | None, Field(max_length=128)] = None,
-        patch: Annotated[bool, Field(description="include the code diff")] = False,
+        patch: bool = False,
     ) -> RunComparison:
-        """Params, code and settings that differ between runs; each run's best/last metric and
-        deltas."""
+        """Params, code (patch: the diff) and settings that differ between runs; each run's
+        best/last metric and deltas."""
         from mcp_server.core.compare import compare_runs as compare
 
         return compare(app.services().runs, run_ids, metric=metric, patch=patch)

@@ -48,4 +48,5 @@ def observe_files(files: JobFiles, present: bool | None, detail: str = "") -> Ob
         detail=detail,
         # Written before exit_code, so whoever sees the code also sees why.
         failure=files.read_failure() if code else None,
+        stop_note=files.read_stop_note(),
     )
