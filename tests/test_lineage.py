@@ -86,3 +86,23 @@ def test_options_are_set_where_they_are_and_appended_where_they_are_not() -> Non
     assert set_option("t.py", "fp16", True) == "t.py --fp16"
     assert set_option("t.py", "tag", "a b") == "t.py '--tag=a b'"
     assert describe({"params": {"lr": [None, 0.1]}}) == "lr →0.1"
+
+
+def test_the_dashboard_run_page_shows_the_parent_the_reruns_and_what_changed(
+    services: Services, workdir: Path
+) -> None:
+    from starlette.testclient import TestClient
+
+    from mcp_server.ui.app import create_ui_app
+    from tests.test_ui_security import BASE, GATE, logged_in
+
+    root = services.runs.create(
+        name="base", command="true --lr 0.1", workdir=str(workdir), params={"lr": 0.1}, auto_start=False
+    )
+    child = services.runs.rerun(root.id, overrides={"params": {"lr": 0.01}}, auto_start=False)
+    with TestClient(create_ui_app(services, GATE), base_url=BASE) as client:
+        logged_in(client)
+        page = client.get(f"/ui/runs/{child.id}").text
+        assert f'rerun of <a href="/ui/runs/{root.id}">base</a>: lr 0.1→0.01' in page
+        page = client.get(f"/ui/runs/{root.id}").text
+        assert f'rerun <a href="/ui/runs/{child.id}">base</a> (ready): lr 0.1→0.01' in page

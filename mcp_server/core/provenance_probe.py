@@ -8,8 +8,9 @@ assignments, which is what activation scripts run, are let by), records the host
 program, the interpreter it resolves to (a ``python*`` program, or a script whose shebang
 names Python, else the ``python3`` on the PATH of that moment) and the environment
 markers, then removes itself. The package list comes from that interpreter
-(``importlib.metadata``, bounded in time and size) in a process of its own session, so it
-never delays the job nor counts among the job's processes. A job whose first program is
+(``importlib.metadata``, bounded in time and size) a second later, at a lower priority, in
+a process of its own session, so it neither delays the job's start nor counts among the
+job's processes. A job whose first program is
 not Python is recorded as such.
 """
 
@@ -17,6 +18,9 @@ from __future__ import annotations
 
 MAX_PACKAGES = 5000
 PACKAGES_TIMEOUT_S = 30
+# The package listing waits this long, at a lower priority, so it never competes with the
+# job's own start-up for the CPU (the interpreter it lists does not change meanwhile).
+PACKAGES_DELAY_S = 1
 
 PROBE_SH = r"""# research-mcp: sourced by the run's shell (BASH_ENV) before its command (generated).
 if [ -n "${RESEARCH_PREV_BASH_ENV:-}" ]; then BASH_ENV=$RESEARCH_PREV_BASH_ENV; else unset BASH_ENV; fi
@@ -80,9 +84,9 @@ __research_record() {
         PATH=$__research_path mv -f "$RESEARCH_RUN_DIR/job.tmp" "$RESEARCH_RUN_DIR/job.txt"
     if [ -n "$__py" ]; then
         PATH=$__research_path setsid -f bash -c \
-            'timeout __TIMEOUT__ "$1" "$2/probe.py" > "$2/python.tmp" 2> /dev/null &&
-            mv -f "$2/python.tmp" "$2/python.json"' research-probe "$__py" "$RESEARCH_RUN_DIR" \
-            < /dev/null > /dev/null 2>&1
+            'sleep __DELAY__; timeout __TIMEOUT__ nice -n 10 "$1" "$2/probe.py" > "$2/python.tmp" \
+            2> /dev/null && mv -f "$2/python.tmp" "$2/python.json"' \
+            research-probe "$__py" "$RESEARCH_RUN_DIR" < /dev/null > /dev/null 2>&1
     fi
     unset __research_path
     return 0
@@ -118,6 +122,8 @@ def probe_files() -> dict[str, str]:
     """The probe's files for the run dir, by name (beside the launch script: the job may run on
     another node, where this package's own files are not)."""
     return {
-        "probe.sh": PROBE_SH.replace("__TIMEOUT__", str(PACKAGES_TIMEOUT_S)),
+        "probe.sh": PROBE_SH.replace("__TIMEOUT__", str(PACKAGES_TIMEOUT_S)).replace(
+            "__DELAY__", str(PACKAGES_DELAY_S)
+        ),
         "probe.py": PROBE_PY.replace("__MAX__", str(MAX_PACKAGES)),
     }

@@ -93,7 +93,7 @@ def sweep_detail(
     t = now()
     if (spent := spent_reason(sweep, runs, t)) is not None:
         notes.append(f"{spent}: nothing more is launched; extend_sweep adds budget, stop_sweep ends it")
-    elif sweep.method == "tpe" and sweep.max_runs is not None and len(runs) >= sweep.max_runs:
+    elif sweep.method == "tpe" and not search.get("stopped") and not service.may_ask(sweep, runs):
         notes.append(f"all {sweep.max_runs} trials asked (max_runs); extend_sweep adds more")
     with service.store.read() as s:
         pruned = list(

@@ -255,10 +255,11 @@ class SweepService:
     @staticmethod
     def may_ask(sweep: Sweep, runs: list[Run]) -> bool:
         """An adaptive sweep that will ask for more: trials left, budget left, not stopped."""
+        trials = sum(1 for r in runs if "trial" in (r.options or {}))
         return (
             sweep.method == "tpe"
             and not (sweep.search or {}).get("stopped")
-            and len(runs) < (sweep.max_runs or 0)
+            and trials < (sweep.max_runs or 0)
             and spent_reason(sweep, runs, now()) is None
         )
 
