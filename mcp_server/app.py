@@ -12,6 +12,7 @@ import functools
 import inspect
 import logging
 import os
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -19,12 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import anyio
+import anyio.to_thread
 from mcp.server.mcpserver.exceptions import ToolError
 
 from mcp_server.core.errors import ResearchError
 from mcp_server.core.paths import resolve_state_dir
 
 if TYPE_CHECKING:
+    from mcp_server.core.notifications.watch import NotifyWatch
     from mcp_server.core.services import Services
     from mcp_server.notify import Notifier
 
@@ -41,6 +44,8 @@ class App:
         self._lock = threading.Lock()
         # Set by create_server: pushes resource-updated notifications to subscribed clients.
         self.notifier: Notifier | None = None
+        # Starts a notification sender process when a run ends or an alert fires (apprise URLs).
+        self.notify_watch: NotifyWatch | None = None
 
     def services(self) -> Services:
         with self._lock:
@@ -56,11 +61,22 @@ class App:
         return resolve_state_dir(self.state_dir) / "research.db"
 
     def startup(self) -> None:
-        """Open the store, settle runs that ended while no server was looking, refill sweeps."""
+        """Open the store, settle runs that ended while no server was looking, refill sweeps.
+
+        A store that cannot be used (corrupt, missing beside run dirs, too new) is said on
+        stderr at once, and every tool answers with the same words until it is fixed: the
+        server still starts, so a client is never left hanging before ``initialize``."""
         try:
             services = self.services()
+            services.recover()  # first: a launch a killed server interrupted is submitted, not lost
+            from mcp_server.core.notifications.watch import NotifyWatch
+
+            self.notify_watch = NotifyWatch(services.state.root).start()
             services.reconciler.reconcile()
             services.sweeps.top_up()
+        except ResearchError as err:
+            note = "tools answer with this until it is fixed"
+            print(f"research-mcp: {err} ({note})", file=sys.stderr, flush=True)
         except Exception:
             log.exception("start-up reconcile failed; it will be retried on the next run query")
 
@@ -76,6 +92,17 @@ class App:
                 await tg.start(self.notifier.watch, self)
             yield self
             tg.cancel_scope.cancel()
+        if self.notify_watch is not None:
+            await anyio.to_thread.run_sync(self.notify_watch.stop)
+
+
+def _as_tool_error(err: Exception) -> ToolError | None:
+    if isinstance(err, ResearchError):
+        return ToolError(str(err))
+    from mcp_server.core.store_health import translate  # an SQLite error that escaped the store
+
+    translated = translate(err, None)
+    return ToolError(str(translated)) if translated is not None else None
 
 
 def tool_errors(fn: Callable[P, R]) -> Callable[P, R]:
@@ -86,8 +113,10 @@ def tool_errors(fn: Callable[P, R]) -> Callable[P, R]:
         async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
             try:
                 return await fn(*args, **kwargs)
-            except ResearchError as err:
-                raise ToolError(str(err)) from err
+            except Exception as err:
+                if (tool_error := _as_tool_error(err)) is not None:
+                    raise tool_error from err
+                raise
 
         return async_wrapper  # type: ignore[return-value]
 
@@ -95,7 +124,9 @@ def tool_errors(fn: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
-        except ResearchError as err:
-            raise ToolError(str(err)) from err
+        except Exception as err:
+            if (tool_error := _as_tool_error(err)) is not None:
+                raise tool_error from err
+            raise
 
     return wrapper

@@ -101,6 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
     _state_dir_arg(sidecar)
     sidecar.add_argument("run_id", help="the run to watch")
 
+    doctor = sub.add_parser(
+        "doctor",
+        help="check the state dir (store, run dirs, sidecars, leases, permissions, disk); --repair fixes it",
+    )
+    _state_dir_arg(doctor)
+    doctor.add_argument(
+        "--repair",
+        action="store_true",
+        help="move a bad store aside and rebuild it from the run dirs, finish interrupted creates, "
+        "reclaim stale leases, tighten permissions (never deletes)",
+    )
+
     demo = sub.add_parser(
         "demo", help="a 3-run learning-rate sweep of a bundled CPU script: table, alert, dashboard link"
     )
@@ -109,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--timeout", type=float, default=60.0, help="seconds to wait for the sweep to finish (60)"
     )
+
+    from mcp_server import cli_notify, cli_report
+
+    cli_report.add_parser(sub, _state_dir_arg)
+    cli_notify.add_parser(sub, _state_dir_arg)
     return parser
 
 
@@ -144,6 +161,16 @@ def _dispatch(args: argparse.Namespace) -> int:
             return cmd_demo(args)
         if args.command == "ui":
             return cmd_ui(args)
+        if args.command == "report":
+            from mcp_server.cli_report import run as run_report
+
+            return run_report(args)
+        if args.command == "notify":
+            from mcp_server.cli_notify import run as run_notify
+
+            return run_notify(args)
+        if args.command == "doctor":
+            return cmd_doctor(args)
     except ResearchError as err:
         print(f"research-mcp: {err}", file=sys.stderr)
         return 2
@@ -306,6 +333,21 @@ def cmd_logs(args: argparse.Namespace) -> int:
             print(f"research-mcp: {run.id} is {news}", file=sys.stderr)
             said = news
         time.sleep(0.5)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from mcp_server.core.doctor import check, repair
+    from mcp_server.core.paths import StateDir
+
+    state = StateDir.open(args.state_dir)
+    print(f"state dir: {state.root}")
+    if args.repair:
+        for action in repair(state) or ["nothing to repair"]:
+            print(f"repair: {action}")
+    findings = check(state)
+    for finding in findings:
+        print(finding.line())
+    return 0 if all(f.ok for f in findings) else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

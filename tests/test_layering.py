@@ -2,7 +2,8 @@
 
 DESIGN: core services are driven from the CLI, the sidecar and tests exactly as the tools
 drive them, so they must not need the MCP SDK (``mcp``, ``mcp_types``); and litellm (about
-1.8 s to import) loads only when the LLM judge is used, Optuna (about 0.7 s) only for an
+1.8 s to import) loads only when the LLM judge is used, matplotlib only when a report is
+written, apprise only in the notification sender and Optuna (about 0.7 s) only for an
 adaptive sweep or a pruner. A fresh interpreter imports every
 module of these packages and reports what got loaded.
 """
@@ -16,7 +17,7 @@ import textwrap
 from tests.helpers import PYTHON
 
 LAYERS = ("mcp_server.core", "resources", "prompts", "sidecar")
-FORBIDDEN = ("mcp", "mcp_types", "litellm", "optuna")
+FORBIDDEN = ("mcp", "mcp_types", "litellm", "matplotlib", "apprise", "optuna")
 
 _IMPORT_ALL = textwrap.dedent(
     """

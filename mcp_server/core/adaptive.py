@@ -14,28 +14,23 @@ asks again. The claimed run is launched by ``fill``'s usual claim of held-back r
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
-from mcp_server.core.gpuwrap import parse_options
-from mcp_server.core.ids import new_id
-from mcp_server.core.launch import read_env, write_command, write_env
+from mcp_server.core.launch import read_env, write_env
 from mcp_server.core.lifecycle import ACTIVE, RunStatus
 from mcp_server.core.models import MetricSeries, Run, Sweep, SweepTrial
 from mcp_server.core.optuna_study import COMPLETE, FAIL, PRUNED, RUNNING, TrialFacts
 from mcp_server.core.reconcile import transition
-from mcp_server.core.runs import _validate_command
 from mcp_server.core.sidecars import wait_drained
 from mcp_server.core.store import now
 from mcp_server.core.sweep_search import spent_reason
 from mcp_server.core.sweep_space import render_command
 
 if TYPE_CHECKING:
-    from mcp_server.core.jobfiles import JobFiles
     from mcp_server.core.sweeps import SweepService
 
 log = logging.getLogger(__name__)
@@ -161,70 +156,48 @@ def claim_trial(
 
     True: created. False: another process claimed that number first (ask again). None: the
     sweep has no free slot any more. Without ``check_slot`` (configurations added by
-    extend_sweep) the run waits for its turn like any held-back run."""
+    extend_sweep) the run waits for its turn like any held-back run. The run is staged and
+    committed like any new run (``RunService.stage``/``commit``): it exists whole, or not."""
     runs = service.runs
     search = sweep.search or {}
-    command = render_command(sweep.base_command or "", dict(params))
-    _validate_command(command)
     env = sweep_env(service, sweep.id)
-    backend = search.get("backend") or runs.resolve_backend(sweep.backend)
-    plan = runs._plan(backend, sweep.gpus_per_run, parse_options(None), command, env)
     width = max(2, len(str(sweep.max_runs or 0)))
-    run_id = new_id("run")
-    files = runs.files(run_id)
-    files.run_dir.mkdir(mode=0o700)
+    fields, clean_env = runs.prepare(
+        name=f"{sweep.name[: 63 - width]}-{number + 1:0{width}d}",
+        command=render_command(sweep.base_command or "", dict(params)),
+        workdir=sweep.workdir,
+        sweep_id=sweep.id,
+        gpus=sweep.gpus_per_run,
+        env=env,
+        params=dict(params),
+        backend=search.get("backend") or sweep.backend,
+        slurm=search.get("slurm"),
+        new_sweep=True,
+    )
+    fields["options"]["trial"] = number
+    run = runs.new_run(fields)
+    path = runs.stage(run, lambda files: write_env(files, clean_env), auto_start=False)
+
+    def claim(s: Session) -> None:
+        taken = s.exec(select(SweepTrial).where(SweepTrial.sweep_id == sweep.id, SweepTrial.number == number))
+        if taken.first() is not None:
+            raise _Lost
+        if check_slot and sweep.parallel is not None and _count_active(s, sweep.id) >= sweep.parallel:
+            raise _Full
+
+    def hold_back(s: Session) -> None:
+        t = now()
+        s.add(SweepTrial(run_id=run.id, sweep_id=sweep.id, number=number, created_at=t, updated_at=t))
+        s.flush()  # the unique (sweep, number) key fails here if another process won the race
+        transition(s, run, RunStatus.QUEUED, f"waiting: sweep {sweep.name} asked for trial {number}")
+
     try:
-        _write_files(files, command, env)
-        options: dict[str, Any] = {"gpuwrap": plan.record, "queue": plan.pool}
-        if search.get("slurm"):
-            options["slurm"] = search["slurm"]
-        with service.store.write() as s:
-            taken = s.exec(
-                select(SweepTrial).where(SweepTrial.sweep_id == sweep.id, SweepTrial.number == number)
-            ).first()
-            if taken is not None:
-                raise _Lost
-            if check_slot and sweep.parallel is not None and _count_active(s, sweep.id) >= sweep.parallel:
-                raise _Full
-            options["trial"] = number
-            t = now()
-            run = Run(
-                id=run_id,
-                name=f"{sweep.name[: 63 - width]}-{number + 1:0{width}d}",
-                command=command,
-                workdir=sweep.workdir or str(service.state.root),
-                status=RunStatus.READY.value,
-                status_reason="created",
-                sweep_id=sweep.id,
-                gpus=sweep.gpus_per_run,
-                params=dict(params),
-                env_keys=sorted(env),
-                options=options,
-                backend=backend,
-                created_at=t,
-                updated_at=t,
-            )
-            s.add(run)
-            s.add(SweepTrial(run_id=run_id, sweep_id=sweep.id, number=number, created_at=t, updated_at=t))
-            s.flush()  # the unique (sweep, number) key fails here if another process won the race
-            transition(s, run, RunStatus.QUEUED, f"waiting: sweep {sweep.name} asked for trial {number}")
-        return True
+        runs.commit([(run, path)], before=claim, after=hold_back)  # removes the staged dir on failure
     except (_Lost, IntegrityError):
-        shutil.rmtree(files.run_dir, ignore_errors=True)
         return False
     except _Full:
-        shutil.rmtree(files.run_dir, ignore_errors=True)
         return None
-    except BaseException:
-        shutil.rmtree(files.run_dir, ignore_errors=True)
-        raise
-
-
-def _write_files(files: JobFiles, command: str, env: Mapping[str, str]) -> None:
-    write_command(files, command)
-    write_env(files, env)
-    files.output.touch(mode=0o600)
-    files.metrics.touch(mode=0o600)
+    return True
 
 
 class _Lost(Exception):

@@ -22,8 +22,11 @@ from sqlmodel import col, select
 
 from mcp_server.core.compare_views import Lineage, LineageNode
 from mcp_server.core.errors import InvalidInput
+from mcp_server.core.gpuwrap import options_of
 from mcp_server.core.ids import validate_env_key
-from mcp_server.core.models import Run
+from mcp_server.core.launch import read_env
+from mcp_server.core.models import Run, Sweep
+from mcp_server.core.run_inputs import _validate_command, _validate_env, _validate_params, _validate_workdir
 from mcp_server.core.sweep_space import format_value, render_command
 
 if TYPE_CHECKING:
@@ -121,6 +124,36 @@ def derive(
     if env:
         changes["env"] = sorted(env)
     return command, params, env, changes
+
+
+def rerun_spec(
+    runs: RunService, old: Run, overrides: Mapping[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The row fields and env of a rerun of ``old`` with ``overrides``, all validated."""
+    base = None
+    if old.sweep_id is not None:
+        with runs.store.read() as s:
+            base = s.exec(select(Sweep.base_command).where(Sweep.id == old.sweep_id)).first()
+    command, params, env_changes, changes = derive(old, base, overrides)
+    _validate_command(command)
+    params = _validate_params(params)
+    kept = {k: v for k, v in read_env(runs.files(old.id)).items() if env_changes.get(k, "") is not None}
+    env = _validate_env({**kept, **{k: v for k, v in env_changes.items() if v is not None}})
+    plan = runs._plan(old.backend, old.gpus, options_of((old.options or {}).get("gpuwrap")), command, env)
+    options = {k: v for k, v in (old.options or {}).items() if k not in ("trial", "lineage")}
+    fields = dict(
+        name=old.name,
+        command=command,
+        workdir=_validate_workdir(old.workdir),
+        sweep_id=old.sweep_id,
+        gpus=old.gpus,
+        params=params,
+        env_keys=sorted(env),
+        options={**options, "gpuwrap": plan.record, "queue": plan.pool, "lineage": {"changes": changes}},
+        parent_run_id=old.id,
+        backend=old.backend,
+    )
+    return fields, env
 
 
 def describe(changes: Mapping[str, Any] | None) -> str:

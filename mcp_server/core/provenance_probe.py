@@ -83,7 +83,8 @@ __research_record() {
     } > "$RESEARCH_RUN_DIR/job.tmp" 2> /dev/null &&
         PATH=$__research_path mv -f "$RESEARCH_RUN_DIR/job.tmp" "$RESEARCH_RUN_DIR/job.txt"
     if [ -n "$__py" ]; then
-        PATH=$__research_path setsid -f bash -c \
+        # Without RESEARCH_RUN_ID: the lister is not one of the job's processes (nor a leftover).
+        PATH=$__research_path env -u RESEARCH_RUN_ID setsid -f bash -c \
             'sleep __DELAY__; timeout __TIMEOUT__ nice -n 10 "$1" "$2/probe.py" > "$2/python.tmp" \
             2> /dev/null && mv -f "$2/python.tmp" "$2/python.json"' \
             research-probe "$__py" "$RESEARCH_RUN_DIR" < /dev/null > /dev/null 2>&1

@@ -103,6 +103,11 @@ def wait_drained(store: Store, run_ids: Iterable[str], timeout: float = DRAIN_WA
         time.sleep(0.05)
 
 
+def waits_for_admission(run: Run) -> bool:
+    """A local run queued for a GPU lease or run slot: its command cannot have started."""
+    return run.status == RunStatus.QUEUED.value and bool((run.options or {}).get("queue"))
+
+
 class SidecarSupervisor:
     def __init__(self, state: StateDir, store: Store, settings: MonitorSettings) -> None:
         self.state = state
@@ -111,8 +116,12 @@ class SidecarSupervisor:
         self.host = socket.gethostname()
 
     def start(self, run: Run) -> None:
-        """After a launch: make sure the run has a sidecar (a relaunch may still have one)."""
-        self.ensure([], also=[run.id])
+        """After a launch: make sure the run has a sidecar (a relaunch may still have one).
+
+        Not while it waits in the admission queue: nothing is there to watch yet, and 200
+        queued runs would cost 200 sidecars. The dispatcher starts it on admission."""
+        if not waits_for_admission(run):
+            self.ensure([], also=[run.id])
 
     def ensure(self, runs: Iterable[Run], also: Iterable[str] = ()) -> list[str]:
         """Start a sidecar where one is missing; returns the run ids it started one for.
@@ -122,17 +131,25 @@ class SidecarSupervisor:
         sidecar died before it finished (its row never got ``exited_at``), even if the run
         ended meanwhile: the new sidecar reads the lines its predecessor did not, then exits.
         """
-        live = [r.id for r in runs if RunStatus(r.status) in ACTIVE and r.launched_at is not None]
+        live = [
+            r.id
+            for r in runs
+            if RunStatus(r.status) in ACTIVE and r.launched_at is not None and not waits_for_admission(r)
+        ]
         live += [run_id for run_id in also if run_id not in live]
+        # A run that ended before any sidecar could start (e.g. the disk was full): one still
+        # has to read its files once.
+        ended = [r.id for r in runs if RunStatus(r.status) in TERMINAL and r.launched_at is not None]
         with self.store.read() as s:
             unfinished = s.exec(select(Sidecar).where(col(Sidecar.exited_at).is_(None))).all()
             rows = {row.run_id: row for row in unfinished}
-            missing = [i for i in live if i not in rows]
+            missing = [i for i in [*live, *ended] if i not in rows]
             if missing:
                 rows.update(
                     (row.run_id, row)
                     for row in s.exec(select(Sidecar).where(col(Sidecar.run_id).in_(missing)))
                 )
+        live += [i for i in ended if i not in rows]
         started = []
         for run_id in dict.fromkeys([*live, *(r.run_id for r in unfinished)]):
             row = rows.get(run_id)

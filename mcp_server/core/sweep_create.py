@@ -10,8 +10,10 @@ are kept in ``sweeps/<id>/env.sh`` (mode 0600) for runs created after the call.
 from __future__ import annotations
 
 import secrets
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mcp_server.core.errors import InvalidInput, ResearchError
@@ -177,26 +179,35 @@ def create(service: SweepService, spec: SweepSpec, auto_start: bool) -> SweepDet
         created_at=t,
         updated_at=t,
     )
-    sweep_dir = service.state.sweep_dir(sweep.id)
-    sweep_dir.mkdir(mode=0o700, parents=True)
-    write_env(JobFiles(sweep_dir), spec.env)
-    with service.store.write() as s:
-        s.add(sweep)
-    created: list[Run] = []
-    for run_name, command, values in zip(spec.run_names(), spec.commands, spec.configs, strict=True):
-        detail = service.runs.create(
-            name=run_name,
-            command=command,
-            workdir=spec.workdir,
-            sweep_id=sweep.id,
-            gpus=spec.gpus_per_run,
-            env=spec.env,
-            auto_start=False,
-            params=values,
-            backend=spec.chosen_backend,
-            slurm=spec.slurm,
-        )
-        created.append(service.runs.load(detail.id))
+    # Every run is validated and staged before anything is committed; then the sweep and
+    # all its runs are one transaction: a refusal or a kill -9 leaves nothing, or all of it.
+    staged: list[tuple[Run, Path]] = []
+    try:
+        for run_name, command, values in zip(spec.run_names(), spec.commands, spec.configs, strict=True):
+            fields, _env = service.runs.prepare(
+                name=run_name, command=command, workdir=spec.workdir, sweep_id=sweep.id,
+                gpus=spec.gpus_per_run, env=spec.env, params=values, backend=spec.chosen_backend,
+                slurm=spec.slurm, new_sweep=True,
+            )  # fmt: skip
+            run = service.runs.new_run(fields)
+            path = service.runs.stage(run, lambda f: write_env(f, spec.env), auto_start=auto_start)
+            staged.append((run, path))
+    except BaseException:
+        for _run, path in staged:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    # The sweep's env values, for runs created after this call (adaptive asks, extend_sweep).
+    env_dir = service.state.sweep_dir(sweep.id)
+    spec_path = service._write_spec(sweep)
+    try:
+        env_dir.mkdir(mode=0o700, parents=True)
+        write_env(JobFiles(env_dir), spec.env)
+        service.runs.commit(staged, before=lambda s: s.add(sweep))
+    except BaseException:
+        spec_path.unlink(missing_ok=True)
+        shutil.rmtree(env_dir, ignore_errors=True)
+        raise
+    created = [service.runs.load(run.id) for run, _path in staged]
     if auto_start and created:
         start_all(service, sweep, created)
     elif auto_start and spec.method == "tpe":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, update
@@ -24,6 +25,7 @@ from mcp_server.core import sweep_create
 from mcp_server.core.adaptive import ask_into
 from mcp_server.core.errors import Conflict, NotFound, ResearchError
 from mcp_server.core.ids import validate_id
+from mcp_server.core.launch import write_private
 from mcp_server.core.lifecycle import ACTIVE, TERMINAL, RunStatus
 from mcp_server.core.models import Run, Sweep
 from mcp_server.core.paths import StateDir
@@ -168,7 +170,7 @@ class SweepService:
             adaptive = s.exec(select(Sweep.method).where(Sweep.id == sweep_id)).first() == "tpe"
         while True:
             if adaptive:
-                ask_into(self, sweep_id)
+                ask_into(self, sweep_id)  # core.adaptive: new held-back runs for the free slots
             claimed: list[Run] = []
             with self.store.write() as s:
                 sweep = s.exec(select(Sweep).where(Sweep.id == sweep_id)).first()
@@ -280,6 +282,14 @@ class SweepService:
         from mcp_server.core.sweep_extend import extend
 
         return extend(self, sweep_id, **changes)
+
+    def _write_spec(self, sweep: Sweep) -> Path:
+        """The sweep as created, kept beside the store so doctor --repair can rebuild its row."""
+        folder = self.state.root / "sweeps"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        path = folder / f"{sweep.id}.json"
+        write_private(path, sweep.model_dump_json(exclude={"pk"}) + "\n")
+        return path
 
     # ---- queries -------------------------------------------------------------------------
 
