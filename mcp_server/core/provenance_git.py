@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,9 @@ class Git:
 
 def _status(git: Git) -> tuple[str | None, str | None, list[str]]:
     """(commit, branch, changed tracked paths) from one ``git status --porcelain=v2``."""
-    _, out, _ = git("status", "--porcelain=v2", "--branch", "-z", "--untracked-files=no")
+    code, out, _ = git("status", "--porcelain=v2", "--branch", "-z", "--untracked-files=no", ok=range(256))
+    if code != 0:
+        raise OSError(f"git status exited with {code} (a repository git refuses, e.g. safe.directory?)")
     commit = branch = None
     changed: list[str] = []
     entries = out.split(b"\0")
@@ -179,36 +182,60 @@ class PatchBuilder:
             self.files.append({"path": path, "added": added, "removed": removed})
 
 
+def find_top(workdir: str) -> str | None:
+    """The repository's top directory (the nearest one holding ``.git``), found without
+    starting git: most launches from outside a repository then cost a few stat calls."""
+    path = Path(workdir).absolute()
+    return next((str(p) for p in (path, *path.parents) if (p / ".git").exists()), None)
+
+
+DIFF_ARGS = (
+    "diff",
+    "HEAD",
+    "--no-color",
+    "--no-ext-diff",
+    "--no-textconv",
+    "--src-prefix=a/",
+    "--dst-prefix=b/",
+)
+
+
 def snapshot(workdir: str, command: str, patch_path: Path, timeout_s: float) -> dict[str, Any]:
-    """The git facts of ``workdir`` at launch; writes the patch to ``patch_path`` when dirty."""
+    """The git facts of ``workdir`` at launch; writes the patch to ``patch_path`` when dirty.
+
+    The calls that do not depend on each other (status, the diff against HEAD, which named
+    files are untracked) run at once: a launch waits for the slowest, not for their sum."""
     git = Git(workdir, time.monotonic() + timeout_s)
     try:
-        code, out, _ = git("rev-parse", "--show-toplevel", ok=(0, 128))
-        if code != 0 or not out.strip():
+        top = find_top(workdir)
+        if os.environ.get("GIT_DIR") or os.environ.get("GIT_WORK_TREE"):
+            code, out, _ = git("rev-parse", "--show-toplevel", ok=(0, 128))
+            top = out.decode(errors="replace").strip() if code == 0 else None
+        if not top:
             return {"repo": None, "note": "the workdir is not in a git repository"}
-        top = out.decode(errors="replace").strip()
         git.cwd = top
-        commit, branch, changed = _status(git)
-        builder = PatchBuilder()
-        cut = False
-        if changed and commit is not None:
-            _, diff, cut = git(
-                "diff", "HEAD", "--no-color", "--no-ext-diff", "--no-textconv", "--src-prefix=a/",
-                "--dst-prefix=b/", "--", ".",
-            )  # fmt: skip
-            for path, section in patch_sections(diff):
-                builder.add(path, section)
-        untracked: list[str] = []
         named = _named_paths(command, workdir, top)
-        if named:
-            _, out, _ = git("ls-files", "--others", "-z", "--", *named)
-            untracked = [p for p in out.decode(errors="replace").split("\0") if p]
-            for rel in untracked:
-                if os.path.getsize(os.path.join(top, rel)) > PATCH_FILE_MAX:
-                    builder.omitted.append({"path": rel, "why": "untracked and too large to copy"})
-                    continue
-                _, section, _ = git("diff", "--no-index", "--no-color", "--", "/dev/null", rel, ok=(0, 1))
-                builder.add(rel, section)
+        with ThreadPoolExecutor(3, thread_name_prefix="provenance-git") as pool:
+            status = pool.submit(_status, git)
+            diff = pool.submit(git, *DIFF_ARGS, "--", ".", ok=(0, 128))
+            others = pool.submit(git, "ls-files", "--others", "-z", "--", *named) if named else None
+            commit, branch, changed = status.result()
+            _, patch, cut = diff.result()
+            untracked = (
+                [p for p in others.result()[1].decode(errors="replace").split("\0") if p] if others else []
+            )
+        builder = PatchBuilder()
+        if changed and commit is not None:
+            for path, section in patch_sections(patch):
+                builder.add(path, section)
+        else:
+            cut = False
+        for rel in untracked:
+            if os.path.getsize(os.path.join(top, rel)) > PATCH_FILE_MAX:
+                builder.omitted.append({"path": rel, "why": "untracked and too large to copy"})
+                continue
+            _, section, _ = git("diff", "--no-index", "--no-color", "--", "/dev/null", rel, ok=(0, 1))
+            builder.add(rel, section)
     except GitTimeout as err:
         return {"repo": None, "note": f"git did not answer within {timeout_s:g} s ({err})"}
     except (FileNotFoundError, OSError) as err:

@@ -4,7 +4,7 @@ Only the job's own shell knows: a command such as ``source .venv/bin/activate &&
 train.py`` changes PATH before Python starts. The launch script runs the command's shell
 with ``BASH_ENV`` pointing at ``probe.sh``, which bash sources before the command. It sets
 a DEBUG trap that waits for the first external program (builtins, functions and variable
-assignments, which is what activation scripts run, are let by), records the host, the
+assignments, which is what activation scripts run, are let by; no fork until then), records the host, the
 program, the interpreter it resolves to (a ``python*`` program, or a script whose shebang
 names Python, else the ``python3`` on the PATH of that moment) and the environment
 markers, then removes itself. The package list comes from that interpreter
@@ -26,6 +26,13 @@ PROBE_SH = r"""# research-mcp: sourced by the run's shell (BASH_ENV) before its 
 if [ -n "${RESEARCH_PREV_BASH_ENV:-}" ]; then BASH_ENV=$RESEARCH_PREV_BASH_ENV; else unset BASH_ENV; fi
 unset RESEARCH_PREV_BASH_ENV
 __research_path=$PATH  # our own tools (mv, setsid) are found on the launch script's PATH
+# Everything up to the detached helper runs without a fork, so the job starts as fast as before.
+__research_which() {  # the file a command name runs, from bash's own hash table
+    case $1 in
+        */*) [ -f "$1" ] && [ -x "$1" ] && __research_found=$1 ;;
+        *) hash -- "$1" 2> /dev/null && __research_found=${BASH_CMDS[$1]} ;;
+    esac
+}
 __research_probe() {
     local -a __w
     read -r -a __w <<< "$BASH_COMMAND"
@@ -37,32 +44,35 @@ __research_probe() {
         esac
     done
     [ -n "$__p" ] || return 0
-    case $__p in
-        source|.|cd|export|unset|set|shopt|'['|'[['|test|echo|printf|true|false|:|local|declare|typeset|\
-        readonly|eval|alias|unalias|hash|return|shift|trap|umask|ulimit|pushd|popd|read|wait|let|\
-        break|continue|exit|type|enable|builtin|if|then|else|elif|fi|for|while|until|do|done|case|esac|\
-        '{'|'}'|'!'|'(('|function|select|coproc) return 0 ;;
+    case $__p in  # bash's builtins and keywords: activation scripts are made of these
+        .|:|'['|'[['|']]'|alias|bg|bind|break|builtin|caller|cd|compgen|complete|compopt|continue|\
+        declare|dirs|disown|echo|enable|eval|exit|export|false|fc|fg|getopts|hash|help|history|jobs|\
+        kill|let|local|logout|mapfile|popd|printf|pushd|pwd|read|readarray|readonly|return|set|shift|\
+        shopt|source|suspend|test|times|trap|true|type|typeset|ulimit|umask|unalias|unset|wait|\
+        if|then|else|elif|fi|for|while|until|do|done|case|esac|'{'|'}'|'!'|'(('|function|select|\
+        coproc|in) return 0 ;;
     esac
-    declare -F -- "$__p" > /dev/null && return 0
-    case $(type -t -- "$__p" 2> /dev/null) in builtin|keyword|function|alias) return 0 ;; esac
+    declare -F -- "$__p" > /dev/null && return 0  # a function (conda activate, module load)
+    [ -z "${BASH_ALIASES[$__p]+x}" ] || return 0
     __research_record "$__p"
 }
-__research_record() {
+__research_record() {  # once: at the first external program, or as a builtins-only command ends
+    [ -z "${__research_done-}" ] || return 0
+    __research_done=1
     trap '' DEBUG  # (`trap - DEBUG` inside the DEBUG handler does not stick in bash 5)
-    case $(trap -p EXIT) in *__research_record*) trap - EXIT ;; esac
-    unset -f __research_probe __research_record
-    local __p=$1 __i __exe="" __py="" __how=path __line=""
-    [ -z "$__p" ] || __exe=$(type -P -- "$__p" 2> /dev/null)
+    local __p=$1 __i __exe="" __py="" __how=path __line="" __research_found=""
+    [ -z "$__p" ] || { __research_which "$__p"; __exe=$__research_found; }
     case ${__p##*/} in
         python|python[0-9]*|pypy*) __py=$__exe; __how=program ;;
-        *)  if [ -n "$__exe" ] && [ -f "$__exe" ]; then IFS= read -r __line < "$__exe" 2> /dev/null; fi
+        *)  if [ -n "$__exe" ]; then IFS= read -r __line < "$__exe" 2> /dev/null; fi
             case $__line in
                 '#!'*python*)
                     local -a __s
                     read -r -a __s <<< "${__line#\#!}"
                     if [ "${__s[0]##*/}" = env ]; then
                         for __i in "${__s[@]:1}"; do
-                            case $__i in -*|*=*) ;; *) __py=$(type -P -- "$__i"); break ;; esac
+                            case $__i in -*|*=*) ;; *) __research_found=""; __research_which "$__i";
+                                                       __py=$__research_found; break ;; esac
                         done
                     else
                         __py=${__s[0]}
@@ -70,7 +80,12 @@ __research_record() {
                     __how=shebang ;;
             esac ;;
     esac
-    [ -n "$__py" ] || { __py=$(type -P python3 2> /dev/null || type -P python 2> /dev/null); __how=path; }
+    if [ -z "$__py" ]; then
+        __research_found=""
+        __research_which python3 || __research_which python
+        __py=$__research_found
+        __how=path
+    fi
     {
         printf 'host\t%s\n' "${HOSTNAME:-}"
         printf 'program\t%s\n' "$__p"
@@ -80,16 +95,17 @@ __research_record() {
         printf 'virtual_env\t%s\n' "${VIRTUAL_ENV:-}"
         printf 'conda_prefix\t%s\n' "${CONDA_PREFIX:-}"
         printf 'cuda_visible_devices\t%s\n' "${CUDA_VISIBLE_DEVICES-unset}"
-    } > "$RESEARCH_RUN_DIR/job.tmp" 2> /dev/null &&
-        PATH=$__research_path mv -f "$RESEARCH_RUN_DIR/job.tmp" "$RESEARCH_RUN_DIR/job.txt"
-    if [ -n "$__py" ]; then
-        # Without RESEARCH_RUN_ID: the lister is not one of the job's processes (nor a leftover).
-        PATH=$__research_path env -u RESEARCH_RUN_ID setsid -f bash -c \
-            'sleep __DELAY__; timeout __TIMEOUT__ nice -n 10 "$1" "$2/probe.py" > "$2/python.tmp" \
+    } > "$RESEARCH_RUN_DIR/job.tmp" 2> /dev/null
+    # One detached helper, in a session of its own and with an empty RESEARCH_RUN_ID (so it is
+    # not one of the job's processes, nor a leftover): it puts job.txt in place and, for a
+    # Python, lists that interpreter's packages a moment later, at a lower priority.
+    RESEARCH_RUN_ID= PATH=$__research_path setsid -f bash -c 'mv -f "$2/job.tmp" "$2/job.txt"
+        [ -n "$1" ] || exit 0
+        sleep __DELAY__; timeout __TIMEOUT__ nice -n 10 "$1" "$2/probe.py" > "$2/python.tmp" \
             2> /dev/null && mv -f "$2/python.tmp" "$2/python.json"' \
-            research-probe "$__py" "$RESEARCH_RUN_DIR" < /dev/null > /dev/null 2>&1
-    fi
-    unset __research_path
+        research-probe "$__py" "$RESEARCH_RUN_DIR" < /dev/null > /dev/null 2>&1 &
+    disown 2> /dev/null  # in the background: the job never waits for it, nor does its `wait`
+    unset -f __research_probe
     return 0
 }
 trap '__research_probe' DEBUG
