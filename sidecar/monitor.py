@@ -29,6 +29,7 @@ from mcp_server.core.lifecycle import TERMINAL, RunStatus
 from mcp_server.core.logs import tail_lines
 from mcp_server.core.monitor_settings import MonitorSettings
 from mcp_server.core.paths import StateDir
+from mcp_server.core.provenance_probe import wait_for_probe
 from mcp_server.core.sidecar_proc import is_sidecar
 from mcp_server.core.sqlwrites import raise_alert_sql
 from sidecar.batch import Batch, Progress
@@ -321,3 +322,4 @@ class Monitor(StatusMixin, JudgeMixin, PruneMixin):
         )
         if spec is not None:
             self.raise_now(spec)
+        wait_for_probe(self.files.run_dir)

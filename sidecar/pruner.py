@@ -78,3 +78,4 @@ class PruneMixin:
             self.backend().stop(self.run, self.files, Settings.from_env().stop_grace_s)
         except Exception:
             log.exception("stopping the pruned run %s failed", self.run_id)
+

@@ -116,15 +116,10 @@ def ask_into(service: SweepService, sweep_id: str) -> int:
             runs = list(s.exec(select(Run).where(col(Run.sweep_id) == sweep_id)).all())
         if active >= sweep.parallel or len(facts) >= sweep.max_runs or spent_reason(sweep, runs, now()):
             return made
-        seed = sweep.seed or 0
-        params = optuna_study.ask(
-            sweep.search.get("direction", "min"),
-            sweep.parameters,
-            facts,
-            seed,
-            startup_trials(sweep.max_runs),
-        )
         number = 1 + max((f.number for f in facts if f.number is not None), default=-1)
+        direction = sweep.search.get("direction", "min")
+        startup = startup_trials(sweep.max_runs)
+        params = optuna_study.ask(direction, sweep.parameters, facts, sweep.seed or 0, startup, number)
         claimed = claim_trial(service, sweep, params, number)
         if claimed is None:
             return made  # the sweep filled up meanwhile

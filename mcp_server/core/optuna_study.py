@@ -108,7 +108,12 @@ def build(
 
 
 def ask(
-    direction: str, space: Mapping[str, Any], trials: Sequence[TrialFacts], seed: int, startup: int
+    direction: str,
+    space: Mapping[str, Any],
+    trials: Sequence[TrialFacts],
+    seed: int,
+    startup: int,
+    number: int | None = None,
 ) -> dict[str, Any]:
     """The next configuration TPE proposes after ``trials``.
 
@@ -116,7 +121,7 @@ def ask(
     reproducibly and two trials never share the random start-up draw; ``constant_liar``
     keeps parallel asks apart while earlier trials still run."""
     optuna = _optuna()
-    number = len(trials)
+    number = len(trials) if number is None else number
     sampler = optuna.samplers.TPESampler(
         seed=(seed + number) % 2**32, n_startup_trials=startup, constant_liar=True
     )

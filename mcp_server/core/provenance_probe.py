@@ -8,19 +8,20 @@ assignments, which is what activation scripts run, are let by; no fork until the
 program, the interpreter it resolves to (a ``python*`` program, or a script whose shebang
 names Python, else the ``python3`` on the PATH of that moment) and the environment
 markers, then removes itself. The package list comes from that interpreter
-(``importlib.metadata``, bounded in time and size) a second later, at a lower priority, in
-a process of its own session, so it neither delays the job's start nor counts among the
-job's processes. A job whose first program is
+(``importlib.metadata``, bounded in time and size) at a lower priority, in a process of its
+own session started in the background, so it neither delays the job's start nor counts
+among the job's processes; the run's monitor waits for it (a few seconds at most) before
+it exits, so nothing writes to the run dir after that. A job whose first program is
 not Python is recorded as such.
 """
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 MAX_PACKAGES = 5000
 PACKAGES_TIMEOUT_S = 30
-# The package listing waits this long, at a lower priority, so it never competes with the
-# job's own start-up for the CPU (the interpreter it lists does not change meanwhile).
-PACKAGES_DELAY_S = 1
 
 PROBE_SH = r"""# research-mcp: sourced by the run's shell (BASH_ENV) before its command (generated).
 if [ -n "${RESEARCH_PREV_BASH_ENV:-}" ]; then BASH_ENV=$RESEARCH_PREV_BASH_ENV; else unset BASH_ENV; fi
@@ -98,10 +99,10 @@ __research_record() {  # once: at the first external program, or as a builtins-o
     } > "$RESEARCH_RUN_DIR/job.tmp" 2> /dev/null
     # One detached helper, in a session of its own and with an empty RESEARCH_RUN_ID (so it is
     # not one of the job's processes, nor a leftover): it puts job.txt in place and, for a
-    # Python, lists that interpreter's packages a moment later, at a lower priority.
+    # Python, lists that interpreter's packages at a lower priority.
     RESEARCH_RUN_ID= PATH=$__research_path setsid -f bash -c 'mv -f "$2/job.tmp" "$2/job.txt"
         [ -n "$1" ] || exit 0
-        sleep __DELAY__; timeout __TIMEOUT__ nice -n 10 "$1" "$2/probe.py" > "$2/python.tmp" \
+        timeout __TIMEOUT__ nice -n 10 "$1" "$2/probe.py" > "$2/python.tmp" \
             2> /dev/null && mv -f "$2/python.tmp" "$2/python.json"' \
         research-probe "$__py" "$RESEARCH_RUN_DIR" < /dev/null > /dev/null 2>&1 &
     disown 2> /dev/null  # in the background: the job never waits for it, nor does its `wait`
@@ -135,12 +136,29 @@ json.dump(out, sys.stdout)
 """
 
 
+PROBE_WAIT_S = 3.0
+
+
+def wait_for_probe(run_dir: Path, timeout_s: float = PROBE_WAIT_S) -> None:
+    """Let the job's probe finish listing packages, so that nothing writes to a run dir once
+    its monitor has exited (the run's sidecar calls this last); bounded: a lister may hang."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not (run_dir / "python.json").exists():
+        job = run_dir / "job.txt"
+        placed = job.exists()
+        try:
+            facts = (job if placed else run_dir / "job.tmp").read_text(errors="replace")[:65536]
+        except OSError:
+            return  # the probe never ran (the command started no program, or never started)
+        if placed and ("interpreter\t\n" in facts or "interpreter\t" not in facts):
+            return  # no Python to list
+        time.sleep(0.05)
+
+
 def probe_files() -> dict[str, str]:
     """The probe's files for the run dir, by name (beside the launch script: the job may run on
     another node, where this package's own files are not)."""
     return {
-        "probe.sh": PROBE_SH.replace("__TIMEOUT__", str(PACKAGES_TIMEOUT_S)).replace(
-            "__DELAY__", str(PACKAGES_DELAY_S)
-        ),
+        "probe.sh": PROBE_SH.replace("__TIMEOUT__", str(PACKAGES_TIMEOUT_S)),
         "probe.py": PROBE_PY.replace("__MAX__", str(MAX_PACKAGES)),
     }

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import update
-from sqlmodel import col
+from sqlmodel import col, select
 
 from mcp_server.core.adaptive import claim_trial, next_number, sweep_env
 from mcp_server.core.errors import InvalidInput
@@ -85,11 +85,12 @@ def extend(
         )
     if limit > MAX_SWEEP_RUNS:
         raise InvalidInput(f"the sweep would have {limit} runs; the limit is {MAX_SWEEP_RUNS}.")
-    search = dict(sweep.search or {})
-    search.pop("stopped", None)  # a stopped adaptive sweep asks again for what was added
-    if budget:
-        search["budget"] = {**search.get("budget", {}), **validate_budget(budget)}
+    clean_budget = validate_budget(budget)
     with service.store.write() as s:
+        search = dict(s.exec(select(Sweep.search).where(Sweep.id == sweep_id)).first() or {})
+        search.pop("stopped", None)  # a stopped adaptive sweep asks again for what was added
+        if clean_budget:
+            search["budget"] = {**search.get("budget", {}), **clean_budget}
         s.execute(
             update(Sweep)
             .where(col(Sweep.id) == sweep_id)
@@ -100,6 +101,7 @@ def extend(
             )
         )
     sweep = service.load(sweep_id)
+    service._write_spec(sweep)  # doctor --repair rebuilds the sweep as extended
     if sweep.method == "tpe":
         for config in new:
             for _ in range(MAX_CLAIM_TRIES):  # another process may take the number first

@@ -35,11 +35,8 @@ def stop_sweep(service: SweepService, sweep_id: str) -> SweepStopped:
     never_started: list[str] = []
     with service.store.write() as s:
         # An adaptive sweep asks for nothing more (its runs' endings would otherwise ask).
-        s.execute(
-            update(Sweep)
-            .where(col(Sweep.id) == sweep_id)
-            .values(search={**(sweep.search or {}), "stopped": True})
-        )
+        search = s.exec(select(Sweep.search).where(Sweep.id == sweep_id)).first() or {}
+        s.execute(update(Sweep).where(col(Sweep.id) == sweep_id).values(search={**search, "stopped": True}))
         query = select(Run).where(
             col(Run.sweep_id) == sweep_id, col(Run.status).in_(NOT_SUBMITTED), col(Run.launched_at).is_(None)
         )
@@ -54,6 +51,8 @@ def stop_sweep(service: SweepService, sweep_id: str) -> SweepStopped:
         with ThreadPoolExecutor(workers, thread_name_prefix="stop-sweep") as pool:
             done = pool.map(lambda rid: _stop(service, rid), active)
             stopped = [run_id for run_id, ok in zip(active, done, strict=True) if ok]
+    sweep = service.load(sweep_id)
+    service._write_spec(sweep)  # doctor --repair rebuilds it stopped
     runs = service.runs_of(sweep_id)
     row = service.row(sweep, runs)
     parts = []

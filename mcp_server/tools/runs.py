@@ -106,7 +106,7 @@ def register(mcp: MCPServer, app: App) -> None:
             Field(description="{params, args: {opt: value|true|null}, env, command}"),
         ] = None,
     ) -> RunBrief:
-        """A new run from a run's spec plus overrides, recorded with its parent."""
+        """Run a run's spec again, with overrides; the parent is recorded."""
         return app.services().runs.rerun(run_id, auto_start=auto_start, overrides=overrides)
 
     @mcp.tool(annotations=READ_ONLY)
@@ -116,8 +116,8 @@ def register(mcp: MCPServer, app: App) -> None:
         metric: Annotated[str | None, Field(max_length=128)] = None,
         patch: bool = False,
     ) -> RunComparison:
-        """Params, code (patch: the diff) and settings that differ between runs; each run's
-        best/last metric and deltas."""
+        """What differs between runs: params, code (patch: the diff), settings; and each run's
+        best/last metric."""
         from mcp_server.core.compare import compare_runs as compare
 
         return compare(app.services().runs, run_ids, metric=metric, patch=patch)

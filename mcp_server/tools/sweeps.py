@@ -65,7 +65,7 @@ def register(mcp: MCPServer, app: App) -> None:
         metric: Annotated[str | None, Field(max_length=128)] = None,
         direction: Literal["min", "max"] = "min",
         pruner: Literal["none", "median", "halving"] = "none",
-        budget: Annotated[Budget | None, Field(description="gpu_hours, hours: then launch nothing")] = None,
+        budget: Annotated[Budget | None, Field(description="gpu_hours, hours")] = None,
         preview: bool = False,
     ) -> SweepDetail:
         """Create a sweep: one run per configuration of parameters, each recording its values as
