@@ -41,11 +41,11 @@ def register(mcp: MCPServer, app: App) -> None:
         name: Annotated[str, Field(description="letters, digits, ._- (max 64)")],
         goal: str,
         base_command: Annotated[
-            str | None, Field(description="a value fills {name} ('--lr {lr}') or is appended as --name=value")
+            str | None, Field(description="{lr} takes lr's value, else --lr=value is appended")
         ] = None,
         parameters: Annotated[
             dict[str, ParamValues] | None,
-            Field(description='name → values; random also takes {"min":a,"max":b[,"log":true]}'),
+            Field(description='name → values; random, tpe: also {"min":a,"max":b[,"log":true]}'),
         ] = None,
         method: Annotated[
             Literal["grid", "random", "tpe"],
@@ -68,8 +68,8 @@ def register(mcp: MCPServer, app: App) -> None:
         budget: Annotated[Budget | None, Field(description="gpu_hours, hours")] = None,
         preview: bool = False,
     ) -> SweepDetail:
-        """Create a sweep: one run per configuration of parameters, each recording its values as
-        params. preview: what would run and its cost, creating nothing."""
+        """A run per configuration of parameters, recorded as params. preview: what would run and
+        its cost, creating nothing."""
         detail = app.services().sweeps.create(
             name=name,
             goal=goal,
@@ -106,7 +106,7 @@ def register(mcp: MCPServer, app: App) -> None:
         limit: Annotated[int, Field(ge=1, le=200)] = DEFAULT_RUN_ROWS,
         offset: Annotated[int, Field(ge=0, le=MAX_INT)] = 0,
     ) -> SweepDetail:
-        """A sweep's status, progress, a page of its runs, and the best run by metric."""
+        """A sweep's status, progress, a page of its runs and the best run by metric."""
         detail = app.services().sweeps.get(
             sweep_id, metric=metric, direction=direction, offset=offset, limit=limit
         )
@@ -127,5 +127,5 @@ def register(mcp: MCPServer, app: App) -> None:
     @mcp.tool(annotations=STOPS)
     @answer
     def stop_sweep(sweep_id: str) -> SweepStopped:
-        """Cancel a sweep: runs not yet launched never start, active runs are stopped."""
+        """Cancel a sweep: unlaunched runs never start, active runs are stopped."""
         return app.services().sweeps.stop(sweep_id)
