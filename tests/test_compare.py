@@ -88,3 +88,34 @@ def test_bad_input_is_a_clear_error(services: Services, repo: Path) -> None:
     assert json.loads(
         compare_runs(services.runs, [run, launch(services, repo, "two", 0.1)]).model_dump_json()
     )
+
+
+def test_eight_runs_that_differ_everywhere_still_compare_within_the_answer_budget(
+    services: Services, repo: Path
+) -> None:
+    for i in range(40):  # a refactor touching many files between runs
+        (repo / f"mod{i}.py").write_text(f"X = {i}\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "modules")
+    ids = []
+    for n in range(8):
+        for i in range(40):
+            (repo / f"mod{i}.py").write_text(f"X = {i}\n" + f"Y = {n}\n" * n)
+        params = {f"p{k}": f"{n}-" + "v" * 300 for k in range(30)}
+        run = services.runs.create(
+            name=f"r{n}", command=f"true {n} # " + "long comment " * 40, workdir=str(repo), params=params
+        )
+        ids.append(run.id)
+    for run_id in ids:
+        wait_for(lambda run_id=run_id: ended(services, run_id), 60, what="the runs to end")
+
+    cmp = compare_runs(services.runs, ids)
+    answer = cmp.model_dump_json(exclude_none=True, exclude_defaults=True)
+    assert len(answer.encode()) <= 7 * 1024  # the envelope stays within the 8 KB default answer
+    assert len(cmp.params) < 30 and "more differing param(s): p" in cmp.note
+    assert "values cut at" in cmp.note
+    assert all(c.note.endswith("patch=true has the diff") for c in cmp.code[1:])
+    assert len(cmp.code[1].files) < 40 and cmp.code[1].note.startswith(f"{40 - len(cmp.code[1].files)} more")
+
+    full = compare_runs(services.runs, ids[:2], patch=True)  # detail on request is not cut
+    assert len(full.params) == 30 and len(full.code[0].files) == 40 and full.code[0].patch

@@ -8,6 +8,7 @@ deltas from the first run.
 
 from __future__ import annotations
 
+import json
 import shlex
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,12 @@ if TYPE_CHECKING:
 MIN_RUNS, MAX_RUNS = 2, 8
 MAX_KEYS_LISTED = 20
 COMMAND_SHOWN = 300
+# A default answer stays within the agent's 8 KB per answer (README "Context budget"), the
+# envelope included: eight runs that each touch hundreds of files or carry long param values
+# are listed less fully, each cut said in a note (patch=true and get_run have the rest).
+ANSWER_MAX = 7 * 1024
+# (files listed per run, differing params listed, characters shown of a value), tried in turn
+_LEVELS = ((24, 24, 200), (8, 12, 80), (3, 6, 40), (0, 3, 16))
 
 
 def _differing(values: list[Any]) -> bool:
@@ -119,6 +126,47 @@ def compare_runs(
     out.other = _other(runs, out.params)
     out.code = _code(runs_service, runs, patch)
     out.note = "; ".join(notes)
+    return out if patch else _fit(out)
+
+
+def _size(out: RunComparison) -> int:
+    return len(out.model_dump_json(exclude_none=True, exclude_defaults=True))
+
+
+def _shown(value: Any, chars: int) -> Any:
+    """A value as listed: itself when short, else the start of its text with an ellipsis."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    if len(text) <= chars:
+        return value
+    return text[: chars - 1] + "…"
+
+
+def _fit(full: RunComparison) -> RunComparison:
+    """The comparison cut to ANSWER_MAX: fewer files per run, fewer params, shorter values."""
+    if _size(full) <= ANSWER_MAX:
+        return full
+    out = full
+    for files_max, params_max, chars in _LEVELS:
+        out = full.model_copy(deep=True)
+        for change in out.code:
+            if len(change.files) > files_max:
+                rest = change.files[files_max:]
+                added, removed = sum(f.added or 0 for f in rest), sum(f.removed or 0 for f in rest)
+                cut = f"{len(rest)} more file(s), +{added} -{removed}: patch=true has the diff"
+                change.files = change.files[:files_max]
+                change.note = "; ".join(x for x in (change.note, cut) if x)
+        names = list(out.params)
+        out.params = {k: [_shown(v, chars) for v in out.params[k]] for k in names[:params_max]}
+        out.other = {k: [_shown(v, chars) for v in values] for k, values in out.other.items()}
+        cuts = []
+        if len(names) > params_max:
+            more = ", ".join(names[params_max:])[:200]
+            cuts.append(f"{len(names) - params_max} more differing param(s): {more}")
+        if out.params != {k: full.params[k] for k in names[:params_max]} or out.other != full.other:
+            cuts.append(f"values cut at {chars} characters (get_run has a run's own)")
+        out.note = "; ".join(x for x in (out.note, *cuts) if x)
+        if _size(out) <= ANSWER_MAX:
+            break
     return out
 
 
