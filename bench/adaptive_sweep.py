@@ -60,7 +60,8 @@ def wait_done(services: Any, sweep_id: str, stop_when_within: bool, timeout: flo
             services.sweeps.stop(sweep_id)
             return runs
         if services.sweeps.get(sweep_id).status not in ("running", "pending"):
-            return runs
+            # read again: a run that ended after ``runs`` was read is what ended the sweep
+            return services.sweeps.runs_of(sweep_id)
         time.sleep(0.1)
     raise TimeoutError(f"sweep {sweep_id} did not end within {timeout} s")
 
