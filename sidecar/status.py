@@ -55,15 +55,9 @@ class StatusMixin:
         def _raise(self, execute: Any, spec: AlertSpec) -> dict[str, Any] | None: ...
         def raise_now(self, spec: AlertSpec) -> None: ...
 
-    def _backend_observation(
-        self, t: float, every: float | None = None, fallback: Observation | None = None
-    ) -> Observation | None:
-        """Ask the run's backend at most once per ``every`` seconds; ``fallback`` if it fails."""
-        if t - self.backend_checked_at < (self.settings.backend_check_s if every is None else every):
-            return None
-        if self.run is None:
-            return fallback
-        self.backend_checked_at = t
+    def backend(self) -> Any:
+        """The run's backend, made on first use."""
+        assert self.run is not None
         if self._backends is None:
             from mcp_server.core.backends.registry import Backends
             from mcp_server.core.settings import Settings
@@ -76,8 +70,19 @@ class StatusMixin:
 
                 store = Store(self.state.db_path)
             self._backends = Backends(self.state, store, Settings.from_env())  # type: ignore[arg-type]
+        return self._backends.get(self.run.backend)
+
+    def _backend_observation(
+        self, t: float, every: float | None = None, fallback: Observation | None = None
+    ) -> Observation | None:
+        """Ask the run's backend at most once per ``every`` seconds; ``fallback`` if it fails."""
+        if t - self.backend_checked_at < (self.settings.backend_check_s if every is None else every):
+            return None
+        if self.run is None:
+            return fallback
+        self.backend_checked_at = t
         try:
-            backend = self._backends.get(self.run.backend)
+            backend = self.backend()
             # Backends read only id / backend_ref of a run; RunState carries both.
             return backend.observe([self.run], {self.run.id: self.files}).get(self.run.id)
         except Exception as err:
@@ -169,10 +174,11 @@ class StatusMixin:
         self.raised_stall = spec.signature
         self.raise_now(spec)
 
-    def after_end(self) -> None:
+    def after_end(self, drained: bool = False) -> None:
         """Do what a server does after recording an ending: release the run's GPU lease or
         run slot, launch its sweep's next held-back run. These need the full services
-        (SQLAlchemy), loaded only now, as this sidecar is about to exit.
+        (SQLAlchemy), loaded only now, as this sidecar is about to exit. ``drained``: the
+        run's files are read to the end (its result counts for an adaptive sweep's next ask).
 
         Only a sweep's run needs them: the release was written with the ending, and the
         ending alert is raised by ``finish``. Skipping the import for the others keeps a
@@ -184,6 +190,8 @@ class StatusMixin:
 
         services = Services(self.state.root)
         try:
+            if drained:
+                services.sweeps.drained.add(self.run_id)
             run = services.runs.load(self.run_id)
             for hook in services.reconciler.on_terminal:
                 try:

@@ -18,6 +18,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 
 from mcp_server.core.jobfiles import JobFiles
+from mcp_server.core.provenance_probe import probe_files
 
 
 def q(value: object) -> str:
@@ -41,14 +42,31 @@ def write_env(files: JobFiles, env: Mapping[str, str]) -> None:
     write_private(files.env, "\n".join(lines) + ("\n" if lines else ""), 0o600)
 
 
+def read_env(files: JobFiles) -> dict[str, str]:
+    """The values ``write_env`` wrote (a rerun with env overrides starts from them)."""
+    try:
+        text = files.env.read_text()
+    except FileNotFoundError:
+        return {}
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        words = shlex.split(line) if line.startswith("export ") else []
+        if len(words) == 2 and "=" in words[1]:
+            key, value = words[1].split("=", 1)
+            env[key] = value
+    return env
+
+
 # Runs as the job's session leader: records its pgid (the "command started" marker that
 # stop signals target), takes the run's environment (only the job's processes carry
 # RESEARCH_RUN_ID, which is how processes it leaves behind are recognised), then becomes
-# the user's command. The pgid is recorded best-effort: a full disk must not stop the job.
+# the user's command, whose shell first sources the provenance probe (core.provenance_probe)
+# through BASH_ENV. The pgid is recorded best-effort: a full disk must not stop the job.
 JOB_WRAPPER = (
     r"""setsid bash -c 'printf "%s\n" "$$" > "$1/pgid.tmp" && mv -f "$1/pgid.tmp" "$1/pgid"; """
     r"""export RESEARCH_RUN_ID="$2" RESEARCH_RUN_DIR="$1" RESEARCH_METRICS_FILE="$1/metrics.jsonl" """
-    r"""PYTHONUNBUFFERED=1; if [ -f "$1/env.sh" ]; then . "$1/env.sh"; fi; exec bash "$1/command.sh"'"""
+    r"""PYTHONUNBUFFERED=1; if [ -f "$1/env.sh" ]; then . "$1/env.sh"; fi; """
+    r"""RESEARCH_PREV_BASH_ENV="${BASH_ENV-}" BASH_ENV="$1/probe.sh" exec bash "$1/command.sh"'"""
 )
 
 # Processes the job started that outlive its command (``sleep 600 &``, a ``setsid`` daemon):
@@ -209,4 +227,6 @@ exit "$code"
 
 
 def write_launch_script(files: JobFiles, script: str) -> None:
+    for name, text in probe_files().items():
+        write_private(files.run_dir / name, text, 0o600)
     write_private(files.launch, script, 0o700)

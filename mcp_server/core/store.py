@@ -62,6 +62,14 @@ def _metric_sources(conn: Connection) -> None:
     _create(models.MetricFile)(conn)
 
 
+def _sweep_search(conn: Connection) -> None:
+    """Adaptive sweeps: each sweep's search settings and budget; trials and pruner verdicts;
+    children of a run found without a scan (lineage)."""
+    _add_column_if_missing(conn, "sweeps", "search JSON NOT NULL DEFAULT '{}'")
+    _create(models.SweepTrial)(conn)
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_runs_parent_run_id ON runs (parent_run_id)")
+
+
 # Append-only: version N is reached by applying MIGRATIONS[:N] in order. A fresh store runs
 # all of them; an older one runs those it lacks. Steps must be idempotent.
 MIGRATIONS: list[Callable[[Connection], None]] = [
@@ -73,6 +81,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(models.MetricSeries, models.MetricPoint, models.Sidecar),
     _metric_sources,
     _create(models.NotifyTarget, models.NotifyDelivery),
+    _sweep_search,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
