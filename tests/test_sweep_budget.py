@@ -39,10 +39,16 @@ def test_a_gpu_hour_budget_on_logical_gpus_stops_launching_when_spent(
         assert paused.budget is not None and paused.budget["gpu_hours_spent"] >= 0.01
         assert paused.progress.waiting == 2 and paused.progress.finished == 1
         assert "GPU budget spent" in paused.note and "extend_sweep adds budget" in paused.note
-        reasons = waiting_reasons(services, sweep.id)
-        assert len(reasons) == 2 and all(
-            r.startswith("waiting: sweep gpu-budget: GPU budget spent (") for r in reasons
+        # The held-back runs say why once the ended run's sweep was filled again (by its sidecar
+        # as it exits, or by the next settle).
+        reasons = wait_for(
+            lambda: (rs := waiting_reasons(services, sweep.id))
+            and all(r.startswith("waiting: sweep gpu-budget: GPU budget spent (") for r in rs)
+            and rs,
+            15,
+            what="the waiting runs to name the spent budget",
         )
+        assert len(reasons) == 2
         assert all(services.runs.load(r.id).launched_at is None for r in paused.runs[1:])
         services.settler.tick()
         assert services.sweeps.get(sweep.id).progress.waiting == 2  # still nothing launched
