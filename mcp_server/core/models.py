@@ -274,6 +274,30 @@ class MetricPoint(SQLModel, table=True):
     ts: float
 
 
+class MetricBucket(SQLModel, table=True):
+    """Count, min, max and last of a series over one bucket of ``2**shift`` steps, per level.
+
+    Maintained by the sidecar in the transaction that stores the points; reads of a
+    downsampled series merge a few of these rows instead of scanning every point
+    (``core.metric_buckets``). Clustered on its key (WITHOUT ROWID): a level of a series
+    is one contiguous range.
+    """
+
+    __tablename__ = "metric_buckets"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    series_id: int = Field(primary_key=True)
+    level: int = Field(primary_key=True)
+    bucket: int = Field(primary_key=True)  # step >> shift of the level
+    n: int  # points, NaN/Inf included
+    min_step: int | None = None  # None: every point in the bucket is NaN
+    min_value: float | None = None
+    max_step: int | None = None
+    max_value: float | None = None
+    last_step: int  # the highest step (the latest stored point among equal steps)
+    last_value: float | None = None
+
+
 class Sidecar(SQLModel, table=True):
     """The monitor of one run: who runs it, its heartbeat, and how far it has read.
 

@@ -83,21 +83,18 @@ def wait_drained(store: Store, run_ids: Iterable[str], timeout: float = DRAIN_WA
     truncated series. Returns the runs still being read when ``timeout`` ran out.
     """
     ids = list(run_ids)
+    if not ids:
+        return []
+    marks = ", ".join("?" * len(ids))
     ended = [s.value for s in TERMINAL]
+    sql = (
+        "SELECT s.run_id FROM sidecars s JOIN runs r ON r.id = s.run_id "
+        f"WHERE s.run_id IN ({marks}) AND s.exited_at IS NULL AND r.status IN ({', '.join('?' * len(ended))})"
+    )
     deadline = time.monotonic() + timeout
     while True:
-        with store.read() as s:
-            pending = list(
-                s.exec(
-                    select(Sidecar.run_id)
-                    .join(Run, col(Run.id) == col(Sidecar.run_id))
-                    .where(
-                        col(Sidecar.run_id).in_(ids),
-                        col(Sidecar.exited_at).is_(None),
-                        col(Run.status).in_(ended),
-                    )
-                ).all()
-            )
+        with store.sql.snapshot() as conn:
+            pending = [r[0] for r in conn.execute(sql, [*ids, *ended])]
         if not pending or time.monotonic() >= deadline:
             return pending
         time.sleep(0.05)

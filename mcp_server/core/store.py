@@ -22,6 +22,7 @@ from sqlmodel import Session, SQLModel, select
 
 from mcp_server.core import models
 from mcp_server.core.errors import ResearchError
+from mcp_server.core.sqlread import SqlReader
 
 BUSY_TIMEOUT_MS = 60_000
 
@@ -48,6 +49,15 @@ def _metric_sources(conn: Connection) -> None:
     _create(models.MetricFile)(conn)
 
 
+def _metric_buckets(conn: Connection) -> None:
+    """Pre-aggregated buckets of every series (``core.metric_buckets``), built for the points an
+    older release stored, in the upgrade's transaction (a reader never sees half of them)."""
+    from mcp_server.core.metric_buckets import rebuild_all
+
+    _create(models.MetricBucket)(conn)
+    rebuild_all(conn.connection.driver_connection)
+
+
 # Append-only: version N is reached by applying MIGRATIONS[:N] in order. A fresh store runs
 # all of them; an older one runs those it lacks. Steps must be idempotent.
 MIGRATIONS: list[Callable[[Connection], None]] = [
@@ -58,6 +68,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(models.Sweep, models.Plan, models.Memory),
     _create(models.MetricSeries, models.MetricPoint, models.Sidecar),
     _metric_sources,
+    _metric_buckets,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -79,6 +90,8 @@ class Store:
         self._writer = self.engine.execution_options(research_write=True)
         self._migrate_lock = threading.Lock()
         self.migrate()
+        # Plain sqlite3 for the hot read paths (lists, metrics, context): no ORM per query.
+        self.sql = SqlReader(db_path)
 
     @staticmethod
     def _on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
@@ -138,6 +151,7 @@ class Store:
             yield session
 
     def close(self) -> None:
+        self.sql.close()
         self.engine.dispose()
 
 

@@ -49,8 +49,8 @@ def sweep_detail(
     values: dict[str, tuple[float, float | None, int | None]] = {}
     if metric is not None:
         wait_drained(service.store, [r.id for r in runs])
-    with service.store.read() as s:
-        series = series_of(s, [r.id for r in runs])
+    with service.store.sql.snapshot() as conn:
+        series = series_of(conn, [r.id for r in runs])
     for row in series:
         keys.add(row.key)
         if row.key == metric and (found := best_of(row, direction)) is not None:
