@@ -9,15 +9,22 @@ Same-run baseline: the floor any poller at the same interval pays — a bare loo
 stats the file every RESEARCH_MCP_SIDECAR_POLL_S (default 0.25 s) and notices the growth,
 with no parsing and no database.
 
-    python -m bench.alert_latency [-n 20]
+``--notify-hang`` points notifications (every alert and run ending) at a local endpoint that
+accepts connections and never answers, so a notification sender is stuck on it for the
+whole bench: the alert latency must not change.
+
+    python -m bench.alert_latency [-n 20] [--notify-hang]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import shlex
+import signal
+import socket
 import statistics
 import sys
 import tempfile
@@ -26,7 +33,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.common import pct, summary, temp_state_dir, verdict
+from bench.common import pct, pids_with, summary, temp_state_dir, verdict
 
 JOB = """
 import json, os, sys, time
@@ -76,7 +83,30 @@ def floor_trial(poll_s: float, workdir: Path) -> float:
     return seen[0] - written
 
 
-def main(n: int) -> int:
+class HungEndpoint:
+    """Accepts every connection and never reads or answers: a frozen webhook."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=128)
+        self.port = self.sock.getsockname()[1]
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+
+def main(n: int, notify_hang: bool = False) -> int:
+    hung = None
+    if notify_hang:
+        hung = HungEndpoint()
+        os.environ["RESEARCH_MCP_NOTIFY"] = f"json://127.0.0.1:{hung.port}/hook"
+        os.environ["RESEARCH_MCP_NOTIFY_EVENTS"] = "run_finished,run_failed,run_stopped,alert"
     # Local tmux runs, admitted at once (no cpu_only run cap, whatever this machine detects).
     os.environ.setdefault("RESEARCH_MCP_CLUSTER_TYPE", "cpu_only")
     os.environ.setdefault("RESEARCH_MCP_CPU_RUN_LIMIT", "4")
@@ -109,7 +139,12 @@ def main(n: int) -> int:
                 floor.append(floor_trial(poll_s, workdir))
         finally:
             sv.close()
+            for pid in pids_with("mcp_server.core.notifications.sender", str(state)):
+                with contextlib.suppress(ProcessLookupError):  # it would wait out its timeouts on the hang
+                    os.kill(pid, signal.SIGKILL)
     print(f"NaN written by the job → alert visible to list_alerts; {n} trials, sidecar poll {poll_s} s")
+    if hung is not None:
+        print(f"notifications to a hung endpoint: {len(hung.held)} connection(s) held open, never answered")
     print(summary("bare stat() poller (floor)", floor))
     print(summary("research-mcp sidecar → list_alerts", ours))
     p50, p95 = statistics.median(ours), pct(ours, 95)
@@ -121,4 +156,6 @@ def main(n: int) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("-n", type=int, default=20)
-    raise SystemExit(main(parser.parse_args().n))
+    parser.add_argument("--notify-hang", action="store_true", help="send notifications to a hung endpoint")
+    args = parser.parse_args()
+    raise SystemExit(main(args.n, args.notify_hang))

@@ -52,16 +52,22 @@ def temp_state_dir() -> Iterator[Path]:
                 end_sidecars(root)
 
 
-def sidecar_pids(root: Path) -> list[int]:
+def pids_with(*needles: str) -> list[int]:
+    """Pids whose argv holds every one of ``needles`` as a whole argument."""
+    wanted = [n.encode() for n in needles]
     pids = []
     for entry in Path("/proc").iterdir():
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
         except OSError:
             continue
-        if b"sidecar" in argv and str(root).encode() in argv:
+        if all(n in argv for n in wanted):
             pids.append(int(entry.name))
     return pids
+
+
+def sidecar_pids(root: Path) -> list[int]:
+    return pids_with("sidecar", str(root))
 
 
 def end_sidecars(root: Path, grace_s: float = 5.0) -> None:

@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import anyio
+import anyio.to_thread
 from mcp.server.mcpserver.exceptions import ToolError
 
 from mcp_server.core.errors import ResearchError
 from mcp_server.core.paths import resolve_state_dir
 
 if TYPE_CHECKING:
+    from mcp_server.core.notifications.watch import NotifyWatch
     from mcp_server.core.services import Services
     from mcp_server.notify import Notifier
 
@@ -41,6 +43,8 @@ class App:
         self._lock = threading.Lock()
         # Set by create_server: pushes resource-updated notifications to subscribed clients.
         self.notifier: Notifier | None = None
+        # Starts a notification sender process when a run ends or an alert fires (apprise URLs).
+        self.notify_watch: NotifyWatch | None = None
 
     def services(self) -> Services:
         with self._lock:
@@ -59,6 +63,9 @@ class App:
         """Open the store, settle runs that ended while no server was looking, refill sweeps."""
         try:
             services = self.services()
+            from mcp_server.core.notifications.watch import NotifyWatch
+
+            self.notify_watch = NotifyWatch(services.state.root).start()
             services.reconciler.reconcile()
             services.sweeps.top_up()
         except Exception:
@@ -76,6 +83,8 @@ class App:
                 await tg.start(self.notifier.watch, self)
             yield self
             tg.cancel_scope.cancel()
+        if self.notify_watch is not None:
+            await anyio.to_thread.run_sync(self.notify_watch.stop)
 
 
 def tool_errors(fn: Callable[P, R]) -> Callable[P, R]:

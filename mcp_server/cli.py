@@ -109,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--timeout", type=float, default=60.0, help="seconds to wait for the sweep to finish (60)"
     )
+
+    from mcp_server import cli_notify, cli_report
+
+    cli_report.add_parser(sub, _state_dir_arg)
+    cli_notify.add_parser(sub, _state_dir_arg)
     return parser
 
 
@@ -144,6 +149,14 @@ def _dispatch(args: argparse.Namespace) -> int:
             return cmd_demo(args)
         if args.command == "ui":
             return cmd_ui(args)
+        if args.command == "report":
+            from mcp_server.cli_report import run as run_report
+
+            return run_report(args)
+        if args.command == "notify":
+            from mcp_server.cli_notify import run as run_notify
+
+            return run_notify(args)
     except ResearchError as err:
         print(f"research-mcp: {err}", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ from mcp_server.tools import memory as memory_tools
 from mcp_server.tools import monitoring as monitoring_tools
 from mcp_server.tools import plans as plan_tools
 from mcp_server.tools import prompts as prompt_wiring
+from mcp_server.tools import reports as report_tools
 from mcp_server.tools import resources as resource_wiring
 from mcp_server.tools import runs as run_tools
 from mcp_server.tools import sweeps as sweep_tools
@@ -73,4 +74,5 @@ def create_server(
     resource_wiring.register(mcp, app)
     prompt_wiring.register(mcp, app)
     monitoring_tools.register(mcp, app)
+    report_tools.register(mcp, app)
     return mcp

@@ -53,12 +53,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.ERROR)
     signal.signal(signal.SIGTERM, _stop)
 
+    from mcp_server.core.notifications.watch import NotifyWatch
     from sidecar.monitor import Monitor
 
     monitor = Monitor(state, args.run_id, settings, launch_grace_s)
+    watch = NotifyWatch(state.root).start()  # starts a sender process when there is news to send
     try:
         monitor.run_forever()
     finally:
+        watch.stop()  # one last look: the ending just recorded gets a sender before this exits
         monitor.db.close()
     return 0
 

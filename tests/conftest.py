@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +27,11 @@ os.environ.setdefault("RESEARCH_MCP_STOP_GRACE_S", "1")
 os.environ.setdefault("RESEARCH_MCP_CLUSTER_TYPE", "cpu_only")
 os.environ.setdefault("RESEARCH_MCP_CPU_RUN_LIMIT", "64")
 os.environ.setdefault("RESEARCH_MCP_QUEUE_POLL_S", "0.1")
+# Reports go to the project dir, by default the working directory (this repository): tests
+# that write one without naming a project write it in a throwaway directory instead.
+if "RESEARCH_MCP_PROJECT_DIR" not in os.environ:
+    os.environ["RESEARCH_MCP_PROJECT_DIR"] = tempfile.mkdtemp(prefix="rmcp-test-project-")
+    atexit.register(shutil.rmtree, os.environ["RESEARCH_MCP_PROJECT_DIR"], True)
 
 
 @pytest.fixture
@@ -37,8 +45,9 @@ def sidecar_pids(root: Path) -> list[int]:
 
 
 def kill_state_dir_jobs(root: Path) -> None:
-    """Kill the sidecars, every job process group and the private tmux server of a state dir."""
-    for pid in sidecar_pids(root):
+    """Kill the sidecars, notification senders, every job process group and the private tmux
+    server of a state dir."""
+    for pid in sidecar_pids(root) + pids_with("mcp_server.core.notifications.sender", str(root)):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     for pgid_file in root.glob("runs/*/pgid"):

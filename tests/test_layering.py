@@ -2,7 +2,8 @@
 
 DESIGN: core services are driven from the CLI, the sidecar and tests exactly as the tools
 drive them, so they must not need the MCP SDK (``mcp``, ``mcp_types``); and litellm (about
-1.8 s to import) loads only when the LLM judge is used. A fresh interpreter imports every
+1.8 s to import) loads only when the LLM judge is used, matplotlib only when a report is
+written and apprise only in the notification sender. A fresh interpreter imports every
 module of these packages and reports what got loaded.
 """
 
@@ -15,7 +16,7 @@ import textwrap
 from tests.helpers import PYTHON
 
 LAYERS = ("mcp_server.core", "resources", "prompts", "sidecar")
-FORBIDDEN = ("mcp", "mcp_types", "litellm")
+FORBIDDEN = ("mcp", "mcp_types", "litellm", "matplotlib", "apprise")
 
 _IMPORT_ALL = textwrap.dedent(
     """

@@ -57,6 +57,7 @@ def to_row(m: Memory) -> MemoryRow:
         tags=m.tags,
         source=m.source,
         active=m.active,
+        created_at=iso(m.created_at) or "",
         updated_at=iso(m.updated_at) or "",
     )
 

@@ -57,3 +57,18 @@ def similar_keys(wanted: str, existing: list[str], limit: int = 5) -> list[str]:
     hits = [k for k in existing if k.lower() != w and (w in k.lower() or last in _tokens(k))]
     hits += [k for k in difflib.get_close_matches(wanted, existing, n=limit, cutoff=0.6) if k not in hits]
     return hits[:limit]
+
+
+_HELD_OUT = frozenset({"val", "valid", "validation", "eval", "test", "dev"})
+
+
+def key_metric(keys: list[str]) -> str | None:
+    """The metric a person would judge a run by, when nobody said: a held-out loss or accuracy
+    over a training one, a loss over an accuracy, the shorter name on a tie; None when no key
+    reads as either (a learning rate is never "the" metric)."""
+    ranked = [
+        (bool(_HELD_OUT.intersection(_tokens(k))), goal(k) == "min", -len(k), k)
+        for k in keys
+        if goal(k) is not None
+    ]
+    return max(ranked)[3] if ranked else None

@@ -366,3 +366,55 @@ class MetricFile(SQLModel, table=True):
     example: str = _default("")
     found_at: float = _default(0.0)
     updated_at: float = _default(0.0)
+
+
+class NotifyTarget(SQLModel, table=True):
+    """A notification URL some process knows, by its hash: the URL (a secret) is never stored here.
+
+    ``cursor`` is how far in the event feed this target's notifications were queued; the
+    ``sender_*`` columns are a lease, so one sender process at a time serves a target
+    (see ``core.notifications``).
+    """
+
+    __tablename__ = "notify_targets"
+
+    id: str = Field(primary_key=True)
+    label: str = _default("")
+    cursor: int = _default(0)
+    created_at: float = _default(0.0)
+    sender_token: str | None = None
+    sender_pid: int | None = None
+    sender_host: str = _default("")
+    sender_heartbeat: float | None = None
+
+
+class NotifyDelivery(SQLModel, table=True):
+    """One message for one target. (target_id, key) is unique: an event is queued once per URL;
+    ``state`` moves pending → sending → sent | failed by compare-and-set, so it is sent once."""
+
+    __tablename__ = "notify_deliveries"
+    __table_args__ = (
+        Index("ux_notify_deliveries_target_key", "target_id", "key", unique=True),
+        Index("ix_notify_deliveries_target_state", "target_id", "state", "id"),
+        Index("ix_notify_deliveries_run", "run_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    target_id: str
+    key: str
+    kind: str  # run_finished | run_failed | run_lost | run_stopped | alert | sweep_done
+    event_id: int | None = None
+    run_id: str | None = None
+    sweep_id: str | None = None
+    alert_id: str | None = None
+    state: str = _default("pending")  # pending | sending | sent | failed
+    attempts: int = _default(0)
+    next_at: float = _default(0.0)
+    claimed_by: str | None = None
+    claim_until: float | None = None
+    title: str | None = None
+    body: str | None = None
+    level: str = _default("info")  # apprise's notify type: info | success | warning | failure
+    last_error: str = _default("")
+    created_at: float = _default(0.0)
+    sent_at: float | None = None

@@ -68,6 +68,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(models.Sweep, models.Plan, models.Memory),
     _create(models.MetricSeries, models.MetricPoint, models.Sidecar),
     _metric_sources,
+    _create(models.NotifyTarget, models.NotifyDelivery),
     _metric_buckets,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

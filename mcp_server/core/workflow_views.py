@@ -123,6 +123,7 @@ class MemoryRow(BaseModel):
     tags: list[str]
     source: str
     active: bool
+    created_at: str  # rules in force when runs started, in reports
     updated_at: str
 
 
