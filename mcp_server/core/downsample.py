@@ -23,9 +23,12 @@ Point = tuple[int, float | None]
 
 
 class SeriesLike(Protocol):
-    id: Any
-    count: int
-    first_nonfinite_step: int | None
+    @property
+    def id(self) -> Any: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def first_nonfinite_step(self) -> int | None: ...
 
 
 def finite(value: float | None) -> float | None:

@@ -16,8 +16,9 @@ the keys that do exist and the ones that look like it ("loss" → "train/loss").
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session
 
@@ -28,6 +29,7 @@ from mcp_server.core.lifecycle import TERMINAL
 from mcp_server.core.metric_keys import goal, similar_keys
 from mcp_server.core.metric_sources import describe, sources_of
 from mcp_server.core.sidecars import ingest_stats, wait_drained
+from mcp_server.core.sqlread import driver_of
 from mcp_server.core.store import Store
 from mcp_server.core.views import MetricsAnswer, MetricSeriesOut, MetricSummary, MissingKey, RunMetrics
 
@@ -47,7 +49,8 @@ SKETCH_POINTS = 20
 SKETCH_TOTAL = 120
 
 
-class SeriesRow(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class SeriesRow:
     """A metric_series row (the summary the sidecar keeps current), read without the ORM."""
 
     id: int
@@ -66,7 +69,7 @@ class SeriesRow(NamedTuple):
     max_step: int | None
 
 
-SERIES_SQL = f"SELECT {', '.join(SeriesRow._fields)} FROM metric_series"
+SERIES_SQL = f"SELECT {', '.join(SeriesRow.__dataclass_fields__)} FROM metric_series"
 
 
 def summarize(s: Any) -> MetricSummary:
@@ -134,8 +137,7 @@ def recent_points(conn: sqlite3.Connection, run_id: str, n: int) -> list[dict[st
 
 
 def summaries(session: Session, run_id: str) -> list[MetricSummary]:
-    conn = session.connection().connection.driver_connection
-    return [summarize(s) for s in series_of(conn, [run_id])]
+    return [summarize(s) for s in series_of(driver_of(session.connection()), [run_id])]
 
 
 class MetricsService:

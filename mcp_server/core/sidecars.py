@@ -12,6 +12,7 @@ import logging
 import socket
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import text
 from sqlmodel import Session, col, select
@@ -32,7 +33,8 @@ log = logging.getLogger(__name__)
 START_GRACE_S = 15.0
 
 
-def ingest_stats(row: Sidecar) -> IngestStats:
+def ingest_stats(row: Any) -> IngestStats:
+    """A sidecars row's counters (an ORM ``Sidecar`` or a plain row with the same names)."""
     return IngestStats(
         metrics_records=row.metrics_records,
         log_records=row.output_records,

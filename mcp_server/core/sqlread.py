@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 BUSY_TIMEOUT_S = 30.0
 
@@ -64,3 +65,11 @@ class SqlReader:
         for conn in conns:
             conn.close()
         self._local = threading.local()
+
+
+def driver_of(conn: Any) -> sqlite3.Connection:
+    """The sqlite3 connection under a SQLAlchemy ``Connection`` (same transaction)."""
+    raw = conn.connection.driver_connection
+    if not isinstance(raw, sqlite3.Connection):
+        raise TypeError(f"expected a sqlite3 connection under {conn!r}")
+    return raw

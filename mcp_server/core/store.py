@@ -22,7 +22,7 @@ from sqlmodel import Session, SQLModel, select
 
 from mcp_server.core import models
 from mcp_server.core.errors import ResearchError
-from mcp_server.core.sqlread import SqlReader
+from mcp_server.core.sqlread import SqlReader, driver_of
 
 BUSY_TIMEOUT_MS = 60_000
 
@@ -55,7 +55,7 @@ def _metric_buckets(conn: Connection) -> None:
     from mcp_server.core.metric_buckets import rebuild_all
 
     _create(models.MetricBucket)(conn)
-    rebuild_all(conn.connection.driver_connection)
+    rebuild_all(driver_of(conn))
 
 
 # Append-only: version N is reached by applying MIGRATIONS[:N] in order. A fresh store runs
