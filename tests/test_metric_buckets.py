@@ -200,11 +200,13 @@ def test_a_downsampled_read_touches_about_as_many_rows_as_it_returns(con: sqlite
     s = series(con)
     for budget in (20, 100, 1000, 20_000):
         wanted = (budget - 3) // 2
-        level = mb.choose_level(300_000, wanted)
-        assert level is not None
-        assert len(mb.read_level(con, 1, level)) <= mb.FANOUT * wanted + 2
+        choice = mb.choose_level(300_000, wanted)
+        assert choice is not None
+        level, merged = choice
+        read = len(mb.read_level(con, 1, level))
+        assert read <= (2 * wanted + 2 if merged else wanted)  # rows touched ~ buckets returned
         got, reduced = downsample(con, s, budget)
-        assert reduced and len(got) <= budget
+        assert reduced and budget // 4 <= len(got) <= budget
         values = dict(got)
         assert values[123_456] == 50.0 and values[250_000] == -3.0 and values[200_001] is None
         assert got[0][0] == 0 and got[-1][0] == 299_999
@@ -231,3 +233,20 @@ def test_points_stored_without_buckets_are_still_read_exactly(con: sqlite3.Conne
     )
     got, _ = downsample(con, series(con), 50)
     assert dict(got)[15_000] == 99.0 and got[-1][0] == 19_999
+
+
+@given(span=st.integers(1, 2**45), buckets=st.integers(1, 20_000))
+def test_the_level_read_is_the_finest_with_no_more_rows_than_buckets(span: int, buckets: int) -> None:
+    def rows(level: int) -> int:
+        return (span >> mb.SHIFTS[level - 1]) + 2
+
+    fitting = [lvl for lvl in range(1, len(mb.SHIFTS) + 1) if rows(lvl) <= buckets]
+    choice = mb.choose_level(span, buckets)
+    if not fitting:
+        assert choice == (len(mb.SHIFTS), True)
+    elif 2 * rows(fitting[0]) >= buckets:
+        assert choice == (fitting[0], False)
+    elif fitting[0] == 1:
+        assert choice is None
+    else:
+        assert choice == (fitting[0] - 1, True)

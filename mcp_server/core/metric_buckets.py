@@ -3,10 +3,10 @@
 A downsampled read should cost what it returns, not what is stored: an agent asking for
 20 points of a 10M-point run must not scan 10M rows. So beside the exact points, the
 sidecar keeps one row per bucket of ``2**shift`` steps for each shift in ``SHIFTS``
-(16 steps, 128, 1024, ... 32M: each level 8× coarser), written in the same transaction
-as the points they summarise. A read picks the finest level with at most ``FANOUT`` rows
-per wanted bucket and merges those rows; min and max keep their own steps, so a spike or
-a NaN's neighbour survives downsampling exactly as it would from the raw points.
+(16 steps, 64, 256, ... 1G: each level 4× coarser), written in the same transaction as the
+points they summarise. A read takes the level whose rows are closest to the buckets it
+wants (merging neighbours when the finer level is the closer one); min and max keep their
+own steps, so a spike survives downsampling exactly as it would from the raw points.
 
 Level rows of a series always sum to its point count (``metric_series.count``): a reader
 that finds otherwise (points written by an older sidecar) reads the points instead.
@@ -22,8 +22,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 # Level n (1-based) groups steps by ``step >> SHIFTS[n - 1]``.
-SHIFTS = (4, 7, 10, 13, 16, 19, 22, 25)
-FANOUT = 8  # each level's buckets are this many times wider than the level below
+SHIFTS = tuple(range(4, 32))
+FANOUT = 2  # each level's buckets are this many times wider than the level below
 
 # One bucket's aggregate, as a mutable list (the ingest hot path builds millions of these):
 # [n, min_step, min_value, max_step, max_value, last_step, last_value]. Values are None for
@@ -218,22 +218,39 @@ def rebuild_all(conn: sqlite3.Connection) -> int:
 # ---- reading -------------------------------------------------------------------------------
 
 
-def choose_level(span: int, buckets: int) -> int | None:
-    """The finest level with at most ``FANOUT`` rows per wanted bucket over ``span`` steps.
+def choose_level(span: int, buckets: int) -> tuple[int, bool] | None:
+    """The level to read for ``buckets`` buckets over ``span`` steps, and whether to merge its
+    rows in aligned pairs.
 
-    None when even level 1 is coarser than asked (fewer rows than ``buckets``): the points
-    themselves are then the cheapest exact answer (at most 16 per wanted bucket)."""
-    if (span >> SHIFTS[0]) + 1 < buckets:
-        return None
-    for level, shift in enumerate(SHIFTS, 1):
-        if (span >> shift) + 2 <= FANOUT * buckets:
-            return level
-    return len(SHIFTS)
+    The finest level with no more rows than ``buckets`` is read as it is when it has at
+    least half as many (with levels 2× apart it always has, but at the ends of the range);
+    else the level below it is read and merged pairwise. So a read touches about as many
+    rows as it has buckets. None when level 1 itself has fewer than half the rows asked
+    for: the points are then the cheapest exact answer (at most 32 per wanted bucket)."""
+
+    def rows(i: int) -> int:
+        return (span >> SHIFTS[i]) + 2  # a span not aligned to the buckets straddles one more
+
+    last = len(SHIFTS) - 1
+    # Start where span / 2**shift ≈ buckets, then settle on the finest level that fits.
+    i = max(0, min(last, (span // max(1, buckets)).bit_length() - SHIFTS[0]))
+    if rows(i) <= buckets:
+        while i > 0 and rows(i - 1) <= buckets:
+            i -= 1
+    else:
+        while i < last and rows(i) > buckets:
+            i += 1
+        if rows(i) > buckets:
+            return last + 1, True
+    if 2 * rows(i) >= buckets:
+        return i + 1, False
+    return None if i == 0 else (i, True)
 
 
 def read_level(conn: Any, series_id: int, level: int) -> list[tuple[Any, ...]]:
-    """All of a series' rows at one level, in step order: (bucket, n, min/max/last steps and values)."""
+    """A series' rows at one level, in step order: (bucket, min_step, min_value, max_step, max_value)."""
     return conn.execute(
-        f"SELECT {COLUMNS} FROM metric_buckets WHERE series_id = ? AND level = ? ORDER BY bucket",
+        "SELECT bucket, min_step, min_value, max_step, max_value FROM metric_buckets "
+        "WHERE series_id = ? AND level = ? ORDER BY bucket",
         (series_id, level),
     ).fetchall()

@@ -70,29 +70,40 @@ class SeriesRow:
 
 
 SERIES_SQL = f"SELECT {', '.join(SeriesRow.__dataclass_fields__)} FROM metric_series"
+# What get_metrics reads of a run's sidecar row: its ingest counters and whether it is done.
+SIDECAR_FIELDS = (
+    "run_id", "exited_at", "metrics_offset", "metrics_records", "output_records", "log_parsing", "points",
+    "bad_lines", "non_numeric", "non_numeric_example", "huge_lines", "partial_lines", "duplicates",
+)  # fmt: skip
+SIDECAR_COLUMNS = ", ".join(SIDECAR_FIELDS)
 
 
-def summarize(s: Any) -> MetricSummary:
+def summary_fields(s: Any) -> dict[str, Any]:
+    """A series summary's fields (``MetricSummary``'s), from a metric_series row."""
     direction = goal(s.key)
     best, best_step = None, None
     if direction == "min":
         best, best_step = s.min_value, s.min_step
     elif direction == "max":
         best, best_step = s.max_value, s.max_step
-    return MetricSummary(
-        key=s.key,
-        source=s.source,
-        count=s.count,
-        first_step=s.first_step,
-        last_step=s.last_step,
-        last=finite(s.last_value),
-        min=finite(s.min_value),
-        max=finite(s.max_value),
-        best=finite(best),
-        best_step=best_step,
-        nonfinite=s.nonfinite,
-        first_nonfinite_step=s.first_nonfinite_step,
-    )
+    return {
+        "key": s.key,
+        "source": s.source,
+        "count": s.count,
+        "first_step": s.first_step,
+        "last_step": s.last_step,
+        "last": finite(s.last_value),
+        "min": finite(s.min_value),
+        "max": finite(s.max_value),
+        "best": finite(best),
+        "best_step": best_step,
+        "nonfinite": s.nonfinite,
+        "first_nonfinite_step": s.first_nonfinite_step,
+    }
+
+
+def summarize(s: Any) -> MetricSummary:
+    return MetricSummary(**summary_fields(s))
 
 
 def best_of(series: Any, direction: str) -> tuple[float, int | None] | None:
@@ -171,78 +182,102 @@ class MetricsService:
             )
         for run_id in ids:
             validate_id(run_id, "run", "run_id")
-        still_reading = wait_drained(self.store, ids)
-        with self.store.sql.snapshot() as conn:
-            marks = _marks(len(ids))
-            found = {
-                r[0]: r for r in conn.execute(f"SELECT id, name, status FROM runs WHERE id IN ({marks})", ids)
-            }
-            for run_id in ids:
-                if run_id not in found:
-                    raise NotFound(f"no run with id {run_id!r}; use list_runs to see existing runs.")
-            cur = conn.execute(f"SELECT * FROM sidecars WHERE run_id IN ({marks})", ids)
-            names_of = [d[0] for d in cur.description]
-            progress = {r[0]: SimpleNamespace(**dict(zip(names_of, r, strict=True))) for r in cur}
-            by_run: dict[str, list[SeriesRow]] = {run_id: [] for run_id in ids}
-            for series in series_of(conn, ids):
-                by_run[series.run_id].append(series)
-            plan: list[tuple[str, list[SeriesRow], list[MissingKey]]] = []
-            for run_id in ids:
-                existing = by_run[run_id]
-                names = [x.key for x in existing]
-                if keys is None:
-                    plan.append((run_id, existing[:max_keys] if max_keys else existing, []))
-                    continue
-                wanted = [x for x in existing if x.key in keys]
-                missing = []
-                if any(k not in names for k in keys):
-                    ended = found[run_id][2] in TERMINAL_STATUSES and run_id not in still_reading
-                    missing = [
-                        self._missing(k, names, ended, self._read(progress.get(run_id)) if ended else "")
-                        for k in keys
-                        if k not in names
-                    ]
-                plan.append((run_id, wanted, missing))
-            total = sum(len(chosen) for _, chosen, _ in plan)
-            if max_points is None:
-                budget = max(MIN_POINTS_PER_SERIES, min(SKETCH_POINTS, SKETCH_TOTAL // max(1, total)))
-            else:
-                budget = max(MIN_POINTS_PER_SERIES, max_points // max(1, total))
-            answers = []
-            for run_id, chosen, missing in plan:
-                series_out = []
-                for series in chosen:
-                    points, reduced = downsample(conn, series, budget)
-                    series_out.append(
-                        MetricSeriesOut(**summarize(series).model_dump(), points=points, downsampled=reduced)
-                    )
-                row = progress.get(run_id)
-                names = [x.key for x in by_run[run_id]]
-                note = self._note(by_run[run_id], row, run_id in still_reading)
-                if len(names) > MAX_KEYS and (keys is not None or len(chosen) < len(names)):
-                    note = "; ".join(
-                        [*filter(None, [note]), f"the first {MAX_KEYS} of {len(names)} keys are listed"]
-                    )
-                if keys is None and len(chosen) < len(names):
-                    note = "; ".join(
-                        [
-                            *filter(None, [note]),
-                            f"{len(chosen)} of {len(names)} keys shown: name the keys you want",
-                        ]
-                    )
-                answers.append(
-                    RunMetrics(
-                        run_id=run_id,
-                        name=found[run_id][1],
-                        status=found[run_id][2],
-                        keys=None if keys is None and len(chosen) == len(names) else names[:MAX_KEYS],
-                        series=series_out,
-                        missing=missing,
-                        ingest=ingest_stats(row) if row is not None else None,
-                        note=note,
-                    )
+        still_reading: list[str] = []
+        drained = False
+        while True:
+            with self.store.sql.snapshot() as conn:
+                answer = self._answer(conn, ids, keys, max_points, max_keys, still_reading, drained)
+            if answer is not None:
+                return answer
+            # An ended run's sidecar is still storing its last lines: let it (at most a few s).
+            still_reading, drained = wait_drained(self.store, ids), True
+
+    def _answer(
+        self,
+        conn: sqlite3.Connection,
+        ids: list[str],
+        keys: list[str] | None,
+        max_points: int | None,
+        max_keys: int | None,
+        still_reading: list[str],
+        drained: bool,
+    ) -> MetricsAnswer | None:
+        """The answer from one snapshot; None when a run's last lines are still being stored."""
+        marks = _marks(len(ids))
+        found = {
+            r[0]: r for r in conn.execute(f"SELECT id, name, status FROM runs WHERE id IN ({marks})", ids)
+        }
+        for run_id in ids:
+            if run_id not in found:
+                raise NotFound(f"no run with id {run_id!r}; use list_runs to see existing runs.")
+        cur = conn.execute(f"SELECT {SIDECAR_COLUMNS} FROM sidecars WHERE run_id IN ({marks})", ids)
+        progress = {r[0]: SimpleNamespace(**dict(zip(SIDECAR_FIELDS, r, strict=True))) for r in cur}
+        if not drained and any(
+            found[r][2] in TERMINAL_STATUSES and r in progress and progress[r].exited_at is None for r in ids
+        ):
+            return None
+        by_run: dict[str, list[SeriesRow]] = {run_id: [] for run_id in ids}
+        for series in series_of(conn, ids):
+            by_run[series.run_id].append(series)
+        plan: list[tuple[str, list[SeriesRow], list[MissingKey]]] = []
+        for run_id in ids:
+            existing = by_run[run_id]
+            names = [x.key for x in existing]
+            if keys is None:
+                plan.append((run_id, existing[:max_keys] if max_keys else existing, []))
+                continue
+            wanted = [x for x in existing if x.key in keys]
+            missing = []
+            if any(k not in names for k in keys):
+                ended = found[run_id][2] in TERMINAL_STATUSES and run_id not in still_reading
+                missing = [
+                    self._missing(k, names, ended, self._read(progress.get(run_id)) if ended else "")
+                    for k in keys
+                    if k not in names
+                ]
+            plan.append((run_id, wanted, missing))
+        total = sum(len(chosen) for _, chosen, _ in plan)
+        if max_points is None:
+            budget = max(MIN_POINTS_PER_SERIES, min(SKETCH_POINTS, SKETCH_TOTAL // max(1, total)))
+        else:
+            budget = max(MIN_POINTS_PER_SERIES, max_points // max(1, total))
+        answers = []
+        for run_id, chosen, missing in plan:
+            series_out = []
+            for series in chosen:
+                points, reduced = downsample(conn, series, budget)
+                out = MetricSeriesOut(**summary_fields(series), points=[], downsampled=reduced)
+                out.points = points  # made here from stored numbers: not validated again one by one
+                series_out.append(out)
+            row = progress.get(run_id)
+            names = [x.key for x in by_run[run_id]]
+            note = self._note(by_run[run_id], row, run_id in still_reading)
+            if len(names) > MAX_KEYS and (keys is not None or len(chosen) < len(names)):
+                note = "; ".join(
+                    [*filter(None, [note]), f"the first {MAX_KEYS} of {len(names)} keys are listed"]
                 )
-        return MetricsAnswer(runs=answers, points_per_series=budget)
+            if keys is None and len(chosen) < len(names):
+                note = "; ".join(
+                    [
+                        *filter(None, [note]),
+                        f"{len(chosen)} of {len(names)} keys shown: name the keys you want",
+                    ]
+                )
+            answer = RunMetrics(
+                run_id=run_id,
+                name=found[run_id][1],
+                status=found[run_id][2],
+                keys=None if keys is None and len(chosen) == len(names) else names[:MAX_KEYS],
+                series=[],
+                missing=missing,
+                ingest=ingest_stats(row) if row is not None else None,
+                note=note,
+            )
+            answer.series = series_out  # (as above: already models, not validated again)
+            answers.append(answer)
+        result = MetricsAnswer(runs=[], points_per_series=budget)
+        result.runs = answers
+        return result
 
     def _read(self, row: Any) -> str:
         """What an ended run's sidecar read, for a "never logged" hint (a rare path: the ORM is fine)."""
