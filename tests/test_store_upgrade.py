@@ -47,6 +47,8 @@ def test_the_upgrade_keeps_every_row_and_builds_the_buckets_of_existing_runs(old
         if name != "meta":
             assert after[name] == rows, f"the upgrade changed table {name}"
     with contextlib.closing(sqlite3.connect(old_store, isolation_level=None)) as con:
+        indexes = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"ix_alerts_status_pk", "ix_runs_sweep_status", "ix_runs_can_change"} <= indexes
         series = con.execute("SELECT id, count FROM metric_series").fetchall()
         assert sorted(c for _, c in series) == [429, 429]
         for sid, count in series:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, update
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from mcp_server.core import alert_list
 from mcp_server.core.alert_specs import (
     DEFAULT_CHOICES,
     ENDED_CHOICES,
@@ -144,24 +145,14 @@ class AlertService:
         if offset < 0:
             raise InvalidInput(f"offset={offset} must be ≥ 0.")
         if run_id is not None:
-            self.runs.load(run_id)
-        conditions = []
-        if run_id is not None:
-            conditions.append(col(Alert.run_id) == run_id)
-        if status != "all":
-            conditions.append(col(Alert.status) == status)
-        if severity:
-            conditions.append(col(Alert.severity).in_(severity))
-        query = select(Alert)
-        count = select(func.count()).select_from(Alert)
-        for cond in conditions:
-            query = query.where(cond)
-            count = count.where(cond)
-        with self.store.read() as s:
-            total = s.exec(count).one()
-            rows = s.exec(query.order_by(col(Alert.pk).desc()).offset(offset).limit(limit)).all()
-        next_offset = offset + len(rows) if offset + len(rows) < total else None
-        return AlertPage(alerts=[to_view(a) for a in rows], total=total, next_offset=next_offset)
+            validate_id(run_id, "run", "run_id")
+        with self.store.sql.snapshot() as conn:
+            known = run_id is None or conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if not known:
+                raise NotFound(f"no run with id {run_id!r}; use list_runs to see existing runs.")
+            return alert_list.page(
+                conn, run_id=run_id, status=status, severity=severity, limit=limit, offset=offset
+            )
 
     def resolve(self, alert_id: str, choice: str) -> AlertResolution:
         """Validate ``choice`` against the alert's own choices, act on it, then mark it resolved."""

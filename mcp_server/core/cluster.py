@@ -9,11 +9,11 @@ detects only when there is none, so asking costs one store read.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
+from types import SimpleNamespace
 from typing import Any
-
-from sqlmodel import Session
 
 from mcp_server.core.admission import Admission
 from mcp_server.core.errors import InvalidInput
@@ -171,14 +171,48 @@ class ClusterService:
         return self.last() or self.detect()
 
     def last(self) -> ClusterInfo | None:
-        """The last detection with leases and the queue as they are now, or None (never probes)."""
-        with self.store.read() as s:
-            row = s.get(ClusterState, ROW_KEY)
-            return self._refresh(s, row.data) if row is not None else None
+        """The last detection with leases and the queue as they are now, or None (never probes).
 
-    def _refresh(self, s: Session, data: dict[str, Any]) -> ClusterInfo:
+        Read in plain SQL; the queue and the leases are only looked into (through the
+        admission rules, which check their holders) when there are any."""
+        with self.store.sql.snapshot() as conn:
+            row = conn.execute("SELECT data FROM cluster_state WHERE key = ?", (ROW_KEY,)).fetchone()
+            if row is None:
+                return None
+            (queued,) = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM run_queue) OR EXISTS (SELECT 1 FROM gpu_leases)"
+            ).fetchone()
+        if not queued:
+            return self._refresh(json.loads(row[0]), [], [])
+        return self._refresh(json.loads(row[0]), *self._live())
+
+    def _live(self) -> tuple[list[Any], list[Any]]:
+        """Queue entries and leases whose holders live (``Admission.live_state`` without
+        reclaiming), read in plain SQL: the rows as they are, the holders judged by the
+        admission's own rule."""
+        with self.store.sql.snapshot() as conn:
+            entries = [
+                SimpleNamespace(run_id=r[0], admitted_at=r[1], enqueued_at=r[2])
+                for r in conn.execute("SELECT run_id, admitted_at, enqueued_at FROM run_queue ORDER BY seq")
+            ]
+            leases = [
+                SimpleNamespace(gpu_uuid=r[0], gpu_index=r[1], run_id=r[2])
+                for r in conn.execute("SELECT gpu_uuid, gpu_index, run_id FROM gpu_leases")
+            ]
+            ids = [e.run_id for e in entries]
+            runs = {
+                r[0]: SimpleNamespace(id=r[0], status=r[1], launched_at=r[2])
+                for r in conn.execute(
+                    f"SELECT id, status, launched_at FROM runs WHERE id IN ({', '.join('?' * len(ids))})", ids
+                )
+            }
+        t = now()
+        live = [e for e in entries if self.admission.holder_alive(e, runs.get(e.run_id), t)]  # type: ignore[arg-type]
+        held = {e.run_id for e in live}
+        return live, [lease for lease in leases if lease.run_id in held]
+
+    def _refresh(self, data: dict[str, Any], live: list[Any], live_leases: list[Any]) -> ClusterInfo:
         info = ClusterInfo.model_validate(data)
-        live, live_leases = self.admission.live_state(s, reclaim=False)
         leases = {lease.gpu_uuid: lease.run_id for lease in live_leases}
         threshold = self.settings.gpu_free_memory_mib
         for g in info.gpus:

@@ -3,10 +3,11 @@
 A downsampled read should cost what it returns, not what is stored: an agent asking for
 20 points of a 10M-point run must not scan 10M rows. So beside the exact points, the
 sidecar keeps one row per bucket of ``2**shift`` steps for each shift in ``SHIFTS``
-(16 steps, 64, 256, ... 1G: each level 4× coarser), written in the same transaction as the
-points they summarise. A read takes the level whose rows are closest to the buckets it
-wants (merging neighbours when the finer level is the closer one); min and max keep their
-own steps, so a spike survives downsampling exactly as it would from the raw points.
+(16 steps, 32, 64, ... 2G: each level 2× coarser, so some level always has between half
+and all of the rows a read wants), written in the same transaction as the points they
+summarise. A read takes the finest level with no more rows than the buckets it wants and
+uses each row as one bucket; min and max keep their own steps, so a spike survives
+downsampling exactly as it would from the raw points.
 
 Level rows of a series always sum to its point count (``metric_series.count``): a reader
 that finds otherwise (points written by an older sidecar) reads the points instead.

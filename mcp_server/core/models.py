@@ -11,6 +11,8 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, text
 from sqlmodel import Field, SQLModel
 
+from mcp_server.core.watched import CAN_CHANGE
+
 
 def _default(value: Any) -> Any:
     """A field default the database knows too, so the sidecar's plain-SQL inserts may omit it."""
@@ -31,7 +33,13 @@ class Meta(SQLModel, table=True):
 
 class Run(SQLModel, table=True):
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_status_pk", "status", "pk"),)
+    __table_args__ = (
+        Index("ix_runs_status_pk", "status", "pk"),
+        # A sweep's progress is counted from this index alone (core.sweep_list).
+        Index("ix_runs_sweep_status", "sweep_id", "status", "launched_at"),
+        # The runs a reconcile looks at, however long the history (core.watched).
+        Index("ix_runs_can_change", "pk", sqlite_where=text(CAN_CHANGE)),
+    )
 
     # Integer key: insertion (commit) order, which is the FIFO order of queues.
     pk: int | None = Field(default=None, primary_key=True)
@@ -84,7 +92,11 @@ class Alert(SQLModel, table=True):
     """
 
     __tablename__ = "alerts"
-    __table_args__ = (Index("ix_alerts_run_status", "run_id", "status"),)
+    __table_args__ = (
+        Index("ix_alerts_run_status", "run_id", "status"),
+        # list_alerts' default (open ones, newest first) and their count.
+        Index("ix_alerts_status_pk", "status", "pk"),
+    )
 
     pk: int | None = Field(default=None, primary_key=True)
     id: str = Field(unique=True)

@@ -16,9 +16,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, delete, func, update
+from sqlalchemy import delete, update
 from sqlmodel import col, select
 
+from mcp_server.core import run_list
 from mcp_server.core.admission import POOL_GPU, Admission
 from mcp_server.core.backends.registry import BACKEND_NAMES, Backends
 from mcp_server.core.cluster import ClusterService
@@ -558,25 +559,11 @@ class RunService:
         if sweep_id is not None:
             validate_id(sweep_id, "sweep", "sweep_id")
         self.reconciler.reconcile()
-        query = select(Run)
-        count = select(func.count()).select_from(Run)
-        conditions: list[ColumnElement[bool]] = []
-        if status:
-            conditions.append(col(Run.status).in_(status))
-        if name_contains:
-            conditions.append(col(Run.name).contains(name_contains, autoescape=True))
-        if sweep_id:
-            conditions.append(col(Run.sweep_id) == sweep_id)
-        for cond in conditions:
-            query = query.where(cond)
-            count = count.where(cond)
-        with self.store.read() as s:
-            total = s.exec(count).one()
-            rows = s.exec(query.order_by(col(Run.pk).desc()).offset(offset).limit(limit)).all()
-            active = [r.id for r in rows if r.status in WATCHED]
-            leased = self.admission.leased_gpus(s, active) if active else {}
-        next_offset = offset + len(rows) if offset + len(rows) < total else None
-        return RunPage(runs=[to_row(r, leased.get(r.id)) for r in rows], total=total, next_offset=next_offset)
+        with self.store.sql.snapshot() as conn:
+            return run_list.page(
+                conn, status=status, name_contains=name_contains, sweep_id=sweep_id, limit=limit,
+                offset=offset,
+            )  # fmt: skip
 
     def logs(
         self,

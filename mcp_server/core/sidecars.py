@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import socket
+import sqlite3
 import time
 from collections.abc import Iterable
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import text
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from mcp_server.core.jobfiles import JobFiles
 from mcp_server.core.lifecycle import ACTIVE, TERMINAL, RunStatus
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # A claimed sidecar that has not written its pid within this long is presumed failed to start.
 START_GRACE_S = 15.0
+# How long a sidecar seen alive in /proc counts as alive without looking again.
+ALIVE_TTL_S = 1.0
 
 
 def ingest_stats(row: Any) -> IngestStats:
@@ -102,18 +106,33 @@ def wait_drained(store: Store, run_ids: Iterable[str], timeout: float = DRAIN_WA
         time.sleep(0.05)
 
 
+_CLAIM_COLUMNS = ("run_id", "pid", "host", "claimed_at", "heartbeat_at", "exited_at")
+
+
+def _rows(conn: sqlite3.Connection, where: str, params: list[Any]) -> list[Any]:
+    """Sidecar rows (the columns that say who runs it and whether it lives), as plain objects."""
+    return [
+        SimpleNamespace(**dict(zip(_CLAIM_COLUMNS, r, strict=True)))
+        for r in conn.execute(f"SELECT {', '.join(_CLAIM_COLUMNS)} FROM sidecars WHERE {where}", params)
+    ]
+
+
 class SidecarSupervisor:
     def __init__(self, state: StateDir, store: Store, settings: MonitorSettings) -> None:
         self.state = state
         self.store = store
         self.settings = settings
         self.host = socket.gethostname()
+        # (pid, run_id) → when /proc last showed that sidecar alive. Every run query asks
+        # again; within ALIVE_TTL_S the answer stands (a sidecar killed meanwhile is restarted
+        # by the next look after that).
+        self._alive_at: dict[tuple[int, str], float] = {}
 
     def start(self, run: Run) -> None:
         """After a launch: make sure the run has a sidecar (a relaunch may still have one)."""
         self.ensure([], also=[run.id])
 
-    def ensure(self, runs: Iterable[Run], also: Iterable[str] = ()) -> list[str]:
+    def ensure(self, runs: Iterable[Any], also: Iterable[str] = ()) -> list[str]:
         """Start a sidecar where one is missing; returns the run ids it started one for.
 
         That is every live run among ``runs`` (and each of ``also``, just launched) without a
@@ -123,15 +142,14 @@ class SidecarSupervisor:
         """
         live = [r.id for r in runs if RunStatus(r.status) in ACTIVE and r.launched_at is not None]
         live += [run_id for run_id in also if run_id not in live]
-        with self.store.read() as s:
-            unfinished = s.exec(select(Sidecar).where(col(Sidecar.exited_at).is_(None))).all()
+        # Plain SQL: this runs on every run query (after reconcile), so it must cost the live runs.
+        with self.store.sql.snapshot() as conn:
+            unfinished = _rows(conn, "exited_at IS NULL", [])
             rows = {row.run_id: row for row in unfinished}
             missing = [i for i in live if i not in rows]
             if missing:
-                rows.update(
-                    (row.run_id, row)
-                    for row in s.exec(select(Sidecar).where(col(Sidecar.run_id).in_(missing)))
-                )
+                marks = ", ".join("?" * len(missing))
+                rows.update((row.run_id, row) for row in _rows(conn, f"run_id IN ({marks})", missing))
         started = []
         for run_id in dict.fromkeys([*live, *(r.run_id for r in unfinished)]):
             row = rows.get(run_id)
@@ -144,16 +162,26 @@ class SidecarSupervisor:
                 started.append(run_id)
         return started
 
-    def _running(self, row: Sidecar) -> bool:
+    def _running(self, row: Any) -> bool:
         t = time.time()
         if row.pid is None:
             # Claimed by a starter that has not heard back yet, or exited (then not running).
             return row.exited_at is None and t - row.claimed_at < START_GRACE_S
         if row.host == self.host:
-            return is_sidecar(row.pid, row.run_id)
+            key = (row.pid, row.run_id)
+            if t - self._alive_at.get(key, -ALIVE_TTL_S) < ALIVE_TTL_S:
+                return True
+            alive = is_sidecar(row.pid, row.run_id)
+            if alive:
+                if len(self._alive_at) > 4096:
+                    self._alive_at.clear()
+                self._alive_at[key] = t
+            else:
+                self._alive_at.pop(key, None)
+            return alive
         return row.heartbeat_at is not None and t - row.heartbeat_at < self.settings.stale_s
 
-    def _claim(self, run_id: str, seen: Sidecar | None) -> bool:
+    def _claim(self, run_id: str, seen: Any) -> bool:
         t = time.time()
         with self.store.write() as s:
             conn = s.connection()

@@ -23,6 +23,7 @@ from sqlmodel import Session, SQLModel, select
 from mcp_server.core import models
 from mcp_server.core.errors import ResearchError
 from mcp_server.core.sqlread import SqlReader, driver_of
+from mcp_server.core.watched import CAN_CHANGE
 
 BUSY_TIMEOUT_MS = 60_000
 
@@ -58,6 +59,16 @@ def _metric_buckets(conn: Connection) -> None:
     rebuild_all(driver_of(conn))
 
 
+def _read_indexes(conn: Connection) -> None:
+    """Indexes for what run queries filter on (declared on the models too): open alerts, a
+    sweep's runs by status, and the runs a reconcile looks at (``core.watched``)."""
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_alerts_status_pk ON alerts (status, pk)")
+    conn.exec_driver_sql(
+        "CREATE INDEX IF NOT EXISTS ix_runs_sweep_status ON runs (sweep_id, status, launched_at)"
+    )
+    conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS ix_runs_can_change ON runs (pk) WHERE {CAN_CHANGE}")
+
+
 # Append-only: version N is reached by applying MIGRATIONS[:N] in order. A fresh store runs
 # all of them; an older one runs those it lacks. Steps must be idempotent.
 MIGRATIONS: list[Callable[[Connection], None]] = [
@@ -70,6 +81,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _metric_sources,
     _create(models.NotifyTarget, models.NotifyDelivery),
     _metric_buckets,
+    _read_indexes,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

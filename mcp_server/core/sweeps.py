@@ -23,7 +23,7 @@ from sqlmodel import Session, col, select
 
 from mcp_server.core.errors import Conflict, InvalidInput, NotFound, ResearchError
 from mcp_server.core.ids import new_id, validate_id, validate_name
-from mcp_server.core.lifecycle import ACTIVE, TERMINAL, RunStatus
+from mcp_server.core.lifecycle import ACTIVE, RunStatus
 from mcp_server.core.models import Run, Sweep
 from mcp_server.core.paths import StateDir
 from mcp_server.core.reconcile import Reconciler, transition
@@ -39,10 +39,11 @@ from mcp_server.core.runs import (
 from mcp_server.core.store import Store, now
 from mcp_server.core.sweep_detail import MAX_PAGE as MAX_DETAIL_RUNS
 from mcp_server.core.sweep_detail import sweep_detail
+from mcp_server.core.sweep_list import derive_status, newest, progress_of
 from mcp_server.core.sweep_space import MAX_SWEEP_RUNS, expand, render_command, validate_space
 from mcp_server.core.sweep_stop import stop_sweep
 from mcp_server.core.views import iso
-from mcp_server.core.workflow_views import SweepDetail, SweepProgress, SweepRow, SweepStopped
+from mcp_server.core.workflow_views import SweepDetail, SweepRow, SweepStopped
 
 log = logging.getLogger(__name__)
 
@@ -71,39 +72,6 @@ def _count_active(s: Session, sweep_id: str) -> int:
 def waiting_reason(sweep: Sweep, active: int) -> str:
     cap = sweep.parallel
     return f"waiting: sweep {sweep.name} has {active} of {cap} runs active (parallel={cap})"
-
-
-def derive_status(counts: Mapping[str, int]) -> str:
-    """A sweep's status from how many of its runs are in each status."""
-    total = sum(counts.values())
-    if total == 0:
-        return "empty"
-    if any(counts.get(s, 0) for s in _ACTIVE):
-        return "running"
-    if counts.get(RunStatus.READY.value, 0):
-        return "pending"
-    if counts.get(RunStatus.FINISHED.value, 0):
-        return "completed"
-    if counts.get(RunStatus.STOPPED.value, 0) == total:
-        return "stopped"
-    return "failed"
-
-
-def progress_of(counts: Mapping[str, int], waiting: int) -> SweepProgress:
-    total = sum(counts.values())
-    done = sum(counts.get(s.value, 0) for s in TERMINAL)
-    return SweepProgress(
-        total=total,
-        ready=counts.get(RunStatus.READY.value, 0),
-        waiting=waiting,
-        active=sum(counts.get(s, 0) for s in _ACTIVE) - waiting,
-        finished=counts.get(RunStatus.FINISHED.value, 0),
-        failed=counts.get(RunStatus.FAILED.value, 0),
-        stopped=counts.get(RunStatus.STOPPED.value, 0),
-        lost=counts.get(RunStatus.LOST.value, 0),
-        done=done,
-        percent_done=round(100.0 * done / total, 1) if total else 0.0,
-    )
 
 
 class SweepService:
@@ -364,14 +332,9 @@ class SweepService:
         )
 
     def list(self, limit: int = 20) -> list[SweepRow]:
-        with self.store.read() as s:
-            sweeps = list(s.exec(select(Sweep).order_by(col(Sweep.pk).desc()).limit(limit)).all())
-            ids = [sw.id for sw in sweeps]
-            runs = list(s.exec(select(Run).where(col(Run.sweep_id).in_(ids))).all()) if ids else []
-        by_sweep: dict[str, list[Run]] = {}
-        for run in runs:
-            by_sweep.setdefault(run.sweep_id or "", []).append(run)
-        return [self.row(sw, by_sweep.get(sw.id, [])) for sw in sweeps]
+        """The newest sweeps with their progress (counted in SQL: core.sweep_list)."""
+        with self.store.sql.snapshot() as conn:
+            return newest(conn, limit)
 
     def get(
         self,
