@@ -34,8 +34,8 @@ from mcp_server.core.views import AlertPage, AlertResolution, AlertView, RunReco
 if TYPE_CHECKING:
     from mcp_server.core.runs import RunService
 
-ALERT_STATUSES: tuple[str, ...] = ("open", "resolved", "all")
-MAX_ALERT_PAGE = 200
+ALERT_STATUSES = alert_list.ALERT_STATUSES
+MAX_ALERT_PAGE = alert_list.MAX_ALERT_PAGE
 __all__ = [
     "DEFAULT_CHOICES",
     "ENDED_CHOICES",
@@ -135,22 +135,8 @@ class AlertService:
         limit: int = 50,
         offset: int = 0,
     ) -> AlertPage:
-        if status not in ALERT_STATUSES:
-            raise InvalidInput(f"status {status!r} is not valid; choose one of {', '.join(ALERT_STATUSES)}.")
-        for value in severity or []:
-            if value not in SEVERITIES:
-                raise InvalidInput(f"severity {value!r} is not valid; choose from {', '.join(SEVERITIES)}.")
-        if not 1 <= limit <= MAX_ALERT_PAGE:
-            raise InvalidInput(f"limit={limit} is out of range; give 1 to {MAX_ALERT_PAGE}.")
-        if offset < 0:
-            raise InvalidInput(f"offset={offset} must be ≥ 0.")
-        if run_id is not None:
-            validate_id(run_id, "run", "run_id")
         with self.store.sql.snapshot() as conn:
-            known = run_id is None or conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if not known:
-                raise NotFound(f"no run with id {run_id!r}; use list_runs to see existing runs.")
-            return alert_list.page(
+            return alert_list.known_page(
                 conn, run_id=run_id, status=status, severity=severity, limit=limit, offset=offset
             )
 

@@ -12,8 +12,11 @@ import sqlite3
 import time
 from typing import Any
 
+from mcp_server.core.errors import InvalidInput
+from mcp_server.core.ids import validate_id
 from mcp_server.core.lifecycle import ACTIVE, RunStatus
 from mcp_server.core.views import RunPage
+from mcp_server.core.watched import anything_to_watch
 
 # Seconds since the epoch → '2026-01-02T03:04:05Z', as ``views.iso`` writes them (truncated).
 _ISO = "strftime('%Y-%m-%dT%H:%M:%SZ', CAST({} AS INTEGER), 'unixepoch')"
@@ -26,6 +29,45 @@ _COLUMNS = ", ".join(
 )
 # Statuses whose runs may hold GPU leases (reconcile's WATCHED: a lost run's job may still run).
 LEASING = tuple(s.value for s in (*ACTIVE, RunStatus.LOST))
+
+
+MAX_PAGE = 500
+STATUS_CHOICES = ", ".join(s.value for s in RunStatus)
+
+
+def check(status: list[str] | None, sweep_id: str | None, limit: int, offset: int) -> None:
+    """The arguments of a page of runs, or a clear error (nothing is read)."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"limit={limit} is out of range; give 1 to {MAX_PAGE}.")
+    if offset < 0:
+        raise InvalidInput(f"offset={offset} must be ≥ 0.")
+    for value in status or []:
+        if value not in RunStatus._value2member_map_:
+            raise InvalidInput(f"status {value!r} is not a run status; valid: {STATUS_CHOICES}.")
+    if sweep_id is not None:
+        validate_id(sweep_id, "sweep", "sweep_id")
+
+
+def settled_page(
+    conn: sqlite3.Connection | None,
+    *,
+    status: list[str] | None = None,
+    name_contains: str | None = None,
+    sweep_id: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> RunPage | None:
+    """The page when no run can change (nothing to settle first), else None.
+
+    What a server answers before its services have loaded (core.sqlread): no store yet is
+    no runs; a live run needs the liveness check, which needs the services."""
+    check(status, sweep_id, limit, offset)
+    if conn is None:
+        return RunPage(runs=[], total=0)
+    if anything_to_watch(conn):
+        return None
+    kwargs = {"name_contains": name_contains, "sweep_id": sweep_id, "limit": limit, "offset": offset}
+    return page(conn, status=status, **kwargs)  # type: ignore[arg-type]
 
 
 def _where(

@@ -549,15 +549,7 @@ class RunService:
         limit: int = 50,
         offset: int = 0,
     ) -> RunPage:
-        if not 1 <= limit <= MAX_PAGE:
-            raise InvalidInput(f"limit={limit} is out of range; give 1 to {MAX_PAGE}.")
-        if offset < 0:
-            raise InvalidInput(f"offset={offset} must be ≥ 0.")
-        for value in status or []:
-            if value not in RunStatus._value2member_map_:
-                raise InvalidInput(f"status {value!r} is not a run status; valid: {STATUS_CHOICES}.")
-        if sweep_id is not None:
-            validate_id(sweep_id, "sweep", "sweep_id")
+        run_list.check(status, sweep_id, limit, offset)
         self.reconciler.reconcile()
         with self.store.sql.snapshot() as conn:
             return run_list.page(

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec
 
 from mcp.server.mcpserver import MCPServer
-from mcp_types import CallToolResult, TextContent
+from mcp_types import CallToolResult, Icon, TextContent, ToolAnnotations
 from mcp_types import Tool as ToolInfo
 from pydantic import BaseModel
 from pydantic_core import to_json
@@ -136,6 +136,33 @@ class LeanServer(MCPServer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._lean: dict[tuple[str, int], ToolInfo] = {}
+
+    def add_tool(
+        self,
+        fn: Callable[..., Any],
+        name: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        annotations: ToolAnnotations | None = None,
+        icons: list[Icon] | None = None,
+        meta: dict[str, Any] | None = None,
+        structured_output: bool | None = None,
+    ) -> None:
+        """Register ``fn`` with the output schema the listing advertises (``output_schema``).
+
+        The SDK would derive each answer model's full JSON schema at start-up (a third of a
+        server's start-up cost, for a schema nobody is shown) and validate every answer
+        against it again. An answer is the dump of that model (``answer``), so it matches
+        it by construction: the schema is declared, not derived, and not checked twice."""
+        super().add_tool(
+            fn, name=name, title=title, description=description, annotations=annotations, icons=icons,
+            meta=meta, structured_output=False,
+        )  # fmt: skip
+        returns = typing.get_type_hints(fn).get("return")
+        if structured_output is not False and isinstance(returns, type) and issubclass(returns, BaseModel):
+            tool = self._tool_manager.get_tool(name or fn.__name__)
+            if tool is not None:
+                tool.fn_metadata.output_schema = output_schema({})
 
     async def list_tools(self) -> list[ToolInfo]:
         tools = await super().list_tools()
