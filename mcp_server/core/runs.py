@@ -219,6 +219,14 @@ class RunService:
             raise NotFound(f"no run with id {run_id!r}; use list_runs to see existing runs.")
         return run
 
+    def known(self, run_id: str) -> None:
+        """That ``run_id`` names a run (one indexed read, no row built), or NotFound as ``load`` says."""
+        validate_id(run_id, "run", "run_id")
+        with self.store.sql.snapshot() as conn:
+            found = conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if found is None:
+            raise NotFound(f"no run with id {run_id!r}; use list_runs to see existing runs.")
+
     def _fresh(self, run_id: str) -> Run:
         run = self.load(run_id)
         if run.status in WATCHED and self.reconciler.reconcile([run_id]):
@@ -584,9 +592,9 @@ class RunService:
                 pattern = re.compile(filter)
             except re.error as err:
                 raise InvalidInput(f"filter {filter!r} is not a valid regular expression: {err}.") from None
-        run = self.load(run_id)
-        files = self.files(run.id)
-        path = self.state.inside(files.output if source == "output" else files.sidecar_log)
+        self.known(run_id)
+        files = self.files(run_id)
+        path = self.state.file_in(files.output if source == "output" else files.sidecar_log)
         note = ""
         if offset is not None:
             if pattern is not None:
