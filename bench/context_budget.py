@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -117,6 +118,8 @@ async def session(state: Path, workdir: Path, steps: int) -> tuple[int, dict[str
         await s.call("get_metrics (3 runs)", "get_metrics", run_ids=run_ids)
         await s.call("get_sweep", "get_sweep", sweep_id=sweep["id"])
         await s.call("get_sweep (metric)", "get_sweep", sweep_id=sweep["id"], metric="val_loss")
+        if "write_report" in names:  # the report lands in the bench's throwaway project dir
+            await s.call("write_report", "write_report", sweep_id=sweep["id"])
         alerts = await s.call("list_alerts", "list_alerts")
         if alerts.get("alerts"):
             await s.call(
@@ -208,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     with temp_state_dir() as state:
         workdir = state.parent / "project"
         workdir.mkdir()
+        os.environ["RESEARCH_MCP_PROJECT_DIR"] = str(workdir)
         tools_bytes, files, s = anyio.run(session, state, workdir, args.steps)
     return 0 if report(tools_bytes, files, s) else 1
 

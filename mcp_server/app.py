@@ -17,6 +17,7 @@ import inspect
 import logging
 import os
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -28,9 +29,11 @@ import anyio
 import anyio.to_thread
 from mcp.server.mcpserver.exceptions import ToolError
 
+from mcp_server.core import schema
 from mcp_server.core.errors import ResearchError
 from mcp_server.core.paths import resolve_state_dir
 from mcp_server.core.sqlread import SqlReader
+from mcp_server.core.store_health import run_dirs
 
 if TYPE_CHECKING:
     from mcp_server.core.notifications.watch import NotifyWatch
@@ -83,10 +86,14 @@ class App:
         try:
             path = self.db_path
             if not path.is_file():
-                return read(None)
+                # No store yet is no runs, unless run dirs say one was lost: the services say so.
+                return None if run_dirs(path.parent / "runs") else read(None)
             if self._reader is None:
                 self._reader = SqlReader(path)
             with self._reader.snapshot() as conn:
+                row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                if row is None or int(row[0]) != schema.VERSION:  # an older store (to upgrade) or a newer one
+                    return None
                 return read(conn)
         except sqlite3.Error:
             return None
@@ -100,16 +107,24 @@ class App:
 
     def startup(self) -> None:
         """Open the store, settle runs that ended while no server was looking, refill sweeps:
-        once the first answer is out, or after PRELOAD_AFTER_S."""
+        once the first answer is out, or after PRELOAD_AFTER_S.
+
+        A store that cannot be used (corrupt, missing beside run dirs, too new) is said on
+        stderr at once, and every tool answers with the same words until it is fixed: the
+        server still starts, so a client is never left hanging before ``initialize``."""
         if self._answered.wait(PRELOAD_AFTER_S) and self._services is None:
             time.sleep(ANSWER_OUT_S)
         try:
             services = self.services()
+            services.recover()  # first: a launch a killed server interrupted is submitted, not lost
             from mcp_server.core.notifications.watch import NotifyWatch
 
             self.notify_watch = NotifyWatch(services.state.root).start()
             services.reconciler.reconcile()
             services.sweeps.top_up()
+        except ResearchError as err:
+            note = "tools answer with this until it is fixed"
+            print(f"research-mcp: {err} ({note})", file=sys.stderr, flush=True)
         except Exception:
             log.exception("start-up reconcile failed; it will be retried on the next run query")
 
@@ -136,6 +151,15 @@ class App:
             await anyio.to_thread.run_sync(self.notify_watch.stop)
 
 
+def _as_tool_error(err: Exception) -> ToolError | None:
+    if isinstance(err, ResearchError):
+        return ToolError(str(err))
+    from mcp_server.core.store_health import translate  # an SQLite error that escaped the store
+
+    translated = translate(err, None)
+    return ToolError(str(translated)) if translated is not None else None
+
+
 def tool_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn core errors into ToolErrors so the model sees the message (others become opaque)."""
     if inspect.iscoroutinefunction(fn):
@@ -144,8 +168,10 @@ def tool_errors(fn: Callable[P, R]) -> Callable[P, R]:
         async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
             try:
                 return await fn(*args, **kwargs)
-            except ResearchError as err:
-                raise ToolError(str(err)) from err
+            except Exception as err:
+                if (tool_error := _as_tool_error(err)) is not None:
+                    raise tool_error from err
+                raise
 
         return async_wrapper  # type: ignore[return-value]
 
@@ -153,7 +179,9 @@ def tool_errors(fn: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
-        except ResearchError as err:
-            raise ToolError(str(err)) from err
+        except Exception as err:
+            if (tool_error := _as_tool_error(err)) is not None:
+                raise tool_error from err
+            raise
 
     return wrapper

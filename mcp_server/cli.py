@@ -100,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     _state_dir_arg(sidecar)
     sidecar.add_argument("run_id", help="the run to watch")
 
+    doctor = sub.add_parser(
+        "doctor",
+        help="check the state dir (store, run dirs, sidecars, leases, permissions, disk); --repair fixes it",
+    )
+    _state_dir_arg(doctor)
+    doctor.add_argument(
+        "--repair",
+        action="store_true",
+        help="move a bad store aside and rebuild it from the run dirs, finish interrupted creates, "
+        "reclaim stale leases, tighten permissions (never deletes)",
+    )
+
     demo = sub.add_parser(
         "demo", help="a 3-run learning-rate sweep of a bundled CPU script: table, alert, dashboard link"
     )
@@ -156,6 +168,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             from mcp_server.cli_notify import run as run_notify
 
             return run_notify(args)
+        if args.command == "doctor":
+            return cmd_doctor(args)
     except ResearchError as err:
         print(f"research-mcp: {err}", file=sys.stderr)
         return 2
@@ -296,6 +310,21 @@ def cmd_logs(args: argparse.Namespace) -> int:
     from mcp_server.core.log_follow import follow
 
     return follow(sv, args.run_id, source, chunk.end_offset, sys.stdout, sys.stderr)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from mcp_server.core.doctor import check, repair
+    from mcp_server.core.paths import StateDir
+
+    state = StateDir.open(args.state_dir)
+    print(f"state dir: {state.root}")
+    if args.repair:
+        for action in repair(state) or ["nothing to repair"]:
+            print(f"repair: {action}")
+    findings = check(state)
+    for finding in findings:
+        print(finding.line())
+    return 0 if all(f.ok for f in findings) else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

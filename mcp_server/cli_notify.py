@@ -19,7 +19,9 @@ def add_parser(sub: argparse._SubParsersAction, state_dir_arg) -> None:  # type:
     notify = sub.add_parser(
         "notify", help="send run endings, alerts and finished sweeps to Slack, Telegram..."
     )
-    actions = notify.add_subparsers(dest="notify_command", required=True)
+    actions = notify.add_subparsers(
+        dest="notify_command", required=True, metavar="ACTION", help="add, list, test or remove"
+    )
     add = actions.add_parser(
         "add", help="add an apprise URL (read from a hidden prompt or stdin if not given)"
     )

@@ -9,9 +9,9 @@ def add_parser(sub: argparse._SubParsersAction, state_dir_arg) -> None:  # type:
     report = sub.add_parser("report", help="write a Markdown report with charts for a sweep, runs or a plan")
     state_dir_arg(report)
     what = report.add_mutually_exclusive_group(required=True)
-    what.add_argument("--sweep", metavar="SWEEP_ID")
-    what.add_argument("--runs", metavar="RUN_ID", nargs="+")
-    what.add_argument("--plan", metavar="PLAN_ID")
+    what.add_argument("--sweep", metavar="SWEEP_ID", help="report on this sweep's runs")
+    what.add_argument("--runs", metavar="RUN_ID", nargs="+", help="report on these runs")
+    what.add_argument("--plan", metavar="PLAN_ID", help="report on a plan's sweeps and runs")
     report.add_argument(
         "--metric", action="append", default=None, help="metric to show (repeatable; the first ranks runs)"
     )

@@ -62,18 +62,34 @@ def load_or_create_token(state_root: Path) -> Token:
             )
         return Token(env, "env")
     path = state_root / TOKEN_FILE
-    try:
-        value = path.read_text().strip()
-    except FileNotFoundError:
-        value = ""
+    value = _read_token(path)
     if value:
         os.chmod(path, 0o600)
         return Token(value, "file", path)
+    # Written whole under a private name, then linked into place: two servers starting at
+    # once both end up with the one token that won, never a half-written or empty one.
     value = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    tmp = path.with_name(f".{TOKEN_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(value + "\n")
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        winner = _read_token(path)
+        if not winner:
+            raise InvalidInput(f"the token file {path} is empty; delete it and start again.") from None
+        return Token(winner, "file", path)
+    finally:
+        os.unlink(tmp)
     return Token(value, "generated", path)
+
+
+def _read_token(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return ""
 
 
 def auth_settings(url: str) -> AuthSettings:
@@ -145,6 +161,16 @@ def announce(token: Token, url: str) -> None:
         print(f"research-mcp: serving {url} (bearer token from ${TOKEN_ENV})", file=sys.stderr, flush=True)
 
 
+def public_base(host: str, port: int, allowed_hosts: list[str]) -> str:
+    """The address clients must use: a remote bind is reached by an allowed Host name (any
+    other Host header gets 421), so the printed URL names the first allowed host."""
+    if host not in LOOPBACK_HOSTS and allowed_hosts:
+        name = allowed_hosts[0]
+        return f"http://{name if ':' in name.rsplit(']', 1)[-1] else f'{name}:{port}'}"
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
 def serve_network(
     *,
     transport: str,
@@ -161,8 +187,7 @@ def serve_network(
     security = security_settings(host, port, allow_remote, allowed_hosts)
     state = StateDir.open(state_dir)
     token = load_or_create_token(state.root)
-    shown_host = f"[{host}]" if ":" in host else host
-    base = f"http://{shown_host}:{port}"
+    base = public_base(host, port, allowed_hosts)
     url = f"{base}/mcp" if transport == "http" else f"{base}/sse"
     server = create_server(
         state.root, token_verifier=StaticTokenVerifier(token.value), auth=auth_settings(base)

@@ -48,6 +48,9 @@ def split_lines(
         end = _first_sep(data, seps)
         if end < 0:
             out.consumed = len(data)
+            if final:  # the writer is gone: the over-long line ends here, unterminated
+                out.huge += 1
+                out.skipping = False
             return out
         out.huge += 1
         out.skipping = False
@@ -68,7 +71,10 @@ def split_lines(
         after_nl = out.ends_line = data[last] == 10
     tail = len(data) - pos
     if tail > max_line:
-        out.skipping = True
+        if final:
+            out.huge += 1
+        else:
+            out.skipping = True
         pos = len(data)
     elif tail and final:
         out.lines.append(data[pos:])

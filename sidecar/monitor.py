@@ -259,6 +259,14 @@ class Monitor(StatusMixin, JudgeMixin):
         if o_size != self.output_size:
             self.output_size = o_size
             self.data_version += 1
+        if final:
+            # The writer is gone: a line still being skipped (too long, never ended) ends here.
+            if p.metrics_skipping and m_size <= p.metrics_offset:
+                batch.huge_lines += 1
+                p.metrics_skipping = False
+            if p.log_parsing and p.output_skipping and o_size <= p.output_offset:
+                batch.huge_lines += 1
+                p.output_skipping = False
         return None if batch.empty(self.progress) else batch
 
     def commit(self, batch: Batch, t: float) -> None:

@@ -172,7 +172,14 @@ class StatusMixin:
     def after_end(self) -> None:
         """Do what a server does after recording an ending: release the run's GPU lease or
         run slot, launch its sweep's next held-back run. These need the full services
-        (SQLAlchemy), loaded only now, as this sidecar is about to exit."""
+        (SQLAlchemy), loaded only now, as this sidecar is about to exit.
+
+        Only a sweep's run needs them: the release was written with the ending, and the
+        ending alert is raised by ``finish``. Skipping the import for the others keeps a
+        burst of short runs from holding a 70 MB interpreter per ended run."""
+        row = self.db.one("SELECT sweep_id FROM runs WHERE id = ?", (self.run_id,))
+        if row is None or row[0] is None:
+            return
         from mcp_server.core.services import Services
 
         services = Services(self.state.root)

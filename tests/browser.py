@@ -57,6 +57,16 @@ def chromium(viewport: tuple[int, int] = LAPTOP) -> Iterator[Any]:
         driver.quit()
 
 
+def text_of(driver: Any, css: str) -> str:
+    """An element's text, or "" while the page is swapping that block in (stale or not there yet)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    try:
+        return str(driver.find_element("css selector", css).text)
+    except (NoSuchElementException, StaleElementReferenceException):
+        return ""
+
+
 def js_errors(driver: Any) -> list[str]:
     return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
 

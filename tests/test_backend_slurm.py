@@ -7,7 +7,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import anyio
 import pytest
@@ -22,6 +24,8 @@ from mcp_server.core.services import Services
 from mcp_server.core.store import now
 from tests.helpers import wait_for
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -33,7 +37,12 @@ def slurm_up() -> str | None:
     return None
 
 
-needs_slurm = pytest.mark.skipif(slurm_up() is not None, reason=slurm_up() or "")
+_skip_without_slurm = pytest.mark.skipif(slurm_up() is not None, reason=slurm_up() or "")
+
+
+def needs_slurm(test: F) -> F:
+    """Marked ``slurm`` (so ``-m "not slurm"`` leaves the shared scheduler alone) and skipped without it."""
+    return pytest.mark.slurm(_skip_without_slurm(test))
 
 
 @pytest.fixture

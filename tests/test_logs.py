@@ -1,5 +1,4 @@
 import builtins
-import re
 import time
 import tracemalloc
 from pathlib import Path
@@ -7,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from mcp_server.core import logs
-from mcp_server.core.logs import read_window, tail_lines
+from mcp_server.core.logs import compile_filter, read_window, tail_lines
 
 
 @pytest.fixture
@@ -41,9 +40,9 @@ def test_byte_cap_keeps_whole_lines(log: Path) -> None:
 
 
 def test_filter_finds_matching_lines_from_the_end(log: Path) -> None:
-    t = tail_lines(log, 2, 1 << 20, re.compile(r"step 4?12\d "))
+    t = tail_lines(log, 2, 1 << 20, compile_filter(r"step 4?12\d "))
     assert t.text == "step 4128 loss=0.0002\nstep 4129 loss=0.0002\n"
-    assert tail_lines(log, 5, 1 << 20, re.compile("no such text")).text == ""
+    assert tail_lines(log, 5, 1 << 20, compile_filter("no such text")).text == ""
 
 
 def test_window_reads_bytes_from_an_offset(log: Path) -> None:
@@ -94,7 +93,7 @@ def test_filter_over_a_log_without_newlines_is_linear_and_bounded(tmp_path: Path
     tracemalloc.start()
     began = time.monotonic()
     try:
-        t = tail_lines(blob, 5, 4096, re.compile("no such text"))
+        t = tail_lines(blob, 5, 4096, compile_filter("no such text"))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -102,7 +101,7 @@ def test_filter_over_a_log_without_newlines_is_linear_and_bounded(tmp_path: Path
     assert peak < 4 * logs.MAX_LINE  # the unbounded carry held the whole 24 MiB
     assert time.monotonic() - began < 10
     # The over-long line is searched piece by piece, so its start is still found.
-    t = tail_lines(blob, 1, 4096, re.compile("^needle"))
+    t = tail_lines(blob, 1, 4096, compile_filter("^needle"))
     assert t.lines == 1 and t.start == 0 and t.text.startswith("needle")
     assert len(t.text.encode()) <= 4096
 
@@ -113,7 +112,7 @@ def test_filter_sees_each_progress_bar_redraw_as_a_line(tmp_path: Path) -> None:
     bar.write_text(
         "start\n" + "".join(f"\r{i}%|{'█' * (i // 10)}| loss={3 - i / 50:.2f}" for i in range(101))
     )
-    t = tail_lines(bar, 2, 1 << 20, re.compile(r"loss=1\.0"))
+    t = tail_lines(bar, 2, 1 << 20, compile_filter(r"loss=1\.0"))
     assert t.text == "99%|█████████| loss=1.02\n100%|██████████| loss=1.00\n"
     assert t.lines == 2 and t.truncated
     assert bar.read_bytes()[t.start :].startswith(b"99%|")
@@ -122,7 +121,7 @@ def test_filter_sees_each_progress_bar_redraw_as_a_line(tmp_path: Path) -> None:
 def test_filter_searches_only_the_start_of_a_huge_line(tmp_path: Path) -> None:
     p = tmp_path / "wide.log"
     p.write_text("loss=1 early\n" + "x" * (2 * logs.MATCH_PREFIX) + " loss=2 late\nend\n")
-    t = tail_lines(p, 5, 1 << 20, re.compile("loss="))
+    t = tail_lines(p, 5, 1 << 20, compile_filter("loss="))
     assert t.text == "loss=1 early\n" and t.lines == 1
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from mcp_server.core import runs as runs_module
+from mcp_server.core import run_launch as runs_module  # where launching lives
 from mcp_server.core.errors import ResearchError
 from mcp_server.core.events import EventFeed, wait_for_events
 from mcp_server.core.jobfiles import JobFiles

@@ -97,3 +97,12 @@ def test_any_value_reaches_the_command_as_one_literal_argument(value: str) -> No
     )
     out = subprocess.run(["bash", "-c", cmd], capture_output=True, check=True).stdout.decode()
     assert out == f"{value}|--w={value}|"
+
+
+def test_a_value_that_looks_like_a_placeholder_is_never_expanded_again(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    marker = tmp_path / "injected"
+    values = {"a": "{b}", "b": f"; touch {marker} #"}
+    cmd = render_command("echo {a} {b}", values)
+    out = subprocess.run(["bash", "-c", cmd], capture_output=True, check=True, text=True).stdout
+    assert not marker.exists(), f"the sweep space ran a command: {cmd}"
+    assert out == f"{{b}} ; touch {marker} #\n"

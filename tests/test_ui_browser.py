@@ -17,7 +17,17 @@ from typing import Any
 import pytest
 
 from mcp_server.demo import train
-from tests.browser import LAPTOP, PHONE, Dashboard, artifacts, chromium, free_port, js_errors, need_browser
+from tests.browser import (
+    LAPTOP,
+    PHONE,
+    Dashboard,
+    artifacts,
+    chromium,
+    free_port,
+    js_errors,
+    need_browser,
+    text_of,
+)
 from tests.helpers import wait_for
 from tests.test_plans import plan_markdown
 
@@ -98,7 +108,7 @@ def test_login_link_then_a_runs_curve_grows_while_it_trains(
         assert grown["lastStep"] > first["lastStep"]
         assert driver.execute_script("return document.getElementById('live').className") == "live on"
         # The log tail follows too.
-        wait_for(lambda: "step 40/3000" in driver.find_element("id", "log").text, timeout=60, what="log tail")
+        wait_for(lambda: "step 40/3000" in text_of(driver, "#log"), timeout=60, what="log tail")
         width = driver.execute_script("return document.documentElement.scrollWidth")
         assert width <= VIEWPORTS[viewport][0] + 1, "the run page must not scroll sideways"
         driver.save_screenshot(str(shots / f"run-{viewport}.png"))
@@ -204,8 +214,6 @@ def test_plans_approve_and_memory_toggle_from_the_browser(
         driver.get(f"{dashboard.base}/memory")
         click(driver, f'button[data-memory="{rule.id}"]')
         wait_for(lambda: not services.memory.load(rule.id).active, what="rule turned off")
-        wait_for(
-            lambda: "Turn on" in driver.find_element("css selector", f'[data-memory-id="{rule.id}"]').text
-        )
+        wait_for(lambda: "Turn on" in text_of(driver, f'[data-memory-id="{rule.id}"]'))
         driver.save_screenshot(str(shots / "memory-phone.png"))
         assert js_errors(driver) == []

@@ -83,15 +83,19 @@ def fifo_gate(snap: Snapshot) -> str | None:
 def slot_gate(snap: Snapshot) -> str | None:
     if snap.entry.pool != POOL_CPU:
         return None
-    limit = snap.settings.cpu_run_limit
     running = [e.run_id for e in snap.queue if e.pool == POOL_CPU and e.admitted_at is not None]
-    if len(running) >= limit:
-        names = ", ".join(running[:4]) + (" …" if len(running) > 4 else "")
-        return (
-            f"waiting for a CPU run slot: {len(running)} of {limit} in use ({names}); "
-            "raise RESEARCH_MCP_CPU_RUN_LIMIT to run more at once"
-        )
-    return None
+    return slot_reason(running, snap.settings.cpu_run_limit)
+
+
+def slot_reason(running: list[str], limit: int) -> str | None:
+    """Why a CPU-pool run waits, or None when a slot is free."""
+    if len(running) < limit:
+        return None
+    names = ", ".join(running[:4]) + (" …" if len(running) > 4 else "")
+    return (
+        f"waiting for a CPU run slot: {len(running)} of {limit} in use ({names}); "
+        "raise RESEARCH_MCP_CPU_RUN_LIMIT to run more at once"
+    )
 
 
 def gpu_gate(snap: Snapshot) -> str | None:
@@ -165,18 +169,20 @@ class Admission:
         entry.not_before = t + backoff_s
         session.add(entry)
 
-    def ahead_of(self, session: Session, run_id: str) -> int:
-        """Waiting entries queued before ``run_id`` in its pool (stale ones included: a cheap read)."""
+    def ahead_of(self, session: Session, run_id: str) -> list[str]:
+        """Run ids waiting before ``run_id`` in its pool, FIFO order (stale ones included: a cheap read)."""
         mine = self.entry(session, run_id)
         if mine is None:
-            return 0
-        return len(
+            return []
+        return list(
             session.exec(
-                select(QueueEntry.seq).where(
+                select(QueueEntry.run_id)
+                .where(
                     QueueEntry.pool == mine.pool,
                     col(QueueEntry.admitted_at).is_(None),
                     col(QueueEntry.seq) < mine.seq,
                 )
+                .order_by(col(QueueEntry.seq))
             ).all()
         )
 

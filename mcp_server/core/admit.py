@@ -1,13 +1,6 @@
-"""The launch script's side of admission: ``python -m mcp_server.core.admit wait|settle``.
+"""The launch script's side of a GPU attempt: ``python -m mcp_server.core.admit settle``.
 
-``wait`` runs before each attempt of a run the server could not admit at once: it polls
-(``RESEARCH_MCP_QUEUE_POLL_S``) until the run is at the head of its queue and its GPUs
-or run slot are free, then writes ``admission.env`` and exits 0. While it waits the run
-is ``queued`` and its status_reason says what it waits for and who holds it. Because
-every queued run carries its own waiter, the queue moves without any daemon. It gives
-up (the run fails with the reason) when gpuwrap's retries are spent, or ends the run
-when a stop was requested; then it exits 3 and the launch script ends without running
-the command.
+(Waiting for admission needs no Python process: see ``core.dispatch``.)
 
 ``settle`` runs after an attempt failed: it classifies the attempt's output. GPU
 contention with retries left requeues the run (exit 75: the launch script waits and
@@ -22,22 +15,19 @@ import contextlib
 import logging
 import os
 import sys
-import time
 from collections.abc import Sequence
 
-from sqlalchemy import update
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from mcp_server.core import gpuwrap
-from mcp_server.core.admission import POOL_GPU, Admission
+from mcp_server.core.admission import Admission
 from mcp_server.core.alerts import raise_alert
 from mcp_server.core.failures import classify
 from mcp_server.core.jobfiles import JobFiles
 from mcp_server.core.launch import write_private
-from mcp_server.core.lifecycle import TERMINAL, RunStatus
+from mcp_server.core.lifecycle import RunStatus
 from mcp_server.core.models import Run
 from mcp_server.core.paths import StateDir
-from mcp_server.core.probes import probe_gpus
 from mcp_server.core.reconcile import transition
 from mcp_server.core.settings import Settings
 from mcp_server.core.store import Store, now
@@ -62,69 +52,6 @@ class Waiter:
     def _end(self, session: Session, run: Run, status: RunStatus, reason: str) -> None:
         transition(session, run, status, reason, error=reason if status is RunStatus.FAILED else None)
         self.admission.release(session, run.id)
-
-    # ---- wait ----------------------------------------------------------------------------
-
-    def wait(self) -> int:
-        poll = self.settings.queue_poll_s
-        while True:
-            with self.store.read() as s:
-                run = self._run(s)
-                pool = (run.options or {}).get("queue") if run else None
-                ahead = self.admission.ahead_of(s, self.run_id)
-            if run is None or RunStatus(run.status) in TERMINAL or pool is None:
-                log.info("run %s is %s; not waiting", self.run_id, run.status if run else "gone")
-                return gpuwrap.EXIT_ENDED
-            # Only the head of the queue needs the GPU inventory: with many queued runs, one
-            # NVML query per poll instead of one per waiting run.
-            inventory = probe_gpus(self.settings.probe_timeout_s) if pool == POOL_GPU and not ahead else None
-            with self.store.write() as s:
-                run = self._run(s)
-                if run is None or RunStatus(run.status) in TERMINAL:
-                    return gpuwrap.EXIT_ENDED
-                if run.stop_requested_at is not None:
-                    self._end(s, run, RunStatus.STOPPED, "stopped on request while waiting in the queue")
-                    return gpuwrap.EXIT_ENDED
-                entry = self.admission.entry(s, run.id)
-                if entry is None:  # reclaimed (e.g. the launch took longer than the grace): wait again
-                    log.warning("queue entry of %s was missing; queueing it again", run.id)
-                    entry = self.admission.enqueue(s, run, pool)
-                options = gpuwrap.options_of(run.options.get("gpuwrap"))
-                outcome = self.admission.try_admit(s, run.id, inventory)
-                if outcome.admitted:
-                    reason = f"admitted: {outcome.reason}; starting the command"
-                    if not transition(s, run, RunStatus.LAUNCHING, reason):
-                        log.warning("run %s is %s, not queued; not starting it", run.id, run.status)
-                        self.admission.release(s, run.id)
-                        return gpuwrap.EXIT_ENDED
-                    gpus = outcome.gpu_indices
-                    break
-                if outcome.impossible:
-                    self._end(s, run, RunStatus.FAILED, f"cannot be admitted: {outcome.reason}")
-                    return gpuwrap.EXIT_ENDED
-                deadline = gpuwrap.give_up_at(options, entry.waiting_since, entry.contentions)
-                if deadline is not None and now() >= deadline:
-                    waited = now() - entry.waiting_since
-                    self._end(
-                        s,
-                        run,
-                        RunStatus.FAILED,
-                        f"gave up after waiting {waited:.1f} s (gpuwrap retries={options.retries}, "
-                        f"retry_delay_seconds={options.retry_delay_seconds:g}); "
-                        f"last reason: {outcome.reason}",
-                    )
-                    return gpuwrap.EXIT_ENDED
-                if run.status_reason != outcome.reason:
-                    s.execute(
-                        update(Run)
-                        .where(col(Run.id) == run.id, col(Run.status) == RunStatus.QUEUED.value)
-                        .values(status_reason=outcome.reason, updated_at=now())
-                    )
-                    log.info("waiting: %s", outcome.reason)
-            time.sleep(poll)
-        gpuwrap.write_admission_env(self.files, gpus)
-        log.info("admitted %s: %s", self.run_id, outcome.reason)
-        return 0
 
     # ---- settle --------------------------------------------------------------------------
 
@@ -196,7 +123,7 @@ class Waiter:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mcp_server.core.admit")
-    parser.add_argument("action", choices=["wait", "settle"])
+    parser.add_argument("action", choices=["settle"])
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--run-id", required=True)
     parser.add_argument("--code", type=int, default=1, help="settle: the attempt's exit code")
@@ -206,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     waiter = Waiter(args.state_dir, args.run_id)
     try:
-        return waiter.wait() if args.action == "wait" else waiter.settle(args.code)
+        return waiter.settle(args.code)
     finally:
         waiter.store.close()
 

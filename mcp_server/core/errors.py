@@ -24,3 +24,7 @@ class Conflict(ResearchError):
 
 class BackendError(ResearchError):
     """The execution backend (tmux, Slurm) refused or failed an operation."""
+
+
+class StoreError(ResearchError):
+    """The store cannot be used right now (busy, full, corrupt, missing, too new); nothing changed."""

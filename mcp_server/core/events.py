@@ -97,7 +97,7 @@ class EventFeed:
         with closing(con):
             try:
                 return int(con.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0])
-            except sqlite3.OperationalError:  # the store is being created right now
+            except sqlite3.DatabaseError:  # being created right now, or corrupt (tools say so)
                 return 0
 
     def before_first_of(self, run_ids: Iterable[str]) -> int | None:

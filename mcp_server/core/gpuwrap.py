@@ -17,8 +17,10 @@ import shlex
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from mcp_server.core import dispatch
 from mcp_server.core.admission import POOL_CPU, POOL_GPU
 from mcp_server.core.errors import InvalidInput
 from mcp_server.core.jobfiles import JobFiles
@@ -32,7 +34,6 @@ MAX_RETRIES = 1_000_000
 OPTION_KEYS = ("enabled", "retries", "retry_delay_seconds")
 
 # Exit codes of ``python -m mcp_server.core.admit`` the launch script acts on.
-EXIT_ENDED = 3  # wait: the run was ended in the store (gave up, stopped); do not run it
 EXIT_REQUEUED = 75  # settle: GPU contention, requeued; run the next attempt
 
 # Shell assignment (``CUDA_VISIBLE_DEVICES=1 python …``, ``export CUDA_VISIBLE_DEVICES=…``)
@@ -167,12 +168,16 @@ def write_admission_env(files: JobFiles, gpu_indices: tuple[int, ...] | list[int
     tmp.replace(files.admission_env)
 
 
-def _admit_command(action: str, state_root: str, run_id: str, settings: Settings) -> str:
-    # The waiter must decide exactly as this server would, whatever env tmux was started with.
+def knobs(settings: Settings) -> dict[str, str]:
+    # The dispatcher must decide exactly as this server would, whatever env tmux was started with.
     knobs = settings.as_env()
     if fake := os.environ.get(FAKE_ENV):
         knobs[FAKE_ENV] = fake
-    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(knobs.items()))
+    return knobs
+
+
+def _admit_command(action: str, state_root: str, run_id: str, settings: Settings) -> str:
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(knobs(settings).items()))
     return (
         f"env {env} {shlex.quote(sys.executable)} -m mcp_server.core.admit {action} "
         f"--state-dir {shlex.quote(state_root)} --run-id {shlex.quote(run_id)}"
@@ -180,22 +185,38 @@ def _admit_command(action: str, state_root: str, run_id: str, settings: Settings
 
 
 def pre_lines(state_root: str, run_id: str, settings: Settings) -> list[str]:
-    """Wait for admission unless the server admitted the run already, then take its environment."""
-    wait = _admit_command("wait", state_root, run_id, settings)
+    """Wait for admission unless the server admitted the run already, then take its environment.
+
+    The wait costs no process: the script blocks on a read from its own FIFO, which the
+    state dir's dispatcher (``core.dispatch``) writes to once it has admitted the run or
+    ended it (stopped, out of retries). Every few seconds it checks that a dispatcher
+    lives, and starts one if not.
+    """
     return [
+        *dispatch.start_lines(state_root, knobs(settings)),
+        "wait_for_admission() {",
+        '    [ -p "$RUN_DIR/wake" ] || mkfifo -m 600 "$RUN_DIR/wake" 2>/dev/null',
+        '    nap() { sleep "$1"; }',
+        '    if exec 8<>"$RUN_DIR/wake"; then nap() { read -r -u 8 -t "$1" _; }; fi 2>/dev/null',
+        '    while [ ! -f "$RUN_DIR/admission.env" ]; do',
+        '        if [ -e "$RUN_DIR/queue.ended" ]; then exec 8<&-; return 1; fi',
+        "        dispatcher_alive || start_dispatcher",
+        "        nap $(( RANDOM % 3 + 1 ))",
+        "    done",
+        "    exec 8<&-",
+        "}",
         'if [ ! -f "$RUN_DIR/admission.env" ]; then',
-        f'    {wait} >> "$RUN_DIR/queue.log" 2>&1',
-        "    admit_rc=$?",
-        f'    if [ "$admit_rc" -eq {EXIT_ENDED} ]; then exit 0; fi',
-        '    if [ "$admit_rc" -ne 0 ] || [ ! -f "$RUN_DIR/admission.env" ]; then',
-        '        msg="research-mcp: waiting in the queue failed (exit $admit_rc); see $RUN_DIR/queue.log"',
-        '        printf \'%s\\n\' "$msg" | tee -a "$RUN_DIR/output.log"',
-        '        printf \'%s\\n\' "$msg" > "$RUN_DIR/failure"',
-        '        finish "$(( admit_rc ? admit_rc : 1 ))"',
-        "    fi",
+        # The run was ended in the store while it waited: no command, no exit code.
+        "    wait_for_admission || exit 0",
         "fi",
         '. "$RUN_DIR/admission.env"',
     ]
+
+
+def finish_lines(state_root: str) -> list[str]:
+    """After the exit code is written: wake the dispatcher, whose slot or GPUs just came back."""
+    wake = shlex.quote(str(Path(state_root) / dispatch.QUEUE_DIR / dispatch.WAKE))
+    return [f"if [ -p {wake} ]; then printf '\\n' 1<> {wake}; fi 2>/dev/null"]
 
 
 def post_lines(state_root: str, run_id: str, settings: Settings) -> list[str]:

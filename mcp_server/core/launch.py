@@ -42,11 +42,46 @@ def write_env(files: JobFiles, env: Mapping[str, str]) -> None:
 
 
 # Runs as the job's session leader: records its pgid (the "command started" marker that
-# stop signals target), then becomes the user's command.
+# stop signals target), takes the run's environment (only the job's processes carry
+# RESEARCH_RUN_ID, which is how processes it leaves behind are recognised), then becomes
+# the user's command. The pgid is recorded best-effort: a full disk must not stop the job.
 JOB_WRAPPER = (
-    r"""setsid bash -c 'printf "%s\n" "$$" > "$1/pgid.tmp" && mv -f "$1/pgid.tmp" "$1/pgid" """
-    r"""&& exec bash "$1/command.sh"'"""
+    r"""setsid bash -c 'printf "%s\n" "$$" > "$1/pgid.tmp" && mv -f "$1/pgid.tmp" "$1/pgid"; """
+    r"""export RESEARCH_RUN_ID="$2" RESEARCH_RUN_DIR="$1" RESEARCH_METRICS_FILE="$1/metrics.jsonl" """
+    r"""PYTHONUNBUFFERED=1; if [ -f "$1/env.sh" ]; then . "$1/env.sh"; fi; exec bash "$1/command.sh"'"""
 )
+
+# Processes the job started that outlive its command (``sleep 600 &``, a ``setsid`` daemon):
+# every one carries the job's RESEARCH_RUN_ID in its environment.
+LEFTOVER_LINES = r"""leftover_pids() {
+    local f pid out=()
+    for f in $(grep -lsxzF -- "RESEARCH_RUN_ID=$RUN_ID" /proc/[0-9]*/environ 2>/dev/null); do
+        pid=${f#/proc/}; out+=("${pid%/environ}")
+    done
+    echo "${out[*]}"
+}
+leftovers=$(leftover_pids)
+alive=
+if [ -n "$leftovers" ]; then alive=$(ps -o pid=,args= -p "${leftovers// /,}" 2>/dev/null); fi
+if [ -n "$alive" ]; then
+    count=$(grep -c . <<< "$alive")
+    what=$(head -n 5 <<< "$alive" | sed 's/^ *//' | cut -c1-80 | paste -sd ';' -)
+    if [ "$END_LEFTOVERS" = 1 ]; then fate="ended (RESEARCH_MCP_END_LEFTOVERS=1)"
+    else fate="left running; set RESEARCH_MCP_END_LEFTOVERS=1 to end them with the command"; fi
+    note="the command left $count background process(es) behind: $what; $fate"
+    printf '%s\n' "$note" > "$RUN_DIR/leftovers" 2>/dev/null
+    printf 'research-mcp: %s\n' "$note" >> "$RUN_DIR/output.log" 2>/dev/null
+fi"""
+
+END_LEFTOVER_LINES = r"""if [ -n "$leftovers" ] && [ "$END_LEFTOVERS" = 1 ]; then
+    kill -TERM $leftovers 2>/dev/null
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        [ -n "$(leftover_pids)" ] || break
+        sleep 0.2
+    done
+    left=$(leftover_pids)
+    if [ -n "$left" ]; then kill -KILL $left 2>/dev/null; fi
+fi"""
 
 
 def render_launch_script(
@@ -56,39 +91,71 @@ def render_launch_script(
     files: JobFiles,
     pre_command: Sequence[str] = (),
     post_command: Sequence[str] = (),
+    on_finish: Sequence[str] = (),
     echo_output: bool = True,
+    end_leftovers: bool = False,
 ) -> str:
     """Bash that runs one job and leaves ``exit_code`` behind whatever happens to the command.
 
     ``pre_command``/``post_command`` are trusted bash lines from backends and gpuwrap
     (e.g. waiting for a GPU lease); they run with ``RUN_DIR`` set and may call ``finish``.
+    ``on_finish`` lines run once the exit code is recorded (e.g. waking the queue).
     ``echo_output`` also copies the output to the script's stdout (a tmux pane shows it;
     under Slurm it would only duplicate output.log into the scheduler's file).
     Both run once per attempt; a post line's ``continue`` starts another attempt (a run
     requeued after GPU contention), and the exit code is still written once, at the end.
+
+    The run ends when its command ends: the script waits for the command's process, not
+    for the output pipe, which a background child may hold open for hours. Such children
+    are named in ``leftovers`` and the log, and ended when ``end_leftovers`` is set.
+    The exit code's file is taken when the script starts and overwritten in place at the
+    end, so a disk that filled up meanwhile cannot lose it; a write that still fails is
+    retried while this script lives (and while it lives, the run is not lost).
     """
     sink = "" if echo_output else " > /dev/null"
     pre = "\n".join(pre_command)
     post = "\n".join(post_command)
+    after = "\n".join(f"    {line}" for line in on_finish)
     return f"""#!/usr/bin/env bash
 # research-mcp launch script for run {run_id} (generated; do not edit).
 set -u
 RUN_DIR={q(files.run_dir)}
+RUN_ID={q(run_id)}
+END_LEFTOVERS={1 if end_leftovers else 0}
 # Who records the exit code: while this script lives, the run has not ended unseen.
 printf '%s\\n' "$$" > "$RUN_DIR/launcher.pid"
+# The exit code's room, taken now (see finish).
+printf '%-15s\\n' pending > "$RUN_DIR/exit_code.tmp" 2>/dev/null
+record_exit() {{
+    {{ [ -f "$RUN_DIR/exit_code.tmp" ] && printf '%-15s\\n' "$1" 1<> "$RUN_DIR/exit_code.tmp"; }} \\
+        2>/dev/null || printf '%s\\n' "$1" 2>/dev/null > "$RUN_DIR/exit_code.tmp" || return 1
+    # -T: never move the code into a directory the job named exit_code; set that aside instead.
+    mv -fT "$RUN_DIR/exit_code.tmp" "$RUN_DIR/exit_code" 2>/dev/null && return 0
+    if [ -d "$RUN_DIR/exit_code" ] && [ ! -L "$RUN_DIR/exit_code" ]; then
+        mv -T "$RUN_DIR/exit_code" "$RUN_DIR/exit_code.invalid.$$" 2>/dev/null
+    fi
+    return 1
+}}
+recorded() {{
+    # A full disk: keep trying while the run dir exists (space may come back).
+    until record_exit "$1"; do
+        [ -d "$RUN_DIR" ] || return 1
+        sleep 2
+    done
+}}
+after_exit() {{
+    :
+{after}
+}}
 finish() {{
-    printf '%s\\n' "$1" > "$RUN_DIR/exit_code.tmp" && mv -f "$RUN_DIR/exit_code.tmp" "$RUN_DIR/exit_code"
+    recorded "$1"
+    after_exit
     exit "$1"
 }}
 if ! cd -- {q(workdir)}; then
     echo "research-mcp: cannot enter workdir {q(workdir)}" | tee -a "$RUN_DIR/output.log"
     finish 127
 fi
-export RESEARCH_RUN_ID={q(run_id)}
-export RESEARCH_RUN_DIR="$RUN_DIR"
-export RESEARCH_METRICS_FILE="$RUN_DIR/metrics.jsonl"
-export PYTHONUNBUFFERED=1
-if [ -f "$RUN_DIR/env.sh" ]; then . "$RUN_DIR/env.sh"; fi
 # One pass per attempt: post_command lines may `continue` to run the command again.
 while :; do
 {pre}
@@ -97,13 +164,19 @@ while :; do
 # session and never sees it. Before the job starts a hang-up still ends a waiting script.
 trap : HUP
 {JOB_WRAPPER} \\
-    research-job "$RUN_DIR" < /dev/null 2>&1 | (trap '' HUP; exec tee -i -a "$RUN_DIR/output.log"){sink}
-code=${{PIPESTATUS[0]}}
+    research-job "$RUN_DIR" "$RUN_ID" < /dev/null \\
+    > >(trap '' HUP; exec tee -i -a "$RUN_DIR/output.log"{sink}) 2>&1
+code=$?
 trap - HUP
 {post}
 break
 done
-finish "$code"
+trap '' HUP
+{LEFTOVER_LINES}
+recorded "$code"
+{END_LEFTOVER_LINES}
+after_exit
+exit "$code"
 """
 
 

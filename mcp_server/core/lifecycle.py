@@ -64,6 +64,12 @@ class Observation:
     # TIMEOUT killed the launch script); ``detail`` says why.
     final: RunStatus | None = None
     failure: str | None = None  # why the command failed, as the launch script classified it
+    # The exit_code file exists but is not an exit status (the job wrote it): why, in words.
+    bad_exit_code: str | None = None
+    # Processes the command left behind when it ended, in words (the launch script's note).
+    leftovers: str | None = None
+    # The backend never took the job (a launch a killed server interrupted): not lost, pending.
+    unsubmitted: bool = False
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,7 @@ def decide(
     launched_at: float | None,
     now: float,
     launch_grace_s: float,
+    unsubmitted: bool = False,
 ) -> Decision | None:
     """Return the transition ``obs`` implies for a run in ``status``, or None to leave it."""
     if status in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.STOPPED, RunStatus.READY):
@@ -124,20 +131,30 @@ def decide(
         return Decision(obs.final, obs.detail, obs.exit_code, obs.started_at, obs.ended_at)
     if obs.exit_code is not None:
         code = obs.exit_code
+        left = f"; {obs.leftovers}" if obs.leftovers else ""
         if stop_requested:
-            reason = f"stopped on request; {describe_exit(code)}"
+            reason = f"stopped on request; {describe_exit(code)}{left}"
             return Decision(RunStatus.STOPPED, reason, code, obs.started_at, obs.ended_at)
         if code == 0:
-            return Decision(RunStatus.FINISHED, describe_exit(code), code, obs.started_at, obs.ended_at)
-        reason = describe_exit(code) + (f": {obs.failure}" if obs.failure else "")
+            reason = describe_exit(code) + left
+            return Decision(RunStatus.FINISHED, reason, code, obs.started_at, obs.ended_at)
+        reason = describe_exit(code) + (f": {obs.failure}" if obs.failure else "") + left
         return Decision(RunStatus.FAILED, reason, code, obs.started_at, obs.ended_at, obs.failure)
     if status is RunStatus.LOST:
         return None
     if obs.present is False:
         if stop_requested:
             return Decision(RunStatus.STOPPED, "stopped on request before the command wrote an exit code")
+        if obs.bad_exit_code:
+            why = (
+                f"the job ended but its exit code is unreadable: {obs.bad_exit_code} "
+                "(the job may have written its run dir's exit_code itself)"
+            )
+            return Decision(RunStatus.FAILED, why, started_at=obs.started_at, error=why)
         if launched_at is None:
             return None  # never handed to a backend (e.g. held back by a queue): nothing to lose
+        if unsubmitted and obs.started_at is None and status is not RunStatus.RUNNING:
+            return None  # a launch a killed server interrupted: recovery submits it (core.recovery)
         never_started = status is not RunStatus.RUNNING and obs.started_at is None
         if never_started and now - launched_at < launch_grace_s:
             return None  # the backend job may not be visible yet
@@ -160,11 +177,15 @@ class RunLike(Protocol):
 
 def decide_for(run: RunLike, obs: Observation, *, now: float, launch_grace_s: float) -> Decision | None:
     """``decide`` for a run row: the one call every looker (reconcile, sidecar) makes."""
+    # A command that had already ended when the stop was asked for was not stopped by it.
+    asked = run.stop_requested_at
+    ended_first = obs.ended_at is not None and asked is not None and obs.ended_at < asked
     return decide(
         RunStatus(run.status),
         obs,
-        stop_requested=run.stop_requested_at is not None,
+        stop_requested=asked is not None and not ended_first,
         launched_at=run.launched_at,
         now=now,
         launch_grace_s=launch_grace_s,
+        unsubmitted=obs.unsubmitted,
     )

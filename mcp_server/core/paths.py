@@ -56,7 +56,10 @@ class StateDir:
         (root / "runs").mkdir(mode=0o700, exist_ok=True)
         ignore = root / ".gitignore"
         if not ignore.exists():
-            ignore.write_text(GITIGNORE)
+            # Private like every file here (nothing in it is secret, but one rule is simpler to check).
+            fd = os.open(ignore, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(GITIGNORE)
         return cls(root.resolve())
 
     @property

@@ -6,172 +6,67 @@ call leaves the store and the state dir as they were.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import os
-import re
 import shutil
-import time
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import delete, update
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
-from mcp_server.core import run_list
+from mcp_server.core import staging
 from mcp_server.core.admission import POOL_GPU, Admission
 from mcp_server.core.backends.registry import BACKEND_NAMES, Backends
 from mcp_server.core.cluster import ClusterService
-from mcp_server.core.errors import Conflict, InvalidInput, NotFound, ResearchError
+from mcp_server.core.errors import Conflict, InvalidInput, NotFound, StoreError
 from mcp_server.core.gpuwrap import (
     GpuwrapOptions,
     Plan,
     options_of,
     parse_options,
     plan_admission,
-    write_admission_env,
 )
-from mcp_server.core.gpuwrap import post_lines as gpuwrap_post_lines
-from mcp_server.core.gpuwrap import pre_lines as gpuwrap_pre_lines
-from mcp_server.core.ids import new_id, validate_env_key, validate_id, validate_name
+from mcp_server.core.ids import new_id, validate_id, validate_name
 from mcp_server.core.jobfiles import JobFiles
-from mcp_server.core.launch import render_launch_script, write_command, write_env, write_launch_script
+from mcp_server.core.launch import write_env, write_private
 from mcp_server.core.lifecycle import TERMINAL, RunStatus
-from mcp_server.core.logs import read_window, tail_lines
 from mcp_server.core.models import Event, Run
 from mcp_server.core.paths import StateDir
-from mcp_server.core.probes import GpuProbe, probe_gpus
+from mcp_server.core.probes import probe_gpus
 from mcp_server.core.reconcile import WATCHED, Reconciler, transition
+from mcp_server.core.run_inputs import (
+    MAX_COMMAND_CHARS,
+    MAX_ENV_VALUE_CHARS,
+    MAX_GPUS,
+    MAX_LOG_BYTES,
+    MAX_LOG_LINES,
+    MAX_PAGE,
+    MAX_PARAMS_BYTES,
+    STATUS_CHOICES,
+    _validate_command,
+    _validate_env,
+    _validate_gpus,
+    _validate_params,
+    _validate_workdir,
+    validate_run_slurm,
+)
+from mcp_server.core.run_launch import LaunchMixin, launch_reason
+from mcp_server.core.run_queries import QueryMixin, to_record, to_row
 from mcp_server.core.settings import Settings
 from mcp_server.core.store import Store, now
-from mcp_server.core.views import LogChunk, RunDetail, RunPage, RunRecord, RunRow, iso
+from mcp_server.core.views import RunDetail, RunRecord
+
+__all__ = [
+    "MAX_COMMAND_CHARS", "MAX_ENV_VALUE_CHARS", "MAX_GPUS", "MAX_LOG_BYTES", "MAX_LOG_LINES", "MAX_PAGE",
+    "MAX_PARAMS_BYTES", "STATUS_CHOICES", "RunService", "launch_reason", "to_record", "to_row",
+    "validate_run_slurm",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
-
-MAX_COMMAND_CHARS = 64 * 1024
-MAX_GPUS = 64
-MAX_PARAMS_BYTES = 64 * 1024
-MAX_ENV_VALUE_CHARS = 32 * 1024
-MAX_LOG_LINES = 5000
-MAX_LOG_BYTES = 1024 * 1024
-MAX_PAGE = 500
-STATUS_CHOICES = ", ".join(s.value for s in RunStatus)
-
-
-def to_row(run: Run, leased: list[int] | None = None) -> RunRow:
-    duration = None
-    if run.started_at is not None:
-        duration = round((run.ended_at or time.time()) - run.started_at, 3)
-    return RunRow(
-        id=run.id,
-        name=run.name,
-        status=run.status,
-        status_reason=run.status_reason,
-        exit_code=run.exit_code,
-        backend=run.backend,
-        gpus=run.gpus,
-        leased_gpus=leased,
-        sweep_id=run.sweep_id,
-        created_at=iso(run.created_at) or "",
-        started_at=iso(run.started_at),
-        ended_at=iso(run.ended_at),
-        duration_s=duration,
-    )
-
-
-def to_record(run: Run, run_dir: Path, leased: list[int] | None = None) -> RunRecord:
-    return RunRecord(
-        **to_row(run, leased).model_dump(),
-        command=run.command,
-        workdir=run.workdir,
-        params=run.params,
-        env_keys=run.env_keys,
-        options=run.options,
-        error=run.error,
-        parent_run_id=run.parent_run_id,
-        backend_ref=run.backend_ref,
-        run_dir=str(run_dir),
-        stop_requested_at=iso(run.stop_requested_at),
-    )
-
-
-def launch_reason(backend: str) -> str:
-    return f"submitting to the {backend} backend"
-
-
-def _validate_command(command: str) -> str:
-    if not isinstance(command, str) or not command.strip():
-        raise InvalidInput(
-            "command is empty: give the shell command to run, e.g. 'python train.py --lr 0.1'."
-        )
-    if len(command) > MAX_COMMAND_CHARS:
-        raise InvalidInput(
-            f"command is {len(command)} characters; the limit is {MAX_COMMAND_CHARS}. Put it in a script."
-        )
-    if "\x00" in command:
-        raise InvalidInput("command contains a NUL byte; remove it.")
-    return command
-
-
-def validate_run_slurm(backend: str, slurm: Mapping[str, Any]) -> dict[str, Any]:
-    """Slurm options as asked for with ``backend`` (before it is resolved: 'auto' may be Slurm)."""
-    if backend == "local":
-        raise InvalidInput("slurm options need backend 'slurm' (or 'auto' on a Slurm cluster), not 'local'.")
-    from mcp_server.core.backends.slurm import validate_slurm_options  # Slurm helpers load only when used
-
-    return validate_slurm_options(slurm)
-
-
-def _validate_workdir(workdir: str | None) -> str:
-    path = Path(workdir).expanduser() if workdir else Path.cwd()
-    if "\x00" in str(path):
-        raise InvalidInput("workdir contains a NUL byte.")
-    path = path.absolute()
-    if not path.exists():
-        raise InvalidInput(
-            f"workdir {str(path)!r} does not exist; give an existing directory (default: the server's cwd)."
-        )
-    if not path.is_dir():
-        raise InvalidInput(f"workdir {str(path)!r} is not a directory.")
-    if not os.access(path, os.R_OK | os.X_OK):
-        raise InvalidInput(f"workdir {str(path)!r} is not accessible (needs read and execute permission).")
-    return str(path)
-
-
-def _validate_env(env: Mapping[str, str] | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in (env or {}).items():
-        validate_env_key(key)
-        if key.startswith("RESEARCH_"):
-            raise InvalidInput(f"env key {key!r} is reserved: research-mcp sets RESEARCH_* variables itself.")
-        if not isinstance(value, str):
-            raise InvalidInput(f"env value for {key!r} must be a string.")
-        if "\x00" in value or len(value) > MAX_ENV_VALUE_CHARS:
-            raise InvalidInput(f"env value for {key!r} is too long or contains a NUL byte.")
-        out[key] = value
-    return out
-
-
-def _validate_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
-    if not params:
-        return {}
-    try:
-        encoded = json.dumps(params, allow_nan=False)
-    except (TypeError, ValueError) as err:
-        raise InvalidInput(
-            f"params must be JSON (strings, numbers, booleans, lists, objects): {err}."
-        ) from None
-    if len(encoded) > MAX_PARAMS_BYTES:
-        raise InvalidInput(f"params are {len(encoded)} bytes as JSON; the limit is {MAX_PARAMS_BYTES}.")
-    return dict(params)
-
-
-def _validate_gpus(gpus: int) -> int:
-    if not isinstance(gpus, int) or isinstance(gpus, bool) or not 0 <= gpus <= MAX_GPUS:
-        raise InvalidInput(f"gpus={gpus!r} is out of range; give a whole number from 0 to {MAX_GPUS}.")
-    return gpus
-
 
 class SweepGate(Protocol):
     """What runs need from sweeps: membership checks and the ``parallel`` cap (core.sweeps)."""
@@ -181,7 +76,7 @@ class SweepGate(Protocol):
     def admit(self, run: Run) -> None: ...
 
 
-class RunService:
+class RunService(LaunchMixin, QueryMixin):
     def __init__(
         self,
         state: StateDir,
@@ -205,6 +100,8 @@ class RunService:
         self.after_launch: list[Callable[[Run], None]] = []
         # Called by get() to add what other services know (metrics, alerts, monitor).
         self.detail_extras: list[Callable[[RunDetail], None]] = []
+        self._creator: staging.Creator | None = None
+        self._creator_lock = threading.Lock()
 
     # ---- lookups -------------------------------------------------------------------------
 
@@ -229,9 +126,18 @@ class RunService:
 
     def _fresh(self, run_id: str) -> Run:
         run = self.load(run_id)
-        if run.status in WATCHED and self.reconciler.reconcile([run_id]):
+        if run.status in WATCHED and self._settle_first([run_id]):
             run = self.load(run_id)
         return run
+
+    def _settle_first(self, run_ids: list[str] | None = None) -> bool:
+        """Settle before answering a query; a store that cannot take writes now (full disk,
+        long lock) must not stop the answer, which is then what the store holds."""
+        try:
+            return bool(self.reconciler.reconcile(run_ids))
+        except StoreError as err:
+            log.warning("answering from the store as it is: %s", err)
+            return False
 
     # ---- create / start ------------------------------------------------------------------
 
@@ -251,6 +157,37 @@ class RunService:
         slurm: Mapping[str, Any] | None = None,
         gpuwrap: Mapping[str, Any] | None = None,
     ) -> RunRecord:
+        fields, clean_env = self.prepare(
+            name=name, command=command, workdir=workdir, sweep_id=sweep_id, gpus=gpus, env=env,
+            parent_run_id=parent_run_id, params=params, backend=backend, slurm=slurm, gpuwrap=gpuwrap,
+        )  # fmt: skip
+        run = self._insert(
+            fields,
+            lambda files: write_env(files, clean_env),
+            fields["options"]["queue"] if auto_start else None,
+            auto_start=auto_start,
+        )
+        return self._after_insert(run, auto_start)
+
+    def prepare(
+        self,
+        *,
+        name: str,
+        command: str,
+        workdir: str | None = None,
+        sweep_id: str | None = None,
+        gpus: int = 0,
+        env: Mapping[str, str] | None = None,
+        parent_run_id: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        backend: str = "auto",
+        slurm: Mapping[str, Any] | None = None,
+        gpuwrap: Mapping[str, Any] | None = None,
+        new_sweep: bool = False,
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """Validate a run's input (nothing is written); returns its row fields and clean env.
+
+        ``new_sweep``: the sweep is created in the same transaction, so it is not looked up."""
         validate_name(name, "run name")
         _validate_command(command)
         wd = _validate_workdir(workdir)
@@ -258,7 +195,7 @@ class RunService:
         clean_env = _validate_env(env)
         clean_params = _validate_params(params)
         wrap = parse_options(gpuwrap)
-        if sweep_id is not None:
+        if sweep_id is not None and not new_sweep:
             validate_id(sweep_id, "sweep", "sweep_id")
             if self.sweeps is not None:
                 self.sweeps.check_accepts(sweep_id, new_run=True)
@@ -281,10 +218,7 @@ class RunService:
             parent_run_id=parent_run_id,
             backend=chosen,
         )
-        run = self._insert(
-            fields, lambda files: write_env(files, clean_env), plan.pool if auto_start else None
-        )
-        return self._after_insert(run, auto_start)
+        return fields, clean_env
 
     def _plan(
         self, backend: str, gpus: int, wrap: GpuwrapOptions, command: str, env: Mapping[str, str]
@@ -317,36 +251,66 @@ class RunService:
         return backend
 
     def _insert(
-        self, fields: dict[str, Any], write_env_file: Callable[[JobFiles], None], enqueue: str | None = None
+        self,
+        fields: dict[str, Any],
+        write_env_file: Callable[[JobFiles], None],
+        enqueue: str | None = None,
+        *,
+        auto_start: bool = False,
     ) -> Run:
         """Write the run's files and row; ``enqueue`` (a pool) queues it in the same transaction,
         so an auto-started run's place in the queue is its creation order."""
-        run_id = new_id("run")
-        files = self.files(run_id)
-        files.run_dir.mkdir(mode=0o700)
+        run = self.new_run(fields)
+        self.commit([(run, self.stage(run, write_env_file, auto_start=auto_start))], enqueue)
+        return run
+
+    @staticmethod
+    def new_run(fields: dict[str, Any]) -> Run:
+        t = now()
+        return Run(
+            id=new_id("run"), status=RunStatus.READY.value, status_reason="created", created_at=t,
+            updated_at=t, **fields,
+        )  # fmt: skip
+
+    def stage(self, run: Run, write_env_file: Callable[[JobFiles], None], *, auto_start: bool) -> Path:
+        return staging.stage(self.state, run, write_env_file, auto_start=auto_start, creator=self.creator)
+
+    @property
+    def creator(self) -> staging.Creator:
+        """This process's creator lock: recovery leaves alone what a live process is creating."""
+        with self._creator_lock:
+            if self._creator is None:
+                self._creator = staging.Creator(self.state)
+            return self._creator
+
+    def close(self) -> None:
+        if self._creator is not None:
+            self._creator.release()
+
+    def commit(
+        self,
+        staged: list[tuple[Run, Path]],
+        enqueue: str | None = None,
+        before: Callable[[Session], None] | None = None,
+    ) -> None:
+        """Insert the staged runs' rows in one transaction (after ``before``, e.g. their sweep's
+        row), then move their dirs into place: all of them exist afterwards, or none."""
         try:
-            write_command(files, fields["command"])
-            write_env_file(files)
-            files.output.touch(mode=0o600)
-            files.metrics.touch(mode=0o600)
-            t = now()
-            run = Run(
-                id=run_id,
-                status=RunStatus.READY.value,
-                status_reason="created",
-                created_at=t,
-                updated_at=t,
-                **fields,
-            )
             with self.store.write() as s:
-                s.add(run)
+                if before is not None:
+                    before(s)
+                for run, _dir in staged:
+                    s.add(run)
                 if enqueue:
                     s.flush()
-                    self.admission.enqueue(s, run, enqueue)
+                    for run, _dir in staged:
+                        self.admission.enqueue(s, run, enqueue)
         except BaseException:
-            shutil.rmtree(files.run_dir, ignore_errors=True)
+            for _run, path in staged:
+                shutil.rmtree(path, ignore_errors=True)
             raise
-        return run
+        for run, path in staged:
+            staging.place(self.state, run.id, path)
 
     def _after_insert(self, run: Run, auto_start: bool) -> RunRecord:
         """Start the new run if asked; a launch that fails for any reason (a refused launch, a
@@ -409,90 +373,6 @@ class RunService:
         else:
             self.launch(run)
 
-    def launch(self, run: Run, *, claimed: bool = False) -> None:
-        """Render the launch script and hand the run to its backend.
-
-        A run that needs admission (gpuwrap's GPU lease, a cpu_only run slot) is admitted
-        here when nobody is ahead of it and its resources are free; otherwise it is
-        submitted anyway, ``queued``, and its launch script waits its turn (``core.admit``).
-        ``claimed``: the caller already moved the run to ``launching`` (a sweep claims a slot
-        and the run in one transaction, so two processes cannot both fill the last slot).
-        """
-        backend = self.backends.get(run.backend)
-        files = self.files(run.id)
-        files.clear_outcome()
-        pool = (run.options or {}).get("queue")
-        pre, post = backend.pre_command(run), backend.post_command(run)
-        inventory: GpuProbe | None = None
-        if pool:
-            root = str(self.state.root)
-            pre = [*gpuwrap_pre_lines(root, run.id, self.settings), *pre]
-            if pool == POOL_GPU:
-                post = [*gpuwrap_post_lines(root, run.id, self.settings), *post]
-                inventory = probe_gpus(self.settings.probe_timeout_s)
-        script = render_launch_script(
-            run_id=run.id,
-            workdir=run.workdir,
-            files=files,
-            pre_command=pre,
-            post_command=post,
-            echo_output=backend.echo_output,
-        )
-        write_launch_script(files, script)
-        outcome = None
-        extras: list[str] = []
-        reason = launch_reason(backend.name)
-        with self.store.write() as s:
-            if pool:
-                self.admission.enqueue(s, run, pool)
-                outcome = self.admission.try_admit(s, run.id, inventory)
-                if outcome.impossible:
-                    raise InvalidInput(f"run {run.id} cannot start: {outcome.reason}.")
-            t = now()
-            if outcome is None or outcome.admitted:
-                extras = [outcome.reason] if outcome else []
-                if note := (run.options or {}).get("gpuwrap", {}).get("note"):
-                    extras.append(note)
-                # A claimed run is already 'launching' with this reason (set by its sweep).
-                ok = claimed or transition(s, run, RunStatus.LAUNCHING, reason, launched_at=t)
-            else:
-                reason = outcome.reason
-                ok = transition(s, run, RunStatus.QUEUED, reason, launched_at=t, queued_at=t)
-            if not ok:
-                raise Conflict(f"run {run.id} changed status to {run.status} while starting; not launched.")
-        if outcome is not None and outcome.admitted:
-            write_admission_env(files, outcome.gpu_indices)
-        try:
-            ref = backend.submit(run, files)
-        except ResearchError:
-            raise
-        except Exception as err:  # an unexpected backend failure still must not strand the run
-            raise ResearchError(f"the {backend.name} backend failed to submit {run.id}: {err}") from err
-        # From here the job exists: nothing may raise, or a caller would discard (or fail) the
-        # run of a live job.
-        try:
-            with self.store.write() as s:
-                s.execute(update(Run).where(col(Run.id) == run.id).values(backend_ref=ref))
-                # Say where it went, unless the reason moved on (a queued run's says what it waits for).
-                s.execute(
-                    update(Run)
-                    .where(
-                        col(Run.id) == run.id,
-                        col(Run.status_reason) == reason,
-                        col(Run.status) == "launching",
-                    )
-                    .values(status_reason="; ".join([f"submitted: {ref}", *extras]))
-                )
-        except Exception:
-            log.exception("%s was submitted as %s, but recording that failed", run.id, ref)
-        for hook in self.after_launch:
-            try:
-                hook(run)
-            except Exception:  # the job runs; a missing watcher is restarted by reconcile
-                log.exception("after_launch hook failed for %s", run.id)
-
-    # ---- stop / rerun --------------------------------------------------------------------
-
     def stop(self, run_id: str) -> RunRecord:
         run = self._fresh(run_id)
         status = RunStatus(run.status)
@@ -504,8 +384,12 @@ class RunService:
             with self.store.write() as s:
                 transition(s, run, RunStatus.STOPPED, "stopped before it was launched")
             return self._record(run_id)
+        asked = now()
         with self.store.write() as s:
-            s.execute(update(Run).where(col(Run.id) == run_id).values(stop_requested_at=now()))
+            s.execute(update(Run).where(col(Run.id) == run_id).values(stop_requested_at=asked))
+        # Kept in the run dir too, so a store rebuilt by doctor --repair knows it was stopped.
+        with contextlib.suppress(OSError):
+            write_private(self.files(run_id).run_dir / "stop_requested", f"{asked}\n")
         run = self.load(run_id)
         self.backends.get(run.backend).stop(run, self.files(run_id), self.settings.stop_grace_s)
         self._fresh(run_id)
@@ -536,96 +420,7 @@ class RunService:
                 shutil.copyfile(old_env, files.env)
                 os.chmod(files.env, 0o600)
 
-        run = self._insert(fields, copy_env, plan.pool if auto_start else None)
+        run = self._insert(fields, copy_env, plan.pool if auto_start else None, auto_start=auto_start)
         return self._after_insert(run, auto_start)
 
     # ---- queries -------------------------------------------------------------------------
-
-    def get(self, run_id: str) -> RunDetail:
-        self._fresh(run_id)
-        detail = RunDetail(**self._record(run_id).model_dump())
-        for extra in self.detail_extras:
-            extra(detail)
-        return detail
-
-    def list(
-        self,
-        *,
-        status: list[str] | None = None,
-        name_contains: str | None = None,
-        sweep_id: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> RunPage:
-        run_list.check(status, sweep_id, limit, offset)
-        self.reconciler.reconcile()
-        with self.store.sql.snapshot() as conn:
-            return run_list.page(
-                conn, status=status, name_contains=name_contains, sweep_id=sweep_id, limit=limit,
-                offset=offset,
-            )  # fmt: skip
-
-    def logs(
-        self,
-        run_id: str,
-        *,
-        lines: int = 100,
-        source: str = "output",
-        offset: int | None = None,
-        length: int | None = None,
-        filter: str | None = None,
-        max_bytes: int = 64 * 1024,
-    ) -> LogChunk:
-        if source not in ("output", "sidecar"):
-            raise InvalidInput(
-                f"source {source!r} is not valid; choose 'output' (the command's output) or 'sidecar'."
-            )
-        if not 1 <= lines <= MAX_LOG_LINES:
-            raise InvalidInput(f"lines={lines} is out of range; give 1 to {MAX_LOG_LINES}.")
-        if not 1 <= max_bytes <= MAX_LOG_BYTES:
-            raise InvalidInput(f"max_bytes={max_bytes} is out of range; give 1 to {MAX_LOG_BYTES}.")
-        pattern = None
-        if filter:
-            if len(filter) > 200:
-                raise InvalidInput("filter is longer than 200 characters.")
-            try:
-                pattern = re.compile(filter)
-            except re.error as err:
-                raise InvalidInput(f"filter {filter!r} is not a valid regular expression: {err}.") from None
-        self.known(run_id)
-        files = self.files(run_id)
-        path = self.state.file_in(files.output if source == "output" else files.sidecar_log)
-        note = ""
-        if offset is not None:
-            if pattern is not None:
-                raise InvalidInput("give either filter or offset/length, not both.")
-            size = min(length or max_bytes, max_bytes)
-            if size < 1:
-                raise InvalidInput(f"length={length} must be ≥ 1.")
-            chunk = read_window(path, offset, size)
-        else:
-            if length is not None:
-                raise InvalidInput("length needs offset; for the end of the log give lines instead.")
-            chunk = tail_lines(path, lines, max_bytes, pattern)
-        if chunk.size == 0:
-            note = f"the {source} log is empty so far" if path.exists() else f"no {source} log yet"
-        elif chunk.truncated:
-            note = "more text precedes this window; page with offset/length or raise lines/max_bytes"
-        return LogChunk(
-            text=chunk.text,
-            start_offset=chunk.start,
-            end_offset=chunk.end,
-            file_size=chunk.size,
-            lines=chunk.lines,
-            truncated=chunk.truncated,
-            note=note,
-        )
-
-    def wait(self, run_id: str, timeout_s: float, poll_s: float = 0.2) -> RunDetail:
-        """Block until the run ends or ``timeout_s`` passes (used by the CLI demo)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            detail = self.get(run_id)
-            if detail.status in {s.value for s in TERMINAL} or time.monotonic() >= deadline:
-                return detail
-            time.sleep(poll_s)

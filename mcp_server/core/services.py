@@ -56,7 +56,7 @@ class Services:
         # Runs of a sweep launch through it (parallel cap); a run's end admits the next one.
         self.runs.sweeps = self.sweeps
         self.reconciler.on_terminal.append(self.sweeps.on_run_terminal)
-        self.settler = ExitSettler(self.reconciler, after_full=[self.sweeps.top_up])
+        self.settler = ExitSettler(self.reconciler, after_full=[self.sweeps.top_up, self.recover])
         self.plans = PlanService(self.store)
         self.memory = MemoryService(self.store)
         # Monitoring: a sidecar per launched run, restarted by reconcile; metrics and alerts.
@@ -67,6 +67,12 @@ class Services:
         self.runs.detail_extras.append(self.add_monitoring)
         self.reconciler.after_reconcile.append(self.sidecars.ensure)
         self.reconciler.on_terminal.append(self.alert_on_ending)
+
+    def recover(self) -> list[str]:
+        """Complete creates and launches a killed server interrupted (see core.recovery)."""
+        from mcp_server.core.recovery import Recovery
+
+        return Recovery(self.runs).run()
 
     def _release(self, run: Run) -> None:
         """A run that ended gives up its GPU lease or run slot at once (the queue would reclaim it anyway).
@@ -99,4 +105,5 @@ class Services:
                 raise_spec(s, run.id, spec)
 
     def close(self) -> None:
+        self.runs.close()
         self.store.close()

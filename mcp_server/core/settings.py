@@ -42,6 +42,17 @@ def _int_env(name: str, default: int, minimum: int) -> int:
     return value
 
 
+def _bool_env(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise InvalidInput(f"{name}={raw!r} is not a yes/no value; use 1 or 0.")
+
+
 def default_cpu_run_limit() -> int:
     """Half the usable cores: a CPU training run usually spreads over several threads."""
     try:
@@ -79,6 +90,8 @@ class Settings:
     cpu_run_limit: int = field(default_factory=default_cpu_run_limit)
     # Upper bound on each cluster probe (NVML, nvidia-smi, scontrol, sinfo).
     probe_timeout_s: float = 3.0
+    # End the processes a command leaves behind (``sleep 600 &``, daemons) when it ends.
+    end_leftovers: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -91,6 +104,7 @@ class Settings:
             gpu_free_memory_mib=_float_env(KNOBS["gpu_free_memory_mib"], cls.gpu_free_memory_mib),
             cpu_run_limit=_int_env(KNOBS["cpu_run_limit"], default_cpu_run_limit(), 1),
             probe_timeout_s=max(0.05, _float_env(KNOBS["probe_timeout_s"], cls.probe_timeout_s)),
+            end_leftovers=_bool_env("RESEARCH_MCP_END_LEFTOVERS", cls.end_leftovers),
         )
 
     def as_env(self) -> dict[str, str]:

@@ -59,6 +59,8 @@ class ExitSettler:
                     log.exception("periodic settle hook failed")
             return len(changed)
         ended = [
-            r.id for r in runs if r.launched_at is not None and self.reconciler.files(r.id).exit_code.exists()
+            r.id
+            for r in runs
+            if r.launched_at is not None and self.reconciler.files(r.id).exit_code.is_file()
         ]
         return len(self.reconciler.reconcile(ended)) if ended else 0

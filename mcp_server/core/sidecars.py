@@ -117,6 +117,11 @@ def _rows(conn: sqlite3.Connection, where: str, params: list[Any]) -> list[Any]:
     ]
 
 
+def waits_for_admission(run: Any) -> bool:
+    """A local run queued for a GPU lease or run slot: its command cannot have started."""
+    return run.status == RunStatus.QUEUED.value and bool((run.options or {}).get("queue"))
+
+
 class SidecarSupervisor:
     def __init__(self, state: StateDir, store: Store, settings: MonitorSettings) -> None:
         self.state = state
@@ -129,8 +134,12 @@ class SidecarSupervisor:
         self._alive_at: dict[tuple[int, str], float] = {}
 
     def start(self, run: Run) -> None:
-        """After a launch: make sure the run has a sidecar (a relaunch may still have one)."""
-        self.ensure([], also=[run.id])
+        """After a launch: make sure the run has a sidecar (a relaunch may still have one).
+
+        Not while it waits in the admission queue: nothing is there to watch yet, and 200
+        queued runs would cost 200 sidecars. The dispatcher starts it on admission."""
+        if not waits_for_admission(run):
+            self.ensure([], also=[run.id])
 
     def ensure(self, runs: Iterable[Any], also: Iterable[str] = ()) -> list[str]:
         """Start a sidecar where one is missing; returns the run ids it started one for.
@@ -140,16 +149,24 @@ class SidecarSupervisor:
         sidecar died before it finished (its row never got ``exited_at``), even if the run
         ended meanwhile: the new sidecar reads the lines its predecessor did not, then exits.
         """
-        live = [r.id for r in runs if RunStatus(r.status) in ACTIVE and r.launched_at is not None]
+        live = [
+            r.id
+            for r in runs
+            if RunStatus(r.status) in ACTIVE and r.launched_at is not None and not waits_for_admission(r)
+        ]
         live += [run_id for run_id in also if run_id not in live]
+        # A run that ended before any sidecar could start (e.g. the disk was full): one still
+        # has to read its files once.
+        ended = [r.id for r in runs if RunStatus(r.status) in TERMINAL and r.launched_at is not None]
         # Plain SQL: this runs on every run query (after reconcile), so it must cost the live runs.
         with self.store.sql.snapshot() as conn:
             unfinished = _rows(conn, "exited_at IS NULL", [])
             rows = {row.run_id: row for row in unfinished}
-            missing = [i for i in live if i not in rows]
+            missing = [i for i in [*live, *ended] if i not in rows]
             if missing:
                 marks = ", ".join("?" * len(missing))
                 rows.update((row.run_id, row) for row in _rows(conn, f"run_id IN ({marks})", missing))
+        live += [i for i in ended if i not in rows]
         started = []
         for run_id in dict.fromkeys([*live, *(r.run_id for r in unfinished)]):
             row = rows.get(run_id)

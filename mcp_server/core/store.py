@@ -3,12 +3,21 @@
 WAL mode lets readers run beside one writer; every write transaction starts with
 ``BEGIN IMMEDIATE`` so two processes never both read-then-upgrade and deadlock (SQLite
 answers that case with "database is locked" at once, ignoring the busy timeout). Writers
-queue on the busy timeout instead.
+queue on the busy timeout, and a claim that still finds the lock taken is retried with
+back-off, jittered so a burst of writers does not retry in step, for up to
+``WRITE_PATIENCE_S``; only then is it an error (``StoreError``, naming the cause).
+
+Every SQLite failure inside ``read()``/``write()`` leaves as a ``StoreError`` whose text
+says what to do (locked, disk full, corrupt), never as SQLite's bare words. The store
+file is created 0600 before SQLite opens it, so its -wal and -shm files (which SQLite
+creates with the database's mode) are private whatever the umask.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -18,14 +27,19 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, SQLModel, select
 
-from mcp_server.core import models
-from mcp_server.core.errors import ResearchError
+from mcp_server.core import models, schema
+from mcp_server.core.errors import StoreError
 from mcp_server.core.sqlread import SqlReader, driver_of
+from mcp_server.core.store_health import check_file, translate
 from mcp_server.core.watched import CAN_CHANGE
 
-BUSY_TIMEOUT_MS = 60_000
+# One wait inside SQLite's busy handler; a claim that times out is retried (see write()).
+BUSY_TIMEOUT_MS = 30_000
+# How long a write waits for the lock in all before it is an error.
+WRITE_PATIENCE_S = 90.0
 
 
 def _add_column_if_missing(conn: Connection, table: str, column_ddl: str) -> None:
@@ -84,15 +98,49 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _read_indexes,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+if SCHEMA_VERSION != schema.VERSION:  # the light read path refuses newer stores by this number
+    raise ImportError(f"core.schema.VERSION is {schema.VERSION}, MIGRATIONS has {SCHEMA_VERSION}: bump it")
+
+
+def _is_busy(err: BaseException) -> bool:
+    orig = getattr(err, "orig", err)
+    return isinstance(orig, sqlite3.OperationalError) and any(
+        w in str(orig).lower() for w in ("locked", "busy")
+    )
+
+
+def _patience() -> float:
+    raw = os.environ.get("RESEARCH_MCP_STORE_PATIENCE_S", "")
+    try:
+        return max(0.1, float(raw)) if raw else WRITE_PATIENCE_S
+    except ValueError:
+        return WRITE_PATIENCE_S
+
+
+def create_private(db_path: Path) -> None:
+    """Create the store file 0600 (no-op when it exists) and make its WAL files private too."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(db_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(f"{db_path}{suffix}", 0o600)
 
 
 class Store:
-    def __init__(self, db_path: Path) -> None:
+    def __init__(self, db_path: Path, *, create: bool = False) -> None:
+        """Open (and migrate) the store; ``create`` also makes a new one beside existing run dirs
+        (``doctor --repair``), which is otherwise refused so no run dir is silently forgotten."""
         self.db_path = db_path
+        self.patience_s = _patience()
+        # One wait in SQLite's busy handler; the claim loop retries up to patience_s.
+        self.busy_timeout_ms = int(min(BUSY_TIMEOUT_MS, self.patience_s * 1000 / 3))
+        if not create:
+            check_file(db_path, db_path.parent / "runs")
+        create_private(db_path)
         url = URL.create("sqlite", database=str(db_path))
         self.engine: Engine = create_engine(
             url,
-            connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+            connect_args={"timeout": self.busy_timeout_ms / 1000, "check_same_thread": False},
             # More connections than the MCP layer's worker threads (anyio's default is 40), so a
             # burst of tool calls never times out waiting for a pooled connection.
             pool_size=8,
@@ -106,12 +154,11 @@ class Store:
         # Plain sqlite3 for the hot read paths (lists, metrics, context): no ORM per query.
         self.sql = SqlReader(db_path)
 
-    @staticmethod
-    def _on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+    def _on_connect(self, dbapi_conn: sqlite3.Connection, _record: object) -> None:
         # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite would defer it).
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cur.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
@@ -123,28 +170,30 @@ class Store:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     def migrate(self) -> None:
-        with self._migrate_lock:
-            if os.path.exists(self.db_path):
-                os.chmod(self.db_path, 0o600)
-            with self._writer.begin() as conn:
-                conn.exec_driver_sql(
-                    "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)"
+        with self._migrate_lock, self._translated():
+            self._migrate()
+        create_private(self.db_path)
+
+    def _migrate(self) -> None:
+        with self._writer.begin() as conn:
+            conn.exec_driver_sql(
+                "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)"
+            )
+            row = conn.execute(text("SELECT value FROM meta WHERE key='schema_version'")).first()
+            current = int(row[0]) if row else 0
+            if current > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the store {self.db_path} has schema version {current}, newer than this "
+                    f"research-mcp understands ({SCHEMA_VERSION}): a newer research-mcp wrote it; "
+                    "upgrade research-mcp (pip install -U research-mcp); the store was not changed."
                 )
-                row = conn.execute(text("SELECT value FROM meta WHERE key='schema_version'")).first()
-                current = int(row[0]) if row else 0
-                if current > SCHEMA_VERSION:
-                    raise ResearchError(
-                        f"the store {self.db_path} has schema version {current}, newer than this "
-                        f"research-mcp understands ({SCHEMA_VERSION}); upgrade research-mcp."
-                    )
-                for step in MIGRATIONS[current:]:
-                    step(conn)
-                if current != SCHEMA_VERSION:
-                    conn.execute(
-                        text("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', :v)"),
-                        {"v": str(SCHEMA_VERSION)},
-                    )
-            os.chmod(self.db_path, 0o600)
+            for step in MIGRATIONS[current:]:
+                step(conn)
+            if current != SCHEMA_VERSION:
+                conn.execute(
+                    text("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', :v)"),
+                    {"v": str(SCHEMA_VERSION)},
+                )
 
     def schema_version(self) -> int:
         with self.read() as s:
@@ -152,16 +201,61 @@ class Store:
             return int(row.value) if row else 0
 
     @contextmanager
+    def _translated(self, waited_s: float | None = None) -> Iterator[None]:
+        try:
+            yield
+        except DBAPIError as err:
+            translated = translate(err, self.db_path, waited_s)
+            if translated is None:
+                raise
+            raise translated from err
+        except sqlite3.DatabaseError as err:
+            translated = translate(err, self.db_path, waited_s)
+            if translated is None:
+                raise
+            raise translated from err
+
+    @contextmanager
     def read(self) -> Iterator[Session]:
         """A read snapshot; writing inside it is a bug (it would not take the write lock)."""
-        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+        with self._translated(), Session(self.engine, expire_on_commit=False) as session, session.begin():
             yield session
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
-        """One write transaction, committed on exit, rolled back on error."""
-        with Session(self._writer, expire_on_commit=False) as session, session.begin():
-            yield session
+    def write(self, patience_s: float | None = None) -> Iterator[Session]:
+        """One write transaction, committed on exit, rolled back on error.
+
+        The lock is claimed first (``BEGIN IMMEDIATE``), retried with back-off for up to
+        ``patience_s``; nothing of the caller's runs until it is held."""
+        session = self._claim(self.patience_s if patience_s is None else patience_s)
+        with self._translated(), session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def _claim(self, patience_s: float) -> Session:
+        """A session whose transaction holds the write lock."""
+        began = time.monotonic()
+        delay = 0.05
+        while True:
+            session = Session(self._writer, expire_on_commit=False)
+            try:
+                session.begin()
+                session.connection()  # runs BEGIN IMMEDIATE: the lock is ours from here
+                return session
+            except DBAPIError as err:
+                session.close()
+                waited = time.monotonic() - began
+                if not _is_busy(err) or waited + delay > patience_s:
+                    raise translate(err, self.db_path, waited) or err from err
+            except BaseException:
+                session.close()
+                raise
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 2.0)
 
     def close(self) -> None:
         self.sql.close()

@@ -25,6 +25,8 @@ MAX_SWEEP_RUNS = 1000
 MAX_VALUE_CHARS = 256
 PARAM_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
 _PARAM_NAME_RE = re.compile(PARAM_NAME_PATTERN)
+# ``{name}`` not preceded by ``$``; names follow PARAM_NAME_PATTERN.
+_PLACEHOLDER = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_.-]{0,63})\}")
 _RANGE_KEYS = frozenset({"min", "max", "log"})
 SIGNIFICANT_DIGITS = 6
 
@@ -158,15 +160,23 @@ def format_value(value: Scalar) -> str:
 def render_command(base_command: str, values: Mapping[str, Scalar]) -> str:
     """Put each value into its ``{name}`` placeholders, else append ``--name=value``; all quoted.
 
-    ``${name}`` (a shell variable) is left alone; placeholders naming no parameter too.
+    One pass over the template: a value is inserted once and never scanned again, so a value
+    that looks like a placeholder (``"{b}"``) stays text and cannot pull another value's
+    shell words into the command. ``${name}`` (a shell variable) is left alone, and so are
+    placeholders naming no parameter.
     """
-    command = base_command
-    appended: list[str] = []
-    for name, value in values.items():
-        text = format_value(value)
-        pattern = re.compile(r"(?<!\$)\{" + re.escape(name) + r"\}")
-        if pattern.search(command):
-            command = pattern.sub(lambda _m, t=text: shlex.quote(t), command)  # type: ignore[misc]
-        else:
-            appended.append(shlex.quote(f"--{name}={text}"))
+    quoted = {name: shlex.quote(format_value(value)) for name, value in values.items()}
+    used: set[str] = set()
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in quoted:
+            return match.group(0)
+        used.add(name)
+        return quoted[name]
+
+    command = _PLACEHOLDER.sub(fill, base_command)
+    appended = [
+        shlex.quote(f"--{name}={format_value(value)}") for name, value in values.items() if name not in used
+    ]
     return " ".join([command.rstrip(), *appended]) if appended else command

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import logging
 import secrets
+import shutil
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, update
@@ -23,6 +25,7 @@ from sqlmodel import Session, col, select
 
 from mcp_server.core.errors import Conflict, InvalidInput, NotFound, ResearchError
 from mcp_server.core.ids import new_id, validate_id, validate_name
+from mcp_server.core.launch import write_env, write_private
 from mcp_server.core.lifecycle import ACTIVE, RunStatus
 from mcp_server.core.models import Run, Sweep
 from mcp_server.core.paths import StateDir
@@ -280,26 +283,40 @@ class SweepService:
             created_at=t,
             updated_at=t,
         )
-        with self.store.write() as s:
-            s.add(sweep)
-        created: list[Run] = []
-        for run_name, command, values in zip(run_names, commands, configs, strict=True):
-            detail = self.runs.create(
-                name=run_name,
-                command=command,
-                workdir=wd,
-                sweep_id=sweep.id,
-                gpus=gpus_per_run,
-                env=clean_env,
-                auto_start=False,
-                params=values,
-                backend=chosen_backend,
-                slurm=slurm_options,
-            )
-            created.append(self.runs.load(detail.id))
+        # Every run is validated and staged before anything is committed; then the sweep and
+        # all its runs are one transaction: a refusal or a kill -9 leaves nothing, or all of it.
+        staged: list[tuple[Run, Path]] = []
+        try:
+            for run_name, command, values in zip(run_names, commands, configs, strict=True):
+                fields, _env = self.runs.prepare(
+                    name=run_name, command=command, workdir=wd, sweep_id=sweep.id, gpus=gpus_per_run,
+                    env=clean_env, params=values, backend=chosen_backend, slurm=slurm_options, new_sweep=True,
+                )  # fmt: skip
+                run = self.runs.new_run(fields)
+                path = self.runs.stage(run, lambda f: write_env(f, clean_env), auto_start=auto_start)
+                staged.append((run, path))
+        except BaseException:
+            for _run, path in staged:
+                shutil.rmtree(path, ignore_errors=True)
+            raise
+        spec_path = self._write_spec(sweep)
+        try:
+            self.runs.commit(staged, before=lambda s: s.add(sweep))
+        except BaseException:
+            spec_path.unlink(missing_ok=True)
+            raise
+        created = [self.runs.load(run.id) for run, _path in staged]
         if auto_start and created:
             self._start_all(sweep, created)
         return self.get(sweep.id)
+
+    def _write_spec(self, sweep: Sweep) -> Path:
+        """The sweep as created, kept beside the store so doctor --repair can rebuild its row."""
+        folder = self.state.root / "sweeps"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        path = folder / f"{sweep.id}.json"
+        write_private(path, sweep.model_dump_json(exclude={"pk"}) + "\n")
+        return path
 
     def _start_all(self, sweep: Sweep, runs: list[Run]) -> None:
         if sweep.parallel is not None:

@@ -56,7 +56,7 @@ def register(mcp: MCPServer, app: App) -> None:
         command: Annotated[str, Field(description="run by bash in workdir")],
         workdir: str | None = None,
         sweep_id: str | None = None,
-        gpus: Annotated[int, Field(ge=0, le=64)] = 0,
+        gpus: Annotated[int, Field(ge=0, le=64, strict=True)] = 0,
         env: Annotated[dict[str, str] | None, Field(description="values kept private")] = None,
         auto_start: bool = True,
         parent_run_id: str | None = None,

@@ -51,7 +51,7 @@ def register(mcp: MCPServer, app: App) -> None:
         parallel: Annotated[
             int | None, Field(description="runs active at once; default: all", ge=1, le=256)
         ] = None,
-        gpus_per_run: Annotated[int, Field(ge=0, le=64)] = 0,
+        gpus_per_run: Annotated[int, Field(ge=0, le=64, strict=True)] = 0,
         backend: Literal["auto", "local", "slurm"] = "auto",
         workdir: str | None = None,
         env: Annotated[dict[str, str] | None, Field(description="values kept private")] = None,

@@ -30,6 +30,11 @@ class Backend(ABC):
     def stop(self, run: Run, files: JobFiles, grace_s: float) -> None:
         """Ask the job to end; escalate after ``grace_s``. Returns once the job is gone or signalled."""
 
+    def planned_ref(self, run: Run) -> str | None:
+        """The handle ``submit`` will return, when it is known beforehand (then it is recorded
+        with the launch, sparing a store write after the submit)."""
+        return None
+
     def pre_command(self, run: Run) -> list[str]:
         """Extra bash lines run in the launch script before the command (e.g. GPU lease)."""
         return []
@@ -40,12 +45,15 @@ class Backend(ABC):
 
 def observe_files(files: JobFiles, present: bool | None, detail: str = "") -> Observation:
     """What the run dir says; shared by backends whose jobs write the usual files."""
+    code, problem = files.exit_code_or_problem()
     return Observation(
         present=present,
         started_at=files.started_at(),
-        exit_code=(code := files.read_exit_code()),
+        exit_code=code,
         ended_at=files.ended_at() if code is not None else None,
         detail=detail,
         # Written before exit_code, so whoever sees the code also sees why.
         failure=files.read_failure() if code else None,
+        bad_exit_code=problem,
+        leftovers=files.read_leftovers() if code is not None else None,
     )

@@ -7,9 +7,11 @@ command runner (one ``tmux`` process per call, no object refreshes).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import signal
+import subprocess
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["LocalTmuxBackend", "escalate", "group_alive"]
 
 SESSION = "research"
+PRIVATE_VARS = ("RESEARCH_MCP_TOKEN",)
 _NO_SERVER_MARKERS = ("no server running", "error connecting", "can't find session", "No such file")
 
 
@@ -69,19 +72,32 @@ class LocalTmuxBackend(Backend):
     def _ensure_session(self, cwd: str) -> None:
         if self._tmux("has-session", "-t", f"={SESSION}").returncode == 0:
             return
-        res = self._tmux("new-session", "-d", "-s", SESSION, "-n", "home", "-c", cwd)
-        if res.returncode != 0 and not any("duplicate session" in line for line in res.stderr):
-            raise BackendError(f"could not start tmux server {self.socket!r}: {' '.join(res.stderr)}")
-        # Our own secrets must not reach jobs through the tmux server's environment.
-        for var in ("RESEARCH_MCP_TOKEN",):
+        # The tmux server (and its home window's shell) take the environment of the client
+        # that starts them: ours without our own secrets, so no job or pane ever sees them.
+        env = {k: v for k, v in os.environ.items() if k not in PRIVATE_VARS}
+        res = subprocess.run(
+            ["tmux", "-L", self.socket, "new-session", "-d", "-s", SESSION, "-n", "home", "-c", cwd],
+            env=env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if res.returncode != 0 and "duplicate session" not in res.stderr:
+            raise BackendError(f"could not start tmux server {self.socket!r}: {res.stderr.strip()}")
+        for var in PRIVATE_VARS:  # a server started by an older version may still hold them
             self._tmux("set-environment", "-g", "-u", var)
 
+    def planned_ref(self, run: Run) -> str | None:
+        return f"tmux -L {self.socket} {SESSION}:{run.id}"
+
     def submit(self, run: Run, files: JobFiles) -> str:
-        self._ensure_session(run.workdir)
-        res = self._tmux(
+        # One tmux call per launch: the session is made only when the window cannot be opened
+        # without it (a burst of launches then costs one tmux process each, not two).
+        argv = (
             "new-window", "-d", "-t", f"={SESSION}:", "-n", run.id, "-c", run.workdir,
             f"bash {shlex.quote(str(files.launch))}",
         )  # fmt: skip
+        res = self._tmux(*argv)
+        if res.returncode != 0 and any(m in line for line in res.stderr for m in _NO_SERVER_MARKERS):
+            self._ensure_session(run.workdir)
+            res = self._tmux(*argv)
         if res.returncode != 0:
             raise BackendError(f"tmux refused to open a window for {run.id}: {' '.join(res.stderr)}")
         return f"tmux -L {self.socket} {SESSION}:{run.id}"
@@ -121,7 +137,10 @@ class LocalTmuxBackend(Backend):
             elif present is False:
                 pgid = f.read_pgid()
                 detail = "tmux window is gone" + (" and the job has ended" if pgid is not None else "")
-            out[run.id] = observe_files(f, present, detail)
+            obs = observe_files(f, present, detail)
+            # No handle kept yet and no trace of a job: a launch interrupted before tmux had it.
+            unsubmitted = not (f.run_dir / "backend_ref").exists()
+            out[run.id] = dataclasses.replace(obs, unsubmitted=unsubmitted)
         return out
 
     def stop(self, run: Run, files: JobFiles, grace_s: float) -> None:
