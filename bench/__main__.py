@@ -50,6 +50,7 @@ BENCHES = [
     Bench("wait_latency", ["-n", "20"], ["-n", "5"], 600),
     Bench("alert_latency", ["-n", "20"], ["-n", "5"], 600),
     Bench("context_budget", [], [], 600),
+    Bench("launch_burst", [], ["--runs", "20"], 1200, SLOW),
     Bench("sidecar_cost", [], ["--seconds", "15", "--runs", "10", "--window", "10"], 900, SLOW),
     Bench("event_readers", [], ["--steps", "20000", "--repeat", "1"], 600, SLOW),
     Bench("ingest", [], ["--lines", "100000"], 1800, SLOW | {"mlflow"}),
