@@ -57,6 +57,12 @@ def generate(db: Path, run_id: str, n: int) -> None:
             (n - 1, sid, n // 3, n // 2),
         )
         metric_buckets.rebuild(con, sid)
+        # The run's sidecar row, as a real run's: it read every line and has exited.
+        con.execute(
+            "INSERT INTO sidecars (run_id, exited_at, exit_reason, metrics_records, points) "
+            "VALUES (?, 1.0, 'run ended', ?, ?)",
+            (run_id, n, n),
+        )
         # The summary the sidecar keeps, computed once here.
         low, low_step = con.execute(
             "SELECT value, step FROM metric_points WHERE series_id = ? AND value IS NOT NULL "

@@ -73,10 +73,21 @@ def downsample(conn: sqlite3.Connection, series: SeriesLike, budget: int) -> tup
     if series.first_nonfinite_step is not None:
         ends.append((series.first_nonfinite_step, None))
     for p in ends:  # the bucket points are in step order already
-        at = bisect.bisect_left(points, _order(p), key=_order)
-        if at == len(points) or points[at] != p:
-            points.insert(at, p)
+        _place(points, p)
     return points, True
+
+
+def _place(points: list[Point], p: Point) -> None:
+    """Insert ``p`` into step-ordered ``points`` unless it is there. The series' first and last
+    points go at an end (checked first: this is on every read's path)."""
+    if not points or _order(p) < _order(points[0]):
+        points.insert(0, p)
+    elif _order(p) > _order(points[-1]):
+        points.append(p)
+    else:
+        at = bisect.bisect_left(points, _order(p), key=_order)
+        if points[at] != p:
+            points.insert(at, p)
 
 
 Row = tuple[Any, ...]  # (bucket, min_step, min_value, max_step, max_value)

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlmodel import Session
 
@@ -49,9 +48,11 @@ SKETCH_POINTS = 20
 SKETCH_TOTAL = 120
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SeriesRow:
-    """A metric_series row (the summary the sidecar keeps current), read without the ORM."""
+    """A metric_series row (the summary the sidecar keeps current), read without the ORM (not
+    frozen: a frozen dataclass sets each field through object.__setattr__, and one is built
+    per series on every read)."""
 
     id: int
     run_id: str
@@ -70,11 +71,27 @@ class SeriesRow:
 
 
 SERIES_SQL = f"SELECT {', '.join(SeriesRow.__dataclass_fields__)} FROM metric_series"
-# What get_metrics reads of a run's sidecar row: its ingest counters and whether it is done.
-SIDECAR_FIELDS = (
-    "run_id", "exited_at", "metrics_offset", "metrics_records", "output_records", "log_parsing", "points",
-    "bad_lines", "non_numeric", "non_numeric_example", "huge_lines", "partial_lines", "duplicates",
-)  # fmt: skip
+
+
+class SidecarProgress(NamedTuple):
+    """What get_metrics reads of a run's sidecar row: its ingest counters and whether it is done."""
+
+    run_id: str
+    exited_at: float | None
+    metrics_offset: int
+    metrics_records: int
+    output_records: int
+    log_parsing: bool
+    points: int
+    bad_lines: int
+    non_numeric: int
+    non_numeric_example: str
+    huge_lines: int
+    partial_lines: int
+    duplicates: int
+
+
+SIDECAR_FIELDS = SidecarProgress._fields
 SIDECAR_COLUMNS = ", ".join(SIDECAR_FIELDS)
 
 
@@ -125,7 +142,8 @@ def series_of(conn: sqlite3.Connection, run_ids: list[str], key: str | None = No
         return []
     where = f"run_id IN ({_marks(len(run_ids))})" + (" AND key = ?" if key is not None else "")
     params = [*run_ids, key] if key is not None else run_ids
-    return [SeriesRow(*r) for r in conn.execute(f"{SERIES_SQL} WHERE {where} ORDER BY key, run_id", params)]
+    rows = conn.execute(f"{SERIES_SQL} WHERE {where} ORDER BY key, run_id", params)
+    return [SeriesRow(*r) for r in rows]
 
 
 def recent_points(conn: sqlite3.Connection, run_id: str, n: int) -> list[dict[str, Any]]:
@@ -211,7 +229,7 @@ class MetricsService:
             if run_id not in found:
                 raise NotFound(f"no run with id {run_id!r}; use list_runs to see existing runs.")
         cur = conn.execute(f"SELECT {SIDECAR_COLUMNS} FROM sidecars WHERE run_id IN ({marks})", ids)
-        progress = {r[0]: SimpleNamespace(**dict(zip(SIDECAR_FIELDS, r, strict=True))) for r in cur}
+        progress = {r[0]: SidecarProgress._make(r) for r in cur}
         if not drained and any(
             found[r][2] in TERMINAL_STATUSES and r in progress and progress[r].exited_at is None for r in ids
         ):
