@@ -120,21 +120,30 @@ def follow_dirs(
     stop: threading.Event,
     *,
     refresh_s: float = 1.0,
+    wake: threading.Event | None = None,
 ) -> None:
     """Call ``changed`` with the paths that change, until ``stop`` is set (a thread's body).
 
     ``dirs`` is asked again every ``refresh_s`` for the directories to watch now (a page may
-    start or stop watching a run)."""
+    start or stop watching a run), and at once when ``wake`` is set while nothing is
+    watched. A directory newly watched is reported as changed: what was written to it
+    before its watch was set is not missed."""
     watch = DirWatch()
+    wake = wake or stop
     try:
         while not stop.is_set():
             wanted = set(dirs())
             for d in set(watch.dirs) - wanted:
                 watch.remove(d)
-            for d in wanted - set(watch.dirs):
+            added = wanted - set(watch.dirs)
+            for d in added:
                 watch.add(d)
+            if added:
+                changed(added)
             if not wanted:
-                stop.wait(refresh_s)
+                wake.wait(refresh_s)
+                if wake is not stop:
+                    wake.clear()
                 continue
             hit = watch.wait(refresh_s)
             if hit:

@@ -81,6 +81,7 @@ class Broadcaster:
         self._task: asyncio.Task[None] | None = None
         self._log_sizes: dict[str, int] = {}
         self._watched: set[str] = set()  # runs whose logs pages follow, as of the last poll
+        self._wake = threading.Event()  # set when _watched changes: the log watcher re-reads it
         self.polls = 0  # how many times the store was read (the bench and tests look)
 
     @property
@@ -115,7 +116,9 @@ class Broadcaster:
         watched: set[str] = set().union(*(s.runs for s in self._subscribers)) if self._subscribers else set()
         if "*" in watched:
             watched = (watched - ALL_RUNS) | set(active_run_ids(self.events.db_path))
-        self._watched = watched
+        before, self._watched = self._watched, watched
+        if watched != before:
+            self._wake.set()  # the log watcher looks at the new set of runs now
         logs = self._grown(watched)
         tick = Tick([e.model_dump() for e in events], grouped, flooded, logs)
         return tick, event_cursor, point_cursor
@@ -141,12 +144,19 @@ class Broadcaster:
         stop = threading.Event()
 
         def changed(paths: set[Path]) -> None:
-            # A log file, or a run dir itself (followed by polling where file events are missing).
-            if any(p.name == "output.log" or p.parent.name == "runs" for p in paths):
+            # A log file, or a run dir itself (newly watched, or followed by polling where file
+            # events are missing).
+            if stop.is_set() or not any(p.name == "output.log" or p.parent.name == "runs" for p in paths):
+                return
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: the feed has ended
                 loop.call_soon_threadsafe(grew.set)
 
         watcher = threading.Thread(
-            target=follow_dirs, args=(self._run_dirs, changed, stop), name="dashboard-logs", daemon=True
+            target=follow_dirs,
+            args=(self._run_dirs, changed, stop),
+            kwargs={"wake": self._wake},
+            name="dashboard-logs",
+            daemon=True,
         )
         watcher.start()
         try:
