@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 BUSY_TIMEOUT_S = 60.0
-REQUIRED_TABLES = ("runs", "alerts", "events", "sidecars", "metric_series", "metric_points", "metric_files")
+REQUIRED_TABLES = (
+    "runs", "alerts", "events", "sidecars", "metric_series", "metric_points", "metric_files", "metric_buckets"
+)
 
 
 @dataclass

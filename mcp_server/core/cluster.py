@@ -9,18 +9,18 @@ detects only when there is none, so asking costs one store read.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
+from types import SimpleNamespace
 from typing import Any
-
-from sqlmodel import Session
 
 from mcp_server.core.admission import Admission
 from mcp_server.core.errors import InvalidInput
 from mcp_server.core.gpufree import GpuState
 from mcp_server.core.models import ClusterState
 from mcp_server.core.paths import StateDir
-from mcp_server.core.probes import GpuProbe, SlurmProbe, probe_gpus, probe_host, probe_slurm
+from mcp_server.core.probes import GpuProbe, SlurmProbe, probe_gpus, probe_host, probe_slurm, slurm_env
 from mcp_server.core.settings import Settings
 from mcp_server.core.store import Store, now
 from mcp_server.core.views import (
@@ -34,9 +34,20 @@ from mcp_server.core.views import (
 )
 
 CLUSTER_TYPES: tuple[str, ...] = ("local_gpu", "slurm", "cpu_only")
+SLURM_RETRY_ENV = "RESEARCH_MCP_SLURM_RETRY_S"
+SLURM_FAILED_KEY = "slurm_probe_failed"  # meta row: when a Slurm probe last failed, and why
 PREFERRED_CHOICES: tuple[str, ...] = (*CLUSTER_TYPES, "auto")
 TYPE_ENV = "RESEARCH_MCP_CLUSTER_TYPE"
 ROW_KEY = "local"
+
+
+def slurm_retry_s() -> float:
+    """How long a failed Slurm probe is remembered (seconds; 0: probe every time). Default 60."""
+    raw = os.environ.get(SLURM_RETRY_ENV, "").strip()
+    try:
+        return max(0.0, float(raw)) if raw else 60.0
+    except ValueError:
+        return 60.0
 
 
 def env_pin() -> str | None:
@@ -107,7 +118,7 @@ class ClusterService:
             target=lambda: gpu_box.setdefault("probe", probe_gpus(timeout)), name="probe-gpus", daemon=True
         )
         gpu_thread.start()
-        slurm = probe_slurm(timeout)
+        slurm, remembered = self._probe_slurm(timeout)
         host = probe_host()
         gpu_thread.join(2 * timeout + 1)  # NVML, then maybe nvidia-smi: each bounded by timeout
         gpu = gpu_box.get("probe") or GpuProbe(error=f"GPU probe did not finish within {2 * timeout + 1:g} s")
@@ -119,6 +130,12 @@ class ClusterService:
         )
         warnings = [w for w in (gpu.error, slurm.error) if w]
         with self.store.write() as s:
+            if remembered is not None:
+                s.connection().exec_driver_sql(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (SLURM_FAILED_KEY, remembered)
+                )
+            elif slurm.answered:
+                s.connection().exec_driver_sql("DELETE FROM meta WHERE key = ?", (SLURM_FAILED_KEY,))
             row = s.get(ClusterState, ROW_KEY)
             kept = row.preferred_type if row else None
             preferred = None if preferred_type == "auto" else (preferred_type or kept)
@@ -166,19 +183,79 @@ class ClusterService:
             s.add(row)
         return info
 
+    def _probe_slurm(self, timeout: float) -> tuple[SlurmProbe, str | None]:
+        """Probe Slurm, unless a probe failed less than ``slurm_retry_s()`` ago: then say so instead.
+
+        A controller that is down can hold every probe for the full timeout (sinfo retries
+        it), and every process that detects would pay it again: the failure is kept in the
+        store (what failed, when) and each detection within the window answers at once.
+        Returns the probe and, for a new failure, what to remember."""
+        retry = slurm_retry_s()
+        if retry > 0:
+            with self.store.sql.snapshot() as conn:
+                row = conn.execute("SELECT value FROM meta WHERE key = ?", (SLURM_FAILED_KEY,)).fetchone()
+            failed = json.loads(row[0]) if row else None
+            if failed is not None and 0 <= (age := now() - float(failed["at"])) < retry:
+                why = (
+                    f"Slurm did not answer {age:.0f} s ago ({failed['why']}); not probed again for another "
+                    f"{retry - age:.0f} s ({SLURM_RETRY_ENV})"
+                )
+                return SlurmProbe(env=slurm_env(), error=why, signals=[why]), None
+        probe = probe_slurm(timeout)
+        no_commands = any(line.startswith("Slurm commands") for line in probe.signals)
+        if probe.answered or no_commands:
+            return probe, None
+        down = "the controller is DOWN" if probe.controller == "DOWN" else "no partition listed"
+        why = probe.error or down
+        return probe, json.dumps({"at": now(), "why": why})
+
     def get(self) -> ClusterInfo:
         """The last detection with leases and the queue as they are now; detects if never done."""
         return self.last() or self.detect()
 
     def last(self) -> ClusterInfo | None:
-        """The last detection with leases and the queue as they are now, or None (never probes)."""
-        with self.store.read() as s:
-            row = s.get(ClusterState, ROW_KEY)
-            return self._refresh(s, row.data) if row is not None else None
+        """The last detection with leases and the queue as they are now, or None (never probes).
 
-    def _refresh(self, s: Session, data: dict[str, Any]) -> ClusterInfo:
+        Read in plain SQL; the queue and the leases are only looked into (through the
+        admission rules, which check their holders) when there are any."""
+        with self.store.sql.snapshot() as conn:
+            row = conn.execute("SELECT data FROM cluster_state WHERE key = ?", (ROW_KEY,)).fetchone()
+            if row is None:
+                return None
+            (queued,) = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM run_queue) OR EXISTS (SELECT 1 FROM gpu_leases)"
+            ).fetchone()
+        if not queued:
+            return self._refresh(json.loads(row[0]), [], [])
+        return self._refresh(json.loads(row[0]), *self._live())
+
+    def _live(self) -> tuple[list[Any], list[Any]]:
+        """Queue entries and leases whose holders live (``Admission.live_state`` without
+        reclaiming), read in plain SQL: the rows as they are, the holders judged by the
+        admission's own rule."""
+        with self.store.sql.snapshot() as conn:
+            entries = [
+                SimpleNamespace(run_id=r[0], admitted_at=r[1], enqueued_at=r[2])
+                for r in conn.execute("SELECT run_id, admitted_at, enqueued_at FROM run_queue ORDER BY seq")
+            ]
+            leases = [
+                SimpleNamespace(gpu_uuid=r[0], gpu_index=r[1], run_id=r[2])
+                for r in conn.execute("SELECT gpu_uuid, gpu_index, run_id FROM gpu_leases")
+            ]
+            ids = [e.run_id for e in entries]
+            runs = {
+                r[0]: SimpleNamespace(id=r[0], status=r[1], launched_at=r[2])
+                for r in conn.execute(
+                    f"SELECT id, status, launched_at FROM runs WHERE id IN ({', '.join('?' * len(ids))})", ids
+                )
+            }
+        t = now()
+        live = [e for e in entries if self.admission.holder_alive(e, runs.get(e.run_id), t)]  # type: ignore[arg-type]
+        held = {e.run_id for e in live}
+        return live, [lease for lease in leases if lease.run_id in held]
+
+    def _refresh(self, data: dict[str, Any], live: list[Any], live_leases: list[Any]) -> ClusterInfo:
         info = ClusterInfo.model_validate(data)
-        live, live_leases = self.admission.live_state(s, reclaim=False)
         leases = {lease.gpu_uuid: lease.run_id for lease in live_leases}
         threshold = self.settings.gpu_free_memory_mib
         for g in info.gpus:

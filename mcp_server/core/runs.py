@@ -116,6 +116,14 @@ class RunService(LaunchMixin, QueryMixin):
             raise NotFound(f"no run with id {run_id!r}; use list_runs to see existing runs.")
         return run
 
+    def known(self, run_id: str) -> None:
+        """That ``run_id`` names a run (one indexed read, no row built), or NotFound as ``load`` says."""
+        validate_id(run_id, "run", "run_id")
+        with self.store.sql.snapshot() as conn:
+            found = conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if found is None:
+            raise NotFound(f"no run with id {run_id!r}; use list_runs to see existing runs.")
+
     def _fresh(self, run_id: str) -> Run:
         run = self.load(run_id)
         if run.status in WATCHED and self._settle_first([run_id]):

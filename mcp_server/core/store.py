@@ -30,9 +30,11 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, SQLModel, select
 
-from mcp_server.core import models
+from mcp_server.core import models, schema
 from mcp_server.core.errors import StoreError
+from mcp_server.core.sqlread import SqlReader, driver_of
 from mcp_server.core.store_health import check_file, translate
+from mcp_server.core.watched import CAN_CHANGE
 
 # One wait inside SQLite's busy handler; a claim that times out is retried (see write()).
 BUSY_TIMEOUT_MS = 30_000
@@ -62,6 +64,25 @@ def _metric_sources(conn: Connection) -> None:
     _create(models.MetricFile)(conn)
 
 
+def _metric_buckets(conn: Connection) -> None:
+    """Pre-aggregated buckets of every series (``core.metric_buckets``), built for the points an
+    older release stored, in the upgrade's transaction (a reader never sees half of them)."""
+    from mcp_server.core.metric_buckets import rebuild_all
+
+    _create(models.MetricBucket)(conn)
+    rebuild_all(driver_of(conn))
+
+
+def _read_indexes(conn: Connection) -> None:
+    """Indexes for what run queries filter on (declared on the models too): open alerts, a
+    sweep's runs by status, and the runs a reconcile looks at (``core.watched``)."""
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_alerts_status_pk ON alerts (status, pk)")
+    conn.exec_driver_sql(
+        "CREATE INDEX IF NOT EXISTS ix_runs_sweep_status ON runs (sweep_id, status, launched_at)"
+    )
+    conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS ix_runs_can_change ON runs (pk) WHERE {CAN_CHANGE}")
+
+
 def _sweep_search(conn: Connection) -> None:
     """Adaptive sweeps: each sweep's search settings and budget; trials and pruner verdicts;
     children of a run found without a scan (lineage)."""
@@ -81,9 +102,13 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(models.MetricSeries, models.MetricPoint, models.Sidecar),
     _metric_sources,
     _create(models.NotifyTarget, models.NotifyDelivery),
+    _metric_buckets,
+    _read_indexes,
     _sweep_search,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+if SCHEMA_VERSION != schema.VERSION:  # the light read path refuses newer stores by this number
+    raise ImportError(f"core.schema.VERSION is {schema.VERSION}, MIGRATIONS has {SCHEMA_VERSION}: bump it")
 
 
 def _is_busy(err: BaseException) -> bool:
@@ -135,6 +160,8 @@ class Store:
         self._writer = self.engine.execution_options(research_write=True)
         self._migrate_lock = threading.Lock()
         self.migrate()
+        # Plain sqlite3 for the hot read paths (lists, metrics, context): no ORM per query.
+        self.sql = SqlReader(db_path)
 
     def _on_connect(self, dbapi_conn: sqlite3.Connection, _record: object) -> None:
         # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite would defer it).
@@ -240,6 +267,7 @@ class Store:
             delay = min(delay * 2, 2.0)
 
     def close(self) -> None:
+        self.sql.close()
         self.engine.dispose()
 
 
