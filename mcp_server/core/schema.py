@@ -6,4 +6,4 @@ by a newer research-mcp. ``core.store`` checks at import that this is ``len(MIGR
 a branch that appends a migration bumps it too.
 """
 
-VERSION = 10
+VERSION = 11
