@@ -34,6 +34,19 @@ if "RESEARCH_MCP_PROJECT_DIR" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["RESEARCH_MCP_PROJECT_DIR"], True)
 
 
+# The README's command runs the suite on several xdist workers (most tests wait on real jobs)
+# and then the ``serial`` ones alone. Tests of one shared engine (the machine's one Slurm, a
+# Ray head per worker) stay on one worker, in order, like a user's scheduler sees them.
+SHARED_ENGINES = ("slurm", "ray")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for engine in SHARED_ENGINES:
+            if item.get_closest_marker(engine) is not None:
+                item.add_marker(pytest.mark.xdist_group(engine))
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"

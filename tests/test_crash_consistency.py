@@ -21,6 +21,8 @@ from mcp_server.core.models import Run, Sweep
 from mcp_server.core.services import Services
 from tests.helpers import wait_for
 
+pytestmark = pytest.mark.serial  # kill -9 at set moments: timed alone
+
 ENDED = {"finished", "failed", "stopped", "lost"}
 
 

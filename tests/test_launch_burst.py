@@ -12,7 +12,8 @@ import pytest
 
 from bench.launch_burst import burst
 
-pytestmark = pytest.mark.anyio
+# 200 launches at once: measured alone (see conftest's serial marker).
+pytestmark = [pytest.mark.anyio, pytest.mark.serial]
 
 
 async def test_two_servers_launch_a_burst_that_queues_without_python_waiters(

@@ -38,6 +38,7 @@ def test_a_watch_tells_which_file_changed_and_times_out_quietly(tmp_path: Path) 
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the follower's CPU time from /proc")
+@pytest.mark.serial  # timing-sensitive: measured alone (see conftest)
 def test_logs_follow_prints_a_line_at_once_and_idles_without_cpu(
     services: Services, state_dir: Path, workdir: Path, tmp_path: Path
 ) -> None:

@@ -18,7 +18,8 @@ from mcp.client.streamable_http import streamable_http_client
 from tests.mcp_client import call, client
 from tests.test_transports import TOKEN, free_port, start_server
 
-pytestmark = pytest.mark.anyio
+# A filter's time bound is measured alone (see conftest's serial marker).
+pytestmark = [pytest.mark.anyio, pytest.mark.serial]
 
 # Exponential for both engines; ``(a+)+$`` is exponential for ``re`` only (``regex`` sees through it).
 EVIL = "(a|aa)+$"

@@ -67,6 +67,7 @@ def by_run(hook: Webhook) -> Counter[tuple[str, str]]:
     return out
 
 
+@pytest.mark.serial  # timing-sensitive: measured alone (see conftest)
 async def test_two_servers_and_their_sidecars_send_each_event_once_and_a_hung_endpoint_delays_no_alert(
     state_dir: Path, workdir: Path
 ) -> None:

@@ -35,6 +35,7 @@ def curve(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return f"{PYTHON} curve.py {{q}}"
 
 
+@pytest.mark.serial  # timing-sensitive: measured alone (see conftest)
 def test_the_median_pruner_stops_clearly_bad_runs_early_and_never_the_top_three(
     services: Services, workdir: Path, curve: str
 ) -> None:

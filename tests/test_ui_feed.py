@@ -89,6 +89,7 @@ def test_the_runs_table_glance_reads_what_get_metrics_reads(services, workdir: P
     assert metric_keys(services.store, [run_id])[0] == "loss"  # loss-like keys first
 
 
+@pytest.mark.serial  # timing-sensitive: measured alone (see conftest)
 async def test_a_followed_log_is_told_at_once_not_at_the_next_poll(services, workdir: Path) -> None:  # type: ignore[no-untyped-def]
     """The store is polled every 5 s here; a page following a run's log hears of each line
     within a fraction of that, by the file's own events (inotify)."""
