@@ -151,17 +151,33 @@ class App:
             await anyio.to_thread.run_sync(self.notify_watch.stop)
 
 
-def _as_tool_error(err: Exception) -> ToolError | None:
+# How an unexpected failure (a bug) starts its message: never the SDK's bare "Error executing
+# tool X", which tells an agent nothing; the fuzz test fails on it.
+UNEXPECTED = "research-mcp failed unexpectedly (a bug, not your input)"
+
+
+def _as_tool_error(err: Exception, tool: str) -> ToolError:
+    if isinstance(err, ToolError):
+        return err
     if isinstance(err, ResearchError):
         return ToolError(str(err))
     from mcp_server.core.store_health import translate  # an SQLite error that escaped the store
 
     translated = translate(err, None)
-    return ToolError(str(translated)) if translated is not None else None
+    if translated is not None:
+        return ToolError(str(translated))
+    log.error("%s: unexpected error", tool, exc_info=err)  # the traceback goes to the server's log
+    detail = " ".join(str(err).split())[:300]
+    return ToolError(
+        f"{UNEXPECTED} in {tool}: {type(err).__name__}: {detail or '(no message)'}. "
+        "The server's log has the traceback; `research-mcp doctor` checks the state dir, and "
+        "list_runs shows whether a run was created before it failed."
+    )
 
 
 def tool_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn core errors into ToolErrors so the model sees the message (others become opaque)."""
+    """Every error becomes a ToolError whose message the model sees: core errors as they are,
+    anything else as an unexpected failure that names itself (logged with its traceback)."""
     if inspect.iscoroutinefunction(fn):
 
         @functools.wraps(fn)
@@ -169,9 +185,7 @@ def tool_errors(fn: Callable[P, R]) -> Callable[P, R]:
             try:
                 return await fn(*args, **kwargs)
             except Exception as err:
-                if (tool_error := _as_tool_error(err)) is not None:
-                    raise tool_error from err
-                raise
+                raise _as_tool_error(err, fn.__name__) from err
 
         return async_wrapper  # type: ignore[return-value]
 
@@ -180,8 +194,6 @@ def tool_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except Exception as err:
-            if (tool_error := _as_tool_error(err)) is not None:
-                raise tool_error from err
-            raise
+            raise _as_tool_error(err, fn.__name__) from err
 
     return wrapper

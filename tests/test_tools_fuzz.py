@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp import Client
 
+from mcp_server.app import UNEXPECTED
 from mcp_server.core.alerts import raise_alert
 from mcp_server.core.services import Services
 from mcp_server.server import create_server
@@ -206,6 +207,7 @@ def check(target: Target, tool: str, args: dict[str, Any]) -> None:
         # A ToolError or a validation error carries its reason after the prefix; a crash does not.
         prefix = f"Error executing tool {tool}: "
         assert text.startswith(prefix) and text[len(prefix) :].strip(), f"{tool}({args!r}) crashed: {text!r}"
+        assert UNEXPECTED not in text, f"{tool}({args!r}) hit a bug: {text!r}"
         after = target.writes.look()
         assert after == before, f"rejected {tool}({args!r}) changed the store"
     else:
@@ -289,6 +291,7 @@ def test_wait_for_events_survives_its_own_schema(target: Target) -> None:
             assert text.startswith(prefix) and text[len(prefix) :].strip(), (
                 f"wait_for_events({args!r}): {text!r}"
             )
+            assert UNEXPECTED not in text, f"wait_for_events({args!r}) hit a bug: {text!r}"
         else:
             assert set(result.structured_content) >= {"events", "cursor", "timed_out"}
     assert target.writes.look() == before  # waiting only reads
