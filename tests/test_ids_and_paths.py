@@ -92,6 +92,24 @@ def test_the_state_dir_keeps_itself_and_its_secrets_out_of_git(tmp_path: Path) -
     assert stat.S_IMODE(env_sh.stat().st_mode) == 0o600
 
 
+def test_two_processes_opening_a_new_state_dir_at_once_both_succeed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other one wrote .gitignore between this one's look and its write."""
+    root = tmp_path / "new"
+    real_exists = Path.exists
+
+    def looked_before_the_other_wrote(self: Path, *args: object, **kwargs: object) -> bool:
+        if self.name == ".gitignore" and not real_exists(self):
+            self.write_text("# the other server's\n*\n")
+            return False
+        return real_exists(self)
+
+    monkeypatch.setattr(Path, "exists", looked_before_the_other_wrote)
+    state = StateDir.open(root)
+    assert (state.root / ".gitignore").read_text().splitlines()[-1] == "*"
+
+
 def test_a_state_dir_made_by_an_older_version_gets_its_gitignore(tmp_path: Path) -> None:
     (tmp_path / "old" / "runs").mkdir(parents=True)
     StateDir.open(tmp_path / "old")

@@ -57,9 +57,13 @@ class StateDir:
         ignore = root / ".gitignore"
         if not ignore.exists():
             # Private like every file here (nothing in it is secret, but one rule is simpler to check).
-            fd = os.open(ignore, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(GITIGNORE)
+            try:
+                fd = os.open(ignore, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # another server opening the new state dir at once wrote it
+                pass
+            else:
+                with os.fdopen(fd, "w") as f:
+                    f.write(GITIGNORE)
         return cls(root.resolve())
 
     @property
