@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import socket
 import time
@@ -71,9 +70,7 @@ class Monitor(StatusMixin, JudgeMixin):
         self.discover_due = 0.0
         self.last_points_at = 0.0  # when a poll last stored points (from any source)
         self.raised_stall: str | None = None
-        self.pgid: int | None = None
-        self.group_gone_at: float | None = None
-        self.backend_checked_at = -math.inf
+        self._watcher: Any = None
         self.next_refresh = 0.0
         self.last_heartbeat = 0.0
         self.output_size = 0
@@ -81,7 +78,6 @@ class Monitor(StatusMixin, JudgeMixin):
         self.judged_version = 0
         self.judge: Any = None
         self.judge_due = 0.0
-        self._backends: Any = None
         self.settled_end = False  # this sidecar recorded the run's end (so it runs the end hooks)
 
     # ---- ownership -----------------------------------------------------------------------
@@ -240,7 +236,7 @@ class Monitor(StatusMixin, JudgeMixin):
         started = run.started_at or run.launched_at
         if started is None:
             return
-        pgid = self.files.read_pgid() if run.backend == "local" else None
+        pgid = self.watcher.job_session() if self.watcher is not None else None
         t0 = time.monotonic()
         self.sources.discover(started, pgid, lambda until: self.db.runs_sharing_workdir(run, until))
         elapsed = time.monotonic() - t0

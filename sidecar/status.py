@@ -1,9 +1,10 @@
 """The run's status as its sidecar sees it: settle it from its files, rarely from its backend.
 
 Status follows the same ``decide()`` as the server's reconcile, applied with the same
-compare-and-set: stat-based on every poll (pgid → running, exit_code → ended), asking the
-backend (a tmux subprocess) only rarely, when the job has not started or its process
-group vanished without an exit code (→ lost). A mixin of ``Monitor`` (sidecar/monitor.py).
+compare-and-set. How the run is looked at is its backend's ``Watcher``: stat-based on every
+poll (the local backend also checks the job's process group), asking the engine only rarely,
+when the job has not started or vanished without an exit code (→ lost). A mixin of
+``Monitor`` (sidecar/monitor.py).
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from mcp_server.core.alert_specs import AlertSpec, ending_alert
 from mcp_server.core.backends.base import observe_files
 from mcp_server.core.lifecycle import TERMINAL, Observation, RunStatus, decide_for, decision_fields
 from mcp_server.core.logs import tail_lines
-from mcp_server.core.procs import group_alive
 from mcp_server.core.sqlwrites import release_admission_sql, transition_sql
 from sidecar import rules
 from sidecar.sources.io import stat_of
 
 if TYPE_CHECKING:
+    from mcp_server.core.backends.base import Watcher
     from mcp_server.core.jobfiles import JobFiles
     from mcp_server.core.monitor_settings import MonitorSettings
     from mcp_server.core.paths import StateDir
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sidecar")
 
-EXIT_CODE_GRACE_S = 2.0  # after the job's group ends, the launch script writes exit_code
-SIGNAL_EXIT_CHECK_S = 1.0  # how often to ask a scheduler why a command was killed
 TAIL_BYTES = 64 * 1024
 
 
@@ -41,13 +40,10 @@ class StatusMixin:
     files: JobFiles
     db: SidecarDB
     run: RunState | None
-    pgid: int | None
-    group_gone_at: float | None
-    backend_checked_at: float
+    _watcher: Watcher | None
     raised_stall: str | None
     last_points_at: float
     settled_end: bool
-    _backends: Any
 
     if TYPE_CHECKING:  # provided by Monitor
 
@@ -55,58 +51,30 @@ class StatusMixin:
         def _raise(self, execute: Any, spec: AlertSpec) -> dict[str, Any] | None: ...
         def raise_now(self, spec: AlertSpec) -> None: ...
 
-    def _backend_observation(
-        self, t: float, every: float | None = None, fallback: Observation | None = None
-    ) -> Observation | None:
-        """Ask the run's backend at most once per ``every`` seconds; ``fallback`` if it fails."""
-        if t - self.backend_checked_at < (self.settings.backend_check_s if every is None else every):
-            return None
-        if self.run is None:
-            return fallback
-        self.backend_checked_at = t
-        if self._backends is None:
+    @property
+    def watcher(self) -> Watcher | None:
+        """The run's backend's way of looking at it (made once the run row is known)."""
+        if self._watcher is None and self.run is not None:
             from mcp_server.core.backends.registry import Backends
             from mcp_server.core.settings import Settings
 
-            # Only the Slurm backend uses the store (its shared squeue poll): open the full
-            # store for it alone, so a local run's sidecar stays free of SQLAlchemy.
-            store = None
-            if self.run.backend != "local":
-                from mcp_server.core.store import Store
-
-                store = Store(self.state.db_path)
-            self._backends = Backends(self.state, store, Settings.from_env())  # type: ignore[arg-type]
-        try:
-            backend = self._backends.get(self.run.backend)
-            # Backends read only id / backend_ref of a run; RunState carries both.
-            return backend.observe([self.run], {self.run.id: self.files}).get(self.run.id)
-        except Exception as err:
-            log.warning("could not ask the %s backend about %s: %s", self.run.backend, self.run_id, err)
-            return fallback
+            # The store is opened only if the backend needs it (Slurm's shared poll): a local
+            # run's sidecar stays free of SQLAlchemy.
+            backends = Backends(self.state, None, Settings.from_env())
+            try:
+                backend = backends.get(self.run.backend)
+            except Exception as err:  # an engine this process cannot load: watch the files alone
+                log.warning("no %s backend here (%s); watching its files only", self.run.backend, err)
+                return None
+            self._watcher = backend.watcher(self.files, self.settings.backend_check_s)
+        return self._watcher
 
     def observe(self, t: float) -> Observation | None:
         """What the run's files (and, rarely, its backend) say now; None when nothing new."""
-        if self.files.exit_code.exists():
-            obs = observe_files(self.files, present=None)  # with the launch script's failure note
-            if obs.exit_code is not None:
-                if obs.exit_code > 128 and self.run is not None and self.run.backend != "local":
-                    # Killed by a signal: a scheduler (a Slurm TIMEOUT, OUT_OF_MEMORY) may be
-                    # why, and only the backend can tell; it names it in the run's reason.
-                    return self._backend_observation(t, every=SIGNAL_EXIT_CHECK_S, fallback=obs)
-                return obs
-        if self.pgid is None:
-            self.pgid = self.files.read_pgid()
-        local = self.run is not None and self.run.backend == "local"
-        if self.pgid is not None and local:
-            if group_alive(self.pgid):
-                self.group_gone_at = None
-                return Observation(present=True, started_at=self.files.started_at())
-            if self.group_gone_at is None:
-                self.group_gone_at = t
-            self.pgid = None  # a requeued run gets a new group; read the file again next time
-            if t - self.group_gone_at < EXIT_CODE_GRACE_S:
-                return None
-        return self._backend_observation(t)
+        watcher = self.watcher
+        if watcher is None or self.run is None:
+            return observe_files(self.files, present=None) if self.files.exit_code.exists() else None
+        return watcher.look(self.run, t)
 
     def check_status(self, t: float) -> None:
         if self.run is None or RunStatus(self.run.status) in TERMINAL | {RunStatus.READY}:
@@ -155,7 +123,7 @@ class StatusMixin:
         run = self.run
         if run is None or run.status != RunStatus.RUNNING or self.settings.stall_s <= 0:
             return
-        if self.pgid is None and run.backend == "local":
+        if self.watcher is not None and not self.watcher.command_running(run):
             return  # not started, or ended: not a stall
         times = [run.started_at or 0.0, self.last_points_at]  # a job may only write event files
         for path in (self.files.output, self.files.metrics):

@@ -175,8 +175,8 @@ def test_unknown_sweeps_are_refused_before_anything_is_written(services: Service
         ({"base_command": "x {lr}", "parameters": {"lr": [1, 2, 3]}, "max_runs": 2}, "more than max_runs=2"),
         ({"backend": "cloud"}, "valid: auto, local"),
         ({"workdir": "/no/such/dir"}, "does not exist"),
-        ({"backend": "local", "slurm": {"partition": "gpu"}}, "slurm options need backend 'slurm'"),
-        ({"backend": "slurm", "slurm": {"extra_args": ["--outp=/tmp/x"]}}, "may not set --outp"),
+        ({"backend": "local", "options": {"partition": "gpu"}}, "partition is for backend 'slurm'"),
+        ({"backend": "slurm", "options": {"extra_args": ["--outp=/tmp/x"]}}, "may not set --outp"),
     ],
 )
 def test_bad_sweeps_change_nothing(services: Services, workdir: Path, kwargs: dict, message: str) -> None:
@@ -331,7 +331,7 @@ def test_slurm_options_reach_every_run_of_the_sweep(services: Services, workdir:
         base_command="python train.py --lr {lr}",
         parameters={"lr": [0.1, 0.01]},
         backend="slurm",
-        slurm={"partition": "gpu", "time": "01:00:00"},
+        options={"partition": "gpu", "time": "01:00:00"},
         workdir=str(workdir),
         auto_start=False,
     )

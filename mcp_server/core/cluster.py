@@ -1,7 +1,9 @@
-"""What kind of machine runs go to: ``slurm``, ``local_gpu`` or ``cpu_only``.
+"""What kind of machine runs go to: ``slurm``, ``local_gpu`` or ``cpu_only``; what engines answer.
 
-The rule: slurm when a Slurm controller answers and sbatch is on PATH; else local_gpu
-when GPUs are found; else cpu_only. A user's ``preferred_type`` is kept (in the store)
+The rule: a type an engine's probe claims (Slurm: a controller answers and sbatch is on
+PATH); else local_gpu when GPUs are found; else cpu_only. Every registered backend's probe
+runs (at once, each bounded) and its facts are reported under ``backends`` (Slurm's
+partitions, a Ray cluster's nodes and resources). A user's ``preferred_type`` is kept (in the store)
 and wins over detection; ``RESEARCH_MCP_CLUSTER_TYPE`` wins over both for one process
 environment. Other services ask ``current_type()``, which reads the persisted result and
 detects only when there is none, so asking costs one store read.
@@ -16,11 +18,13 @@ from typing import Any
 from sqlmodel import Session
 
 from mcp_server.core.admission import Admission
+from mcp_server.core.backends import registry
+from mcp_server.core.backends.base import Facts, Probe
 from mcp_server.core.errors import InvalidInput
 from mcp_server.core.gpufree import GpuState
 from mcp_server.core.models import ClusterState
 from mcp_server.core.paths import StateDir
-from mcp_server.core.probes import GpuProbe, SlurmProbe, probe_gpus, probe_host, probe_slurm
+from mcp_server.core.probes import GpuProbe, probe_gpus, probe_host
 from mcp_server.core.settings import Settings
 from mcp_server.core.store import Store, now
 from mcp_server.core.views import (
@@ -28,8 +32,6 @@ from mcp_server.core.views import (
     GpuProcessView,
     GpuView,
     HostView,
-    PartitionView,
-    SlurmView,
     iso,
 )
 
@@ -72,18 +74,49 @@ def _gpu_view(state: GpuState) -> GpuView:
     )
 
 
-def _classify(gpu: GpuProbe, slurm: SlurmProbe) -> tuple[str, float]:
+def _classify(gpu: GpuProbe, engines: dict[str, Probe]) -> tuple[str, float]:
     """The detected type and how sure the probes are of it."""
-    if slurm.can_submit:
-        return "slurm", 0.95 if slurm.controller == "UP" and slurm.partitions else 0.8
+    for probe in engines.values():
+        if probe.claims_type:
+            return probe.claims_type, probe.confidence
     if gpu.gpus:
         return "local_gpu", 0.85 if gpu.source == "nvidia-smi" else 0.95
     confidence = 0.9
     if gpu.error:
         confidence = 0.5  # GPUs may exist behind a driver that did not answer
-    if slurm.error:
+    if any(p.warnings for p in engines.values()):
         confidence = min(confidence, 0.6)
     return "cpu_only", confidence
+
+
+def probe_engines(timeout_s: float) -> dict[str, Probe]:
+    """Every registered backend's probe, all at once (detection costs the slowest, not the sum)."""
+    boxes: dict[str, dict[str, Probe]] = {}
+    threads = []
+    for name, cls in registry.classes().items():
+        box: dict[str, Probe] = {}
+        boxes[name] = box
+
+        def run(cls: type = cls, box: dict[str, Probe] = box) -> None:
+            try:
+                found = cls.probe(timeout_s)  # type: ignore[attr-defined]
+            except Exception as err:  # a plugin's probe must not break detection
+                found = Probe({}, warnings=[f"{cls.name} probe failed: {err}"])  # type: ignore[attr-defined]
+            if found is not None:
+                box["probe"] = found
+
+        thread = threading.Thread(target=run, name=f"probe-{name}", daemon=True)
+        thread.start()
+        threads.append((name, thread))
+    out: dict[str, Probe] = {}
+    for name, thread in threads:
+        thread.join(2 * timeout_s + 1)
+        if thread.is_alive():
+            late = f"the {name} probe did not finish within {2 * timeout_s + 1:g} s"
+            out[name] = Probe({}, warnings=[late])
+        elif "probe" in boxes[name]:
+            out[name] = boxes[name]["probe"]
+    return out
 
 
 class ClusterService:
@@ -107,17 +140,17 @@ class ClusterService:
             target=lambda: gpu_box.setdefault("probe", probe_gpus(timeout)), name="probe-gpus", daemon=True
         )
         gpu_thread.start()
-        slurm = probe_slurm(timeout)
+        engines = probe_engines(timeout)
         host = probe_host()
         gpu_thread.join(2 * timeout + 1)  # NVML, then maybe nvidia-smi: each bounded by timeout
         gpu = gpu_box.get("probe") or GpuProbe(error=f"GPU probe did not finish within {2 * timeout + 1:g} s")
-        detected, confidence = _classify(gpu, slurm)
-        signals = [*slurm.signals, *gpu.signals]
+        detected, confidence = _classify(gpu, engines)
+        signals = [s for p in engines.values() for s in p.signals] + gpu.signals
         signals.append(
             f"host {host.hostname}: {host.cpus} CPU(s), {host.cpus_usable} usable"
             + (f", {host.memory_total_mib / 1024:.1f} GiB memory" if host.memory_total_mib else "")
         )
-        warnings = [w for w in (gpu.error, slurm.error) if w]
+        warnings = [w for w in (gpu.error, *(w for p in engines.values() for w in p.warnings)) if w]
         with self.store.write() as s:
             row = s.get(ClusterState, ROW_KEY)
             kept = row.preferred_type if row else None
@@ -143,13 +176,7 @@ class ClusterService:
                 gpu_count=len(gpu.gpus),
                 gpu_source=gpu.source,
                 gpus=[_gpu_view(st) for st in states],
-                slurm=SlurmView(
-                    answered=slurm.answered,
-                    can_submit=slurm.can_submit,
-                    controller=slurm.controller,
-                    partitions=[PartitionView(**vars(p)) for p in slurm.partitions],
-                    env=slurm.env,
-                ),
+                backends={name: p.facts for name, p in engines.items()},
                 host=HostView(**vars(host)),
                 cpu_run_limit=self.settings.cpu_run_limit,
                 queued_runs=[e.run_id for e in live if e.admitted_at is None],
@@ -201,3 +228,14 @@ class ClusterService:
         with self.store.read() as s:
             row = s.get(ClusterState, ROW_KEY)
         return row.type if row is not None else self.detect().type
+
+    def facts(self) -> Facts:
+        """What ``auto`` decides on: the type in use and the last detection's engine facts."""
+        with self.store.read() as s:
+            row = s.get(ClusterState, ROW_KEY)
+        if row is None and env_pin() is None:
+            info = self.detect()
+            return Facts(info.type, info.backends)
+        data = row.data if row is not None else {}
+        kind = env_pin() or (row.type if row is not None else "cpu_only")
+        return Facts(kind, data.get("backends") or {})

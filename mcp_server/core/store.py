@@ -31,6 +31,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, SQLModel, select
 
 from mcp_server.core import models
+from mcp_server.core.backends.slurm.jobs import SlurmJob
 from mcp_server.core.errors import StoreError
 from mcp_server.core.store_health import check_file, translate
 
@@ -68,7 +69,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(models.Run, models.Event),
     _create(models.Alert),
     _create(models.ClusterState, models.QueueEntry, models.GpuLease),
-    _create(models.SlurmJob),
+    _create(SlurmJob),
     _create(models.Sweep, models.Plan, models.Memory),
     _create(models.MetricSeries, models.MetricPoint, models.Sidecar),
     _metric_sources,

@@ -37,7 +37,6 @@ from mcp_server.core.runs import (
     _validate_env,
     _validate_workdir,
     launch_reason,
-    validate_run_slurm,
 )
 from mcp_server.core.store import Store, now
 from mcp_server.core.sweep_detail import MAX_PAGE as MAX_DETAIL_RUNS
@@ -257,7 +256,7 @@ class SweepService:
         workdir: str | None = None,
         env: Mapping[str, str] | None = None,
         auto_start: bool = True,
-        slurm: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> SweepDetail:
         validate_name(name, "sweep name")
         if not isinstance(goal, str) or not goal.strip() or len(goal) > MAX_GOAL_CHARS:
@@ -286,9 +285,8 @@ class SweepService:
             _validate_command(base_command)
         wd = _validate_workdir(workdir)
         clean_env = _validate_env(env)
-        chosen_backend = self.runs.resolve_backend(backend)
         # Checked once here, so a bad option refuses the sweep before anything is written.
-        slurm_options = validate_run_slurm(backend, slurm) if slurm else None
+        chosen_backend, kept = self.runs.backend_options(backend, options)
         if method == "random" and space and seed is None:
             seed = secrets.randbelow(2**31)  # recorded, so the sweep can be reproduced
         configs = expand(space, method, max_runs, seed)
@@ -322,7 +320,8 @@ class SweepService:
             for run_name, command, values in zip(run_names, commands, configs, strict=True):
                 fields, _env = self.runs.prepare(
                     name=run_name, command=command, workdir=wd, sweep_id=sweep.id, gpus=gpus_per_run,
-                    env=clean_env, params=values, backend=chosen_backend, slurm=slurm_options, new_sweep=True,
+                    env=clean_env, params=values, backend=chosen_backend, options=kept, new_sweep=True,
+                    checked=True,
                 )  # fmt: skip
                 run = self.runs.new_run(fields)
                 path = self.runs.stage(run, lambda f: write_env(f, clean_env), auto_start=auto_start)
