@@ -22,6 +22,7 @@ import socket
 import time
 from typing import Any
 
+from mcp_server.core import ending
 from mcp_server.core.alert_specs import AlertSpec, ending_alert
 from mcp_server.core.jobfiles import JobFiles
 from mcp_server.core.lifecycle import TERMINAL, RunStatus
@@ -36,7 +37,7 @@ from sidecar.judging import JudgeMixin
 from sidecar.sources.files import FileSources
 from sidecar.sources.jsonl import read_jsonl
 from sidecar.sources.output import read_output
-from sidecar.status import TAIL_BYTES, StatusMixin
+from sidecar.status import StatusMixin
 from sidecar.writer import OwnershipLost, Writer
 
 log = logging.getLogger("sidecar")
@@ -302,7 +303,9 @@ class Monitor(StatusMixin, JudgeMixin):
         run = self.run
         if run is None:
             return
-        tail = tail_lines(self.files.output, 200, TAIL_BYTES).text
+        # Raised already by whoever recorded the ending (core.ending), unless the run was ended
+        # another way (stopped while queued, out of gpuwrap retries): the signature dedups it.
+        tail = tail_lines(self.files.output, ending.TAIL_LINES, ending.TAIL_BYTES).text
         spec = ending_alert(
             status=run.status, exit_code=run.exit_code, reason=run.status_reason, output_tail=tail
         )

@@ -12,11 +12,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from mcp_server.core.alert_specs import AlertSpec, ending_alert
+from mcp_server.core import ending
+from mcp_server.core.alert_specs import AlertSpec
 from mcp_server.core.backends.base import observe_files
-from mcp_server.core.lifecycle import TERMINAL, Observation, RunStatus, decide_for, decision_fields
-from mcp_server.core.logs import tail_lines
-from mcp_server.core.sqlwrites import release_admission_sql, transition_sql
+from mcp_server.core.lifecycle import TERMINAL, Observation, RunStatus, decide_for
 from sidecar import rules
 from sidecar.sources.io import stat_of
 
@@ -28,8 +27,6 @@ if TYPE_CHECKING:
     from sidecar.db import RunState, SidecarDB
 
 log = logging.getLogger("sidecar")
-
-TAIL_BYTES = 64 * 1024
 
 
 class StatusMixin:
@@ -91,29 +88,10 @@ class StatusMixin:
         d = decide_for(run, obs, now=t, launch_grace_s=self.launch_grace_s)
         if d is None:
             return
-        ending = None
-        if d.status in TERMINAL:
-            tail = tail_lines(self.files.output, 200, TAIL_BYTES).text
-            ending = ending_alert(
-                status=d.status.value, exit_code=d.exit_code, reason=d.reason, output_tail=tail
-            )
+        end = ending.prepare(run, d, self.files)
         with self.db.write() as c:
             execute: Any = c.execute  # the DB-API signature is wider than sqlwrites' Cursor protocol
-            values = transition_sql(
-                execute,
-                run_id=run.id,
-                run_name=run.name,
-                current=RunStatus(run.status),
-                new=d.status,
-                reason=d.reason,
-                fields=decision_fields(d, run.started_at),
-            )
-            if values is not None and d.status in TERMINAL and d.status is not RunStatus.LOST:
-                # An ended run gives its GPU lease / run slot back at once, as a server would
-                # (a lost run's job may still hold the GPUs: the queue reclaims those later).
-                release_admission_sql(execute, run.id)
-            if values is not None and ending is not None:
-                self._raise(execute, ending)  # whoever reads 'failed' also finds why
+            values = ending.record(execute, end)
         if values is not None:
             log.info("%s: %s → %s (%s)", run.id, run.status, d.status.value, d.reason)
             self.settled_end = d.status in TERMINAL
@@ -138,13 +116,11 @@ class StatusMixin:
         self.raise_now(spec)
 
     def after_end(self) -> None:
-        """Do what a server does after recording an ending: release the run's GPU lease or
-        run slot, launch its sweep's next held-back run. These need the full services
-        (SQLAlchemy), loaded only now, as this sidecar is about to exit.
-
-        Only a sweep's run needs them: the release was written with the ending, and the
-        ending alert is raised by ``finish``. Skipping the import for the others keeps a
-        burst of short runs from holding a 70 MB interpreter per ended run."""
+        """Follow up on the ending this sidecar recorded, as a server would after its own
+        (``Reconciler.follow_up``: a sweep launches its next held-back run). That needs the full
+        services (SQLAlchemy), loaded only now, as this sidecar is about to exit, and only for a
+        sweep's run: the lease and the alert were written with the ending, so a burst of short
+        runs does not hold a 70 MB interpreter per ended run."""
         row = self.db.one("SELECT sweep_id FROM runs WHERE id = ?", (self.run_id,))
         if row is None or row[0] is None:
             return
@@ -152,12 +128,6 @@ class StatusMixin:
 
         services = Services(self.state.root)
         try:
-            run = services.runs.load(self.run_id)
-            for hook in services.reconciler.on_terminal:
-                try:
-                    hook(run)
-                except Exception:
-                    name = getattr(hook, "__name__", repr(hook))
-                    log.exception("after-end hook %s failed for %s", name, self.run_id)
+            services.reconciler.follow_up(services.runs.load(self.run_id))
         finally:
             services.close()

@@ -6,15 +6,11 @@ import logging
 import os
 
 from mcp_server.core.admission import Admission
-from mcp_server.core.alert_specs import ending_alert
-from mcp_server.core.alerts import AlertService, open_alerts, raise_spec
+from mcp_server.core.alerts import AlertService, open_alerts
 from mcp_server.core.backends.registry import Backends
 from mcp_server.core.cluster import ClusterService
-from mcp_server.core.lifecycle import RunStatus
-from mcp_server.core.logs import tail_lines
 from mcp_server.core.memory import MemoryService
 from mcp_server.core.metrics import MetricsService, summaries
-from mcp_server.core.models import Run
 from mcp_server.core.monitor_settings import MonitorSettings
 from mcp_server.core.paths import StateDir
 from mcp_server.core.plans import PlanService
@@ -51,7 +47,6 @@ class Services:
             self.cluster,
             self.admission,
         )
-        self.reconciler.on_terminal.append(self._release)
         self.sweeps = SweepService(self.state, self.store, self.runs, self.reconciler)
         # Runs of a sweep launch through it (parallel cap); a run's end admits the next one.
         self.runs.sweeps = self.sweeps
@@ -66,23 +61,12 @@ class Services:
         self.runs.after_launch.append(self.sidecars.start)
         self.runs.detail_extras.append(self.add_monitoring)
         self.reconciler.after_reconcile.append(self.sidecars.ensure)
-        self.reconciler.on_terminal.append(self.alert_on_ending)
 
     def recover(self) -> list[str]:
         """Complete creates and launches a killed server interrupted (see core.recovery)."""
         from mcp_server.core.recovery import Recovery
 
         return Recovery(self.runs).run()
-
-    def _release(self, run: Run) -> None:
-        """A run that ended gives up its GPU lease or run slot at once (the queue would reclaim it anyway).
-
-        Not a lost one: its job may still be running on the GPUs; the queue reclaims that lease
-        when the job's process group is gone."""
-        if run.status == RunStatus.LOST:
-            return
-        with self.store.write() as s:
-            self.admission.release(s, run.id)
 
     def add_monitoring(self, detail: RunDetail) -> None:
         """get_run's extra: metric summaries, open alerts and the sidecar's state.
@@ -93,16 +77,6 @@ class Services:
             detail.metrics = summaries(s, detail.id)
             detail.open_alerts = open_alerts(s, detail.id)
             detail.monitor = monitor_info(s, detail.id, self.monitor_settings)
-
-    def alert_on_ending(self, run: Run) -> None:
-        """A failed or lost run gets its alert even when no sidecar saw the end (same signature)."""
-        tail = tail_lines(self.runs.files(run.id).output, 200, 64 * 1024).text
-        spec = ending_alert(
-            status=run.status, exit_code=run.exit_code, reason=run.status_reason, output_tail=tail
-        )
-        if spec is not None:
-            with self.store.write() as s:
-                raise_spec(s, run.id, spec)
 
     def close(self) -> None:
         self.runs.close()

@@ -149,3 +149,8 @@ def foreign_keys(backend: str, options: Mapping[str, object]) -> dict[str, str]:
     mine = classes().get(backend)
     own = mine.options_model() if mine is not None else None
     return {k: v for k, v in out.items() if own is None or k not in own.model_fields}
+
+
+def names_where(flag: str) -> list[str]:
+    """Backends whose class sets ``flag`` (e.g. ``local_processes``, ``idempotent_submit``)."""
+    return [name for name, cls in classes().items() if getattr(cls, flag, False)]
