@@ -76,7 +76,12 @@ async def test_create_run_leases_gpus_and_rejects_bad_gpuwrap(
         assert (await call(c, "get_logs", run_id=run["id"]))["text"] == "cvd=0,2\n"
 
         assert "retries" in await call_error(
-            c, "create_run", name="x", command="true", workdir=str(workdir), gpus=1,
+            c,
+            "create_run",
+            name="x",
+            command="true",
+            workdir=str(workdir),
+            gpus=1,
             options={"gpuwrap": {"retries": -1}},
         )
         assert (

@@ -23,6 +23,7 @@ from mcp_server.core.nvml import NvmlGpu, NvmlProcess, NvmlUnavailable
 
 T = TypeVar("T")
 
+
 class ProbeTimeout(Exception):
     pass
 

@@ -60,6 +60,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+
 class SweepGate(Protocol):
     """What runs need from sweeps: membership checks and the ``parallel`` cap (core.sweeps)."""
 

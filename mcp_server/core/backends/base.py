@@ -130,6 +130,9 @@ class Backend(ABC):
     # The job's processes run on this host, so its process group can be checked and signalled
     # from here (and GPU processes told apart by session).
     local_processes: ClassVar[bool] = False
+    # Each run gets a sidecar (metrics, alerts, prompt settling). A backend that runs jobs inside
+    # the server's own process has nothing a separate watcher could look at.
+    monitored: ClassVar[bool] = True
     # Submitting a run that may already have been submitted cannot start it twice (the
     # backend refuses a duplicate handle): recovery may resubmit a launch a killed server left.
     idempotent_submit: ClassVar[bool] = False

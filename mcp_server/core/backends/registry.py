@@ -151,6 +151,14 @@ def foreign_keys(backend: str, options: Mapping[str, object]) -> dict[str, str]:
     return {k: v for k, v in out.items() if own is None or k not in own.model_fields}
 
 
+def monitored(name: str) -> bool:
+    """Whether runs of backend ``name`` get a sidecar (an unknown backend's runs do)."""
+    try:
+        return backend_class(name).monitored
+    except Exception:
+        return True
+
+
 def names_where(flag: str) -> list[str]:
     """Backends whose class sets ``flag`` (e.g. ``local_processes``, ``idempotent_submit``)."""
     return [name for name, cls in classes().items() if getattr(cls, flag, False)]
