@@ -7,6 +7,7 @@ writes now (a full disk, a long lock).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,7 @@ from mcp_server.core.views import LogChunk, RunDetail, RunPage, RunRecord, RunRo
 
 if TYPE_CHECKING:
     from mcp_server.core.admission import Admission
+    from mcp_server.core.backends.registry import Backends
     from mcp_server.core.paths import StateDir
     from mcp_server.core.reconcile import Reconciler
     from mcp_server.core.store import Store
@@ -68,11 +70,15 @@ def to_record(run: Run, run_dir: Path, leased: list[int] | None = None) -> RunRe
     )
 
 
+log = logging.getLogger("mcp_server.core.runs")
+
+
 class QueryMixin:
     state: StateDir
     store: Store
     reconciler: Reconciler
     admission: Admission
+    backends: Backends
     detail_extras: list[Callable[[RunDetail], None]]
 
     def files(self, run_id: str) -> JobFiles:
@@ -136,6 +142,14 @@ class QueryMixin:
         next_offset = offset + len(rows) if offset + len(rows) < total else None
         return RunPage(runs=[to_row(r, leased.get(r.id)) for r in rows], total=total, next_offset=next_offset)
 
+    def _sync_output(self, run: Run, files: JobFiles) -> None:
+        """Let the run's backend bring its job's output into the run dir first (an engine whose
+        workers do not share this filesystem); a backend that cannot now leaves it as it is."""
+        try:
+            self.backends.get(run.backend).sync(run, files)
+        except Exception as err:  # reading what is there beats failing the read
+            log.warning("could not sync the output of %s from its backend: %s", run.id, err)
+
     def logs(
         self,
         run_id: str,
@@ -158,6 +172,8 @@ class QueryMixin:
         pattern = compile_filter(filter) if filter else None
         run = self.load(run_id)
         files = self.files(run.id)
+        if source == "output" and run.status not in ("ready",):
+            self._sync_output(run, files)
         path = self.state.inside(files.output if source == "output" else files.sidecar_log)
         note = ""
         if offset is not None:
