@@ -13,6 +13,7 @@ printed too, to show what create_run costs beyond the bare submission.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shlex
 import statistics
@@ -62,6 +63,8 @@ async def main(n: int) -> int:
         return 0
     from ray.job_submission import JobSubmissionClient
 
+    for name in ("ray.dashboard", "ray._private.runtime_env"):  # its "Uploading package" per job
+        logging.getLogger(name).setLevel(logging.WARNING)
     head = ray_head.start()
     cli: list[float] = []
     sdk: list[float] = []
