@@ -89,6 +89,7 @@ async def session(state: Path, workdir: Path, steps: int) -> tuple[int, dict[str
     from mcp_server.server import create_server
 
     (workdir / "train.py").write_text(textwrap.dedent(TRAIN))
+    git_repo(workdir)  # runs record their commit and uncommitted diff, as in a real project
     async with Client(create_server(state)) as c:
         listing = await c.list_tools()
         tools_bytes = compact(listing.model_dump(mode="json", by_alias=True, exclude_none=True))
@@ -137,6 +138,17 @@ async def session(state: Path, workdir: Path, steps: int) -> tuple[int, dict[str
         await s.call("start_run", "start_run", run_id=ready["id"])
         await s.call("stop_run", "stop_run", run_id=ready["id"])
         await s.call("rerun", "rerun", run_id=first, auto_start=False)
+        if "compare_runs" in names:
+            await s.call("compare_runs (3 runs)", "compare_runs", run_ids=run_ids, metric="val_loss")
+            await s.call(
+                "rerun (overrides)", "rerun", run_id=first, auto_start=False,
+                overrides={"params": {"lr": 0.002}, "args": {"epochs": 3}},
+            )  # fmt: skip
+            await s.call(
+                "create_sweep (preview)", "create_sweep", name="again", goal="repeat", preview=True,
+                base_command=f"{py} train.py {steps} {{lr}}", parameters={"lr": [0.001, 0.003, 0.01]},
+                backend="local", workdir=str(workdir),
+            )  # fmt: skip
         plan_md = "\n\n".join(
             f"## {h}\n\ntext"
             for h in ("Objective", "Compute Setup", "Approach", "Metrics", "Success Criteria",
@@ -155,7 +167,10 @@ async def session(state: Path, workdir: Path, steps: int) -> tuple[int, dict[str
                 {"name": "held", "goal": "stop me", "base_command": "sleep 30 # {x}",
                  "parameters": {"x": [1, 2, 3]}, "parallel": 1, "workdir": str(workdir), "backend": "local"},
             )  # fmt: skip
-            await s.call("stop_sweep", "stop_sweep", sweep_id=(held.structured_content or {})["id"])
+            held_id = (held.structured_content or {})["id"]
+            if "extend_sweep" in names:
+                await s.call("extend_sweep", "extend_sweep", sweep_id=held_id, configs=[{"x": 4}])
+            await s.call("stop_sweep", "stop_sweep", sweep_id=held_id)
         files: dict[str, int] = {}
         run_dir = Path(state) / "runs" / first
         files["metrics.jsonl (1 run)"] = (run_dir / "metrics.jsonl").stat().st_size
@@ -164,6 +179,21 @@ async def session(state: Path, workdir: Path, steps: int) -> tuple[int, dict[str
         )
         files["output.log"] = (run_dir / "output.log").stat().st_size
         return tools_bytes, files, s
+
+
+def git_repo(workdir: Path) -> None:
+    """A committed train.py with one uncommitted edit (skipped where git is missing)."""
+    import subprocess
+
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com"]
+    try:
+        subprocess.run([*git, "init", "-q"], cwd=workdir, check=True)
+        subprocess.run([*git, "add", "train.py"], cwd=workdir, check=True)
+        subprocess.run([*git, "commit", "-qm", "train"], cwd=workdir, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return
+    with open(workdir / "train.py", "a") as fh:
+        fh.write("# an uncommitted edit\n")
 
 
 def report(tools_bytes: int, files: dict[str, int], s: Session) -> bool:

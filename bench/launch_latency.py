@@ -1,8 +1,10 @@
 """create_run → the user's command started, through the MCP tool over stdio; median over N.
 
 The command records its own start time (time.time() in the job), so the figure includes
-the tool call, the store writes, tmux opening the window and the launch script. As a
-same-run baseline, the same command is started by `tmux new-window` directly.
+the tool call, the store writes, recording the run's provenance, tmux opening the window
+and the launch script. As a same-run baseline, the same command is started by
+`tmux new-window` directly. ``--git``: the workdir is a git repository with 200 committed
+files and an uncommitted edit, so every launch also records the commit and saves the diff.
 """
 
 from __future__ import annotations
@@ -37,11 +39,23 @@ def wait_file(path: Path, timeout: float = 30) -> float:
     raise TimeoutError(path)
 
 
-async def main(n: int) -> int:
+def git_workdir(workdir: Path) -> None:
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com"]
+    for i in range(200):
+        (workdir / f"module_{i}.py").write_text(f"VALUE = {i}\n" * 50)
+    subprocess.run([*git, "init", "-q"], cwd=workdir, check=True)
+    subprocess.run([*git, "add", "."], cwd=workdir, check=True)
+    subprocess.run([*git, "commit", "-qm", "bench"], cwd=workdir, check=True)
+    (workdir / "module_7.py").write_text("VALUE = 'edited'\n")
+
+
+async def main(n: int, with_git: bool) -> int:
     ours: list[float] = []
     raw: list[float] = []
     with temp_state_dir() as state, tempfile.TemporaryDirectory() as work:
         workdir = Path(work)
+        if with_git:
+            git_workdir(workdir)
         params = StdioServerParameters(
             command=sys.executable, args=["-m", "mcp_server", "serve", "--state-dir", str(state)]
         )
@@ -71,7 +85,10 @@ async def main(n: int) -> int:
                         raw.append(started - t0)
         finally:
             subprocess.run(["tmux", "-L", sock, "kill-server"], capture_output=True)
-    print("create_run → command started (python -c stamp), over stdio MCP")
+    print(
+        "create_run → command started (python -c stamp), over stdio MCP"
+        + (", dirty git workdir" if with_git else "")
+    )
     print(summary("raw tmux new-window", raw))
     print(summary("research-mcp create_run", ours))
     overhead = statistics.median(ours) - statistics.median(raw)
@@ -87,4 +104,8 @@ async def main(n: int) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("-n", type=int, default=20)
-    raise SystemExit(anyio.run(main, parser.parse_args().n))
+    parser.add_argument(
+        "--git", action="store_true", help="launch from a git repository with an uncommitted edit"
+    )
+    args = parser.parse_args()
+    raise SystemExit(anyio.run(main, args.n, args.git))

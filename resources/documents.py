@@ -40,6 +40,14 @@ def run_metrics(services: Services, run_id: str) -> str:
     return _json({"run_id": run_id, "metrics": by_key, "recent": recent})
 
 
+def run_provenance(services: Services, run_id: str) -> str:
+    from mcp_server.core.provenance import load
+
+    services.runs.load(run_id)
+    doc = load(services.runs.files(run_id).run_dir)
+    return _json(doc if doc is not None else {"note": "no provenance: the run was never launched"})
+
+
 def sweep_document(services: Services, sweep_id: str) -> str:
     return services.sweeps.get(sweep_id).model_dump_json(indent=2)
 

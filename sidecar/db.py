@@ -113,6 +113,11 @@ class SidecarDB:
         row = self.one(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
         return None if row is None else RunState(*row)
 
+    def sweep_method(self, run_id: str) -> str | None:
+        sql = "SELECT s.method FROM runs r JOIN sweeps s ON s.id = r.sweep_id WHERE r.id = ?"
+        row = self.one(sql, (run_id,))
+        return None if row is None else str(row[0])
+
     def load_progress(self, run_id: str) -> dict[str, Any] | None:
         cur = self.conn.execute("SELECT * FROM sidecars WHERE run_id = ?", (run_id,))
         row = cur.fetchone()

@@ -29,11 +29,13 @@ from mcp_server.core.lifecycle import TERMINAL, RunStatus
 from mcp_server.core.logs import tail_lines
 from mcp_server.core.monitor_settings import MonitorSettings
 from mcp_server.core.paths import StateDir
+from mcp_server.core.provenance_probe import wait_for_probe
 from mcp_server.core.sidecar_proc import is_sidecar
 from mcp_server.core.sqlwrites import raise_alert_sql
 from sidecar.batch import Batch, Progress
 from sidecar.db import RunState, SidecarDB
 from sidecar.judging import JudgeMixin
+from sidecar.pruner import PruneMixin
 from sidecar.sources.files import FileSources
 from sidecar.sources.jsonl import read_jsonl
 from sidecar.sources.output import read_output
@@ -46,7 +48,7 @@ RUN_REFRESH_S = 1.0  # re-read the run row (others may stop, requeue or settle i
 SLOW_WALK_S = 0.1  # a workdir walk slower than this spaces the next ones out
 
 
-class Monitor(StatusMixin, JudgeMixin):
+class Monitor(StatusMixin, JudgeMixin, PruneMixin):
     def __init__(
         self,
         state: StateDir,
@@ -72,6 +74,7 @@ class Monitor(StatusMixin, JudgeMixin):
         self.last_points_at = 0.0  # when a poll last stored points (from any source)
         self.raised_stall: str | None = None
         self._watcher: Any = None
+        self._backend: Any = None
         self.next_refresh = 0.0
         self.last_heartbeat = 0.0
         self.output_size = 0
@@ -159,6 +162,7 @@ class Monitor(StatusMixin, JudgeMixin):
             self.release("the run does not exist")
             return "the run does not exist"
         log.info("sidecar pid %s watching %s (%s)", self.pid, self.run_id, self.run.status)
+        self.prune_setup()
         self.judge_due = self.clock() + self.settings.judge_interval_s
         failures = 0
         reason = "the run ended"
@@ -204,6 +208,7 @@ class Monitor(StatusMixin, JudgeMixin):
             self.refresh_run()
         self.check_status(t)
         if self.run is not None and RunStatus(self.run.status) not in TERMINAL:
+            self.prune_tick(t)
             self.check_stall(t)
             self.heartbeat(t)
             if self.settings.judge_model:
@@ -288,9 +293,13 @@ class Monitor(StatusMixin, JudgeMixin):
             log.info("alert %s [%s] %s", row["id"], spec.severity, spec.message)
 
     def finish(self) -> None:
-        """The run ended: drain what is left (a final unterminated line too), then say how it ended."""
-        if self.settled_end:
-            self.after_end()  # first: a sweep's next run should not wait for a long drain
+        """The run ended: drain what is left (a final unterminated line too), then say how it ended.
+
+        A sweep's next run should not wait for a long drain, so the end hooks run first,
+        unless the sweep is adaptive: its next configuration is chosen from this run's result."""
+        adaptive = self.db.sweep_method(self.run_id) == "tpe"
+        if self.settled_end and not adaptive:
+            self.after_end()
         self.discover_files(self.clock(), force=True)  # a short run may have written files unseen
         while True:
             batch = self.read_new(final=True)
@@ -299,6 +308,8 @@ class Monitor(StatusMixin, JudgeMixin):
             self.commit(batch, self.clock())
             if not batch.backlog:
                 break
+        if self.settled_end and adaptive:
+            self.after_end(drained=True)
         self.refresh_run()
         run = self.run
         if run is None:
@@ -311,3 +322,4 @@ class Monitor(StatusMixin, JudgeMixin):
         )
         if spec is not None:
             self.raise_now(spec)
+        wait_for_probe(self.files.run_dir)

@@ -20,7 +20,7 @@ from sidecar import rules
 from sidecar.sources.io import stat_of
 
 if TYPE_CHECKING:
-    from mcp_server.core.backends.base import Watcher
+    from mcp_server.core.backends.base import Backend, Watcher
     from mcp_server.core.jobfiles import JobFiles
     from mcp_server.core.monitor_settings import MonitorSettings
     from mcp_server.core.paths import StateDir
@@ -38,6 +38,7 @@ class StatusMixin:
     db: SidecarDB
     run: RunState | None
     _watcher: Watcher | None
+    _backend: Backend | None
     raised_stall: str | None
     last_points_at: float
     settled_end: bool
@@ -48,18 +49,24 @@ class StatusMixin:
         def _raise(self, execute: Any, spec: AlertSpec) -> dict[str, Any] | None: ...
         def raise_now(self, spec: AlertSpec) -> None: ...
 
-    @property
-    def watcher(self) -> Watcher | None:
-        """The run's backend's way of looking at it (made once the run row is known)."""
-        if self._watcher is None and self.run is not None:
+    def backend(self) -> Backend:
+        """The run's backend, made once the run row is known (the pruner stops the run through it)."""
+        assert self.run is not None
+        if self._backend is None:
             from mcp_server.core.backends.registry import Backends
             from mcp_server.core.settings import Settings
 
             # The store is opened only if the backend needs it (Slurm's shared poll): a local
             # run's sidecar stays free of SQLAlchemy.
-            backends = Backends(self.state, None, Settings.from_env())
+            self._backend = Backends(self.state, None, Settings.from_env()).get(self.run.backend)
+        return self._backend
+
+    @property
+    def watcher(self) -> Watcher | None:
+        """The run's backend's way of looking at it (made once the run row is known)."""
+        if self._watcher is None and self.run is not None:
             try:
-                backend = backends.get(self.run.backend)
+                backend = self.backend()
             except Exception as err:  # an engine this process cannot load: watch the files alone
                 log.warning("no %s backend here (%s); watching its files only", self.run.backend, err)
                 return None
@@ -115,12 +122,13 @@ class StatusMixin:
         self.raised_stall = spec.signature
         self.raise_now(spec)
 
-    def after_end(self) -> None:
+    def after_end(self, drained: bool = False) -> None:
         """Follow up on the ending this sidecar recorded, as a server would after its own
         (``Reconciler.follow_up``: a sweep launches its next held-back run). That needs the full
         services (SQLAlchemy), loaded only now, as this sidecar is about to exit, and only for a
         sweep's run: the lease and the alert were written with the ending, so a burst of short
-        runs does not hold a 70 MB interpreter per ended run."""
+        runs does not hold a 70 MB interpreter per ended run. ``drained``: the run's files are
+        read to the end (its result counts for an adaptive sweep's next ask)."""
         row = self.db.one("SELECT sweep_id FROM runs WHERE id = ?", (self.run_id,))
         if row is None or row[0] is None:
             return
@@ -128,6 +136,8 @@ class StatusMixin:
 
         services = Services(self.state.root)
         try:
+            if drained:
+                services.sweeps.drained.add(self.run_id)
             services.reconciler.follow_up(services.runs.load(self.run_id))
         finally:
             services.close()

@@ -1,10 +1,14 @@
 import os
+import signal
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 from mcp_server.core.jobfiles import JobFiles
 from mcp_server.core.launch import render_launch_script, write_command, write_env, write_launch_script
+from tests.helpers import wait_for
+from tests.procs import pids_mentioning
 
 
 def _render(tmp_path: Path, workdir: Path, command: str, env: dict[str, str]) -> JobFiles:
@@ -51,3 +55,34 @@ def test_missing_workdir_fails_with_a_message(tmp_path: Path) -> None:
     subprocess.run(["bash", str(files.launch)], capture_output=True, timeout=30)
     assert files.read_exit_code() == 127
     assert "cannot enter workdir" in files.output.read_text()
+
+
+def test_the_exit_code_waits_for_the_last_output_to_reach_the_log(tmp_path: Path) -> None:
+    """A monitor reads the log one last time when the exit code appears: what the job printed
+    last must be in the file by then, even when tee is slow to write it."""
+    go = tmp_path / "go"
+    files = _render(tmp_path, tmp_path, f"while [ ! -f {go} ]; do sleep 0.02; done; echo final-metrics", {})
+    launcher = subprocess.Popen(["bash", str(files.launch)], stdout=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: files.read_pgid() is not None, what="the job to start")
+        (tee,) = wait_for(lambda: pids_mentioning(str(files.output)), what="tee")
+        os.kill(tee, signal.SIGSTOP)  # tee is slow: what the job prints stays in the pipe
+        go.touch()
+        pgid = files.read_pgid()
+        assert pgid is not None
+        wait_for(lambda: not _group_lives(pgid), what="the job to end")
+        time.sleep(0.5)
+        assert files.read_exit_code() is None and "final-metrics" not in files.output.read_text()
+        os.kill(tee, signal.SIGCONT)
+        assert launcher.wait(timeout=30) == 0
+        assert files.read_exit_code() == 0 and files.output.read_text() == "final-metrics\n"
+    finally:
+        launcher.kill()
+
+
+def _group_lives(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True

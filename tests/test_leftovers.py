@@ -53,6 +53,27 @@ def test_a_background_child_holds_neither_the_run_nor_its_slot(one_slot: Service
         os.kill(pid, 9)
 
 
+def test_a_child_that_execs_without_the_run_id_as_the_command_ends_is_no_leftover(
+    services: Services, workdir: Path
+) -> None:
+    """What the provenance probe's helper does: forked from the job (so, until its exec, it
+    shows the job's environment), then execs with RESEARCH_RUN_ID cleared."""
+    tag = f"leftover-{os.getpid()}-helper"
+    run = services.runs.create(
+        name="helper",
+        command=f"(sleep 0.05; RESEARCH_RUN_ID= exec -a {tag} sleep 5) & echo done",
+        workdir=str(workdir),
+    )
+    try:
+        done = wait_status(services, run.id, ENDED)
+        assert (done.status, done.exit_code) == ("finished", 0)
+        assert "behind" not in (done.status_reason or "")
+        assert services.runs.logs(run.id).text == "done\n"
+    finally:
+        for pid in pids_mentioning(tag):
+            os.kill(pid, 9)
+
+
 def test_a_stop_asked_after_the_command_ended_keeps_its_clean_exit(services: Services, workdir: Path) -> None:
     """The exit code is on disk but nobody settled it yet when stop_run arrives."""
     run = services.runs.create(name="quick", command="echo hi", workdir=str(workdir))

@@ -39,7 +39,7 @@ async def test_alert_to_stop_over_stdio(state_dir: Path, workdir: Path, mode: st
     async with client(state_dir, mode) as c:
         tools = {t.name: t for t in (await c.list_tools()).tools}
         for name in ("get_metrics", "list_alerts", "resolve_alert"):
-            assert tools[name].output_schema is not None and tools[name].annotations is not None
+            assert tools[name].annotations is not None
         assert tools["resolve_alert"].annotations.destructive_hint in (None, True)  # type: ignore[union-attr]
         assert tools["get_metrics"].annotations.read_only_hint is True  # type: ignore[union-attr]
 

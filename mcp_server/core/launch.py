@@ -18,6 +18,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 
 from mcp_server.core.jobfiles import JobFiles
+from mcp_server.core.provenance_probe import probe_files
 
 
 def q(value: object) -> str:
@@ -41,14 +42,31 @@ def write_env(files: JobFiles, env: Mapping[str, str]) -> None:
     write_private(files.env, "\n".join(lines) + ("\n" if lines else ""), 0o600)
 
 
+def read_env(files: JobFiles) -> dict[str, str]:
+    """The values ``write_env`` wrote (a rerun with env overrides starts from them)."""
+    try:
+        text = files.env.read_text()
+    except FileNotFoundError:
+        return {}
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        words = shlex.split(line) if line.startswith("export ") else []
+        if len(words) == 2 and "=" in words[1]:
+            key, value = words[1].split("=", 1)
+            env[key] = value
+    return env
+
+
 # Runs as the job's session leader: records its pgid (the "command started" marker that
 # stop signals target), takes the run's environment (only the job's processes carry
 # RESEARCH_RUN_ID, which is how processes it leaves behind are recognised), then becomes
-# the user's command. The pgid is recorded best-effort: a full disk must not stop the job.
+# the user's command, whose shell first sources the provenance probe (core.provenance_probe)
+# through BASH_ENV. The pgid is recorded best-effort: a full disk must not stop the job.
 JOB_WRAPPER = (
     r"""setsid bash -c 'printf "%s\n" "$$" > "$1/pgid.tmp" && mv -f "$1/pgid.tmp" "$1/pgid"; """
     r"""export RESEARCH_RUN_ID="$2" RESEARCH_RUN_DIR="$1" RESEARCH_METRICS_FILE="$1/metrics.jsonl" """
-    r"""PYTHONUNBUFFERED=1; if [ -f "$1/env.sh" ]; then . "$1/env.sh"; fi; exec bash "$1/command.sh"'"""
+    r"""PYTHONUNBUFFERED=1; if [ -f "$1/env.sh" ]; then . "$1/env.sh"; fi; """
+    r"""RESEARCH_PREV_BASH_ENV="${BASH_ENV-}" BASH_ENV="$1/probe.sh" exec bash "$1/command.sh"'"""
 )
 
 # Processes the job started that outlive its command (``sleep 600 &``, a ``setsid`` daemon):
@@ -60,9 +78,22 @@ LEFTOVER_LINES = r"""leftover_pids() {
     done
     echo "${out[*]}"
 }
+# A child caught between its fork and its exec still shows the job's environment even when
+# it execs without the run's id (the provenance probe's helper does): look again a moment
+# later and count only the processes that still carry the id and have not ended.
+still_ours() {
+    local pid out=()
+    for pid in $1; do
+        if grep -qsxzF -- "RESEARCH_RUN_ID=$RUN_ID" "/proc/$pid/environ"; then out+=("$pid"); fi
+    done
+    echo "${out[*]}"
+}
 leftovers=$(leftover_pids)
+if [ -n "$leftovers" ]; then sleep 0.2; leftovers=$(still_ours "$leftovers"); fi
 alive=
-if [ -n "$leftovers" ]; then alive=$(ps -o pid=,args= -p "${leftovers// /,}" 2>/dev/null); fi
+if [ -n "$leftovers" ]; then
+    alive=$(ps -o pid=,stat=,args= -p "${leftovers// /,}" 2>/dev/null | awk '$2 !~ /^Z/ {$2 = ""; print}')
+fi
 if [ -n "$alive" ]; then
     count=$(grep -c . <<< "$alive")
     what=$(head -n 5 <<< "$alive" | sed 's/^ *//' | cut -c1-80 | paste -sd ';' -)
@@ -151,6 +182,18 @@ after_exit() {{
     :
 {after}
 }}
+# What the job printed last may still be in the pipe when it ends: tee writes it before the
+# exit code says the run ended, or the monitor's last read could miss the final metrics.
+# Bounded, as a background child the job left may hold the pipe (and tee) open for hours.
+output_written() {{
+    local st i
+    for ((i = 0; i < 100; i++)); do
+        st=gone
+        {{ read -r _ _ st _ < "/proc/$1/stat"; }} 2>/dev/null
+        if [ "$st" = gone ] || [ "$st" = Z ]; then return 0; fi
+        sleep 0.02
+    done
+}}
 finish() {{
     recorded "$1"
     after_exit
@@ -167,10 +210,13 @@ while :; do
 # which records the exit code, nor tee, which keeps output.log growing; the job is its own
 # session and never sees it. Before the job starts a hang-up still ends a waiting script.
 trap : HUP
+exec {{job_out}}> >(trap '' HUP; exec tee -i -a "$RUN_DIR/output.log"{sink})
+tee_pid=$!
 {JOB_WRAPPER} \\
-    research-job "$RUN_DIR" "$RUN_ID" < /dev/null \\
-    > >(trap '' HUP; exec tee -i -a "$RUN_DIR/output.log"{sink}) 2>&1
+    research-job "$RUN_DIR" "$RUN_ID" < /dev/null >&"$job_out" {{job_out}}>&- 2>&1
 code=$?
+exec {{job_out}}>&-
+output_written "$tee_pid"
 trap - HUP
 {post}
 break
@@ -185,4 +231,6 @@ exit "$code"
 
 
 def write_launch_script(files: JobFiles, script: str) -> None:
+    for name, text in probe_files().items():
+        write_private(files.run_dir / name, text, 0o600)
     write_private(files.launch, script, 0o700)

@@ -70,6 +70,7 @@ class Observation:
     leftovers: str | None = None
     # The backend never took the job (a launch a killed server interrupted): not lost, pending.
     unsubmitted: bool = False
+    stop_note: str | None = None  # why a stop was asked for, when not by a person (a pruner)
 
 
 @dataclass(frozen=True)
@@ -123,17 +124,16 @@ def decide(
     """Return the transition ``obs`` implies for a run in ``status``, or None to leave it."""
     if status in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.STOPPED, RunStatus.READY):
         return None
+    stopped = obs.stop_note or "stopped on request"
     if obs.final is not None:
         if stop_requested:
-            return Decision(
-                RunStatus.STOPPED, f"stopped on request; {obs.detail}", obs.exit_code, obs.started_at
-            )
+            return Decision(RunStatus.STOPPED, f"{stopped}; {obs.detail}", obs.exit_code, obs.started_at)
         return Decision(obs.final, obs.detail, obs.exit_code, obs.started_at, obs.ended_at)
     if obs.exit_code is not None:
         code = obs.exit_code
         left = f"; {obs.leftovers}" if obs.leftovers else ""
         if stop_requested:
-            reason = f"stopped on request; {describe_exit(code)}{left}"
+            reason = f"{stopped}; {describe_exit(code)}{left}"
             return Decision(RunStatus.STOPPED, reason, code, obs.started_at, obs.ended_at)
         if code == 0:
             reason = describe_exit(code) + left
@@ -144,7 +144,7 @@ def decide(
         return None
     if obs.present is False:
         if stop_requested:
-            return Decision(RunStatus.STOPPED, "stopped on request before the command wrote an exit code")
+            return Decision(RunStatus.STOPPED, f"{stopped} before the command wrote an exit code")
         if obs.bad_exit_code:
             why = (
                 f"the job ended but its exit code is unreadable: {obs.bad_exit_code} "

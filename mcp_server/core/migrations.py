@@ -63,6 +63,7 @@ STEPS: tuple[Step, ...] = (
     Step(6, "0006_metrics_sidecars.sql"),
     Step(7, "0007_metric_files.sql"),
     Step(8, "0008_notifications.sql"),
+    Step(9, "0009_sweep_search.sql"),
 )
 SCHEMA_VERSION = len(STEPS)
 assert [s.version for s in STEPS] == list(range(1, SCHEMA_VERSION + 1)), "steps are numbered 1..N in order"

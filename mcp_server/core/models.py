@@ -171,6 +171,33 @@ class Sweep(SQLModel, table=True):
     gpus_per_run: int = 0
     backend: str = "auto"
     workdir: str | None = None
+    # How the sweep searches and what it may spend (core.sweep_search): metric, direction,
+    # pruner, budget {gpu_hours, hours}, and what adaptive asks need to create runs later.
+    search: dict[str, Any] = Field(
+        default_factory=dict,
+        sa_column=Column(JSON, nullable=False, server_default=text("'{}'")),
+    )
+    created_at: float
+    updated_at: float
+
+
+class SweepTrial(SQLModel, table=True):
+    """A run as a trial of its sweep's search.
+
+    An adaptive sweep claims each trial number here in the transaction that creates its run:
+    (sweep_id, number) is unique, so two processes asking at once never launch one trial
+    twice. A pruner's verdict is kept here too, for runs of any sweep with a pruner.
+    """
+
+    __tablename__ = "sweep_trials"
+    __table_args__ = (Index("ux_sweep_trials_number", "sweep_id", "number", unique=True),)
+
+    run_id: str = Field(primary_key=True)
+    sweep_id: str = Field(index=True)
+    number: int | None = None  # adaptive sweeps: the order in which configurations were asked
+    pruned: str | None = None  # why the pruner stopped the run
+    pruned_step: int | None = None
+    pruned_value: float | None = None  # its value at that step
     created_at: float
     updated_at: float
 

@@ -36,6 +36,10 @@ class MonitorSettings:
     # Printed lines of other ranks ([rank1]: / [default1]:) are skipped unless this is set;
     # then they are stored under rank<N>/<key>.
     log_all_ranks: bool = False
+    # A sweep with a pruner: how often a run's sidecar asks it (when the metric advanced), and
+    # how many finished runs must have reached a step before a run is compared with them.
+    prune_check_s: float = 5.0
+    prune_min_runs: int = 3
 
     @property
     def stale_s(self) -> float:
@@ -55,4 +59,6 @@ class MonitorSettings:
             judge_timeout_s=max(0.1, _float_env("RESEARCH_MCP_JUDGE_TIMEOUT_S", cls.judge_timeout_s)),
             discover_s=max(0.05, _float_env("RESEARCH_MCP_SIDECAR_DISCOVER_S", cls.discover_s)),
             log_all_ranks=os.environ.get("RESEARCH_MCP_LOG_RANKS", "0").strip().lower() == "all",
+            prune_check_s=max(0.05, _float_env("RESEARCH_MCP_PRUNE_CHECK_S", cls.prune_check_s)),
+            prune_min_runs=max(1, int(_float_env("RESEARCH_MCP_PRUNE_MIN_RUNS", cls.prune_min_runs))),
         )

@@ -10,6 +10,7 @@ fake inventory: servers, launch scripts' waiters, other test processes. Format::
     {"gpus": [{"uuid": "GPU-…", "name": "NVIDIA A100", "memory_total_mib": 81920,
                "memory_used_mib": 0, "utilization_pct": 0,
                "processes": [{"pid": 1234, "used_memory_mib": 500, "kind": "compute"}]}],
+     "driver_version": "550.54.15",             # optional (default "fake")
      "error": "NVML_ERROR_DRIVER_NOT_LOADED",   # optional: nvmlInit raises this NVML error
      "hang_s": 30}                              # optional: nvmlInit blocks (a wedged driver)
 
@@ -86,6 +87,9 @@ class FakeNvml:
 
     def _gpus(self) -> list[dict[str, Any]]:
         return list(self._doc.get("gpus", []))
+
+    def nvmlSystemGetDriverVersion(self) -> str:
+        return str(self._doc.get("driver_version", "fake"))
 
     def nvmlDeviceGetCount(self) -> int:
         return len(self._gpus())
@@ -198,6 +202,23 @@ def query(lib: Any = None) -> list[NvmlGpu]:
         return gpus
     except lib.NVMLError as err:
         raise NvmlUnavailable(f"{label} query failed: {err}") from None
+    finally:
+        with contextlib.suppress(lib.NVMLError):
+            lib.nvmlShutdown()
+
+
+def driver_version(lib: Any = None) -> str:
+    """The NVIDIA driver's version (a run's provenance); raises ``NvmlUnavailable``."""
+    lib = lib if lib is not None else backend()
+    try:
+        lib.nvmlInit()
+    except lib.NVMLError as err:
+        missing = err.__class__.__name__ == "NVMLError_LibraryNotFound"
+        raise NvmlUnavailable(f"{getattr(lib, 'label', 'NVML')}: {err}", library_missing=missing) from None
+    try:
+        return _text(lib.nvmlSystemGetDriverVersion())
+    except lib.NVMLError as err:
+        raise NvmlUnavailable(f"driver version query failed: {err}") from None
     finally:
         with contextlib.suppress(lib.NVMLError):
             lib.nvmlShutdown()

@@ -66,6 +66,10 @@ class StateDir:
         # run ids are validated before they get here; the containment check is a second lock.
         return self.inside(self.runs_dir / run_id)
 
+    def sweep_dir(self, sweep_id: str) -> Path:
+        """A sweep's own files (its env.sh, for runs an adaptive sweep creates later)."""
+        return self.inside(self.root / "sweeps" / sweep_id)
+
     def inside(self, path: Path) -> Path:
         """Return ``path`` resolved, or refuse it if it leaves the state dir (symlinks included)."""
         resolved = path.resolve()

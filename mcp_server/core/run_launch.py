@@ -44,6 +44,7 @@ class LaunchMixin:
     backends: Backends
     settings: Settings
     admission: Admission
+    before_submit: list[Callable[[Run, JobFiles], None]]
     after_launch: list[Callable[[Run], None]]
 
     def files(self, run_id: str) -> JobFiles:
@@ -90,6 +91,11 @@ class LaunchMixin:
                 raise Conflict(f"run {run.id} changed status to {run.status} while starting; not launched.")
         if outcome is not None and outcome.admitted:
             backend.admitted(files, outcome)
+        for before in self.before_submit:
+            try:
+                before(run, files)
+            except Exception:  # a record about the run must never keep it from running
+                log.exception("before_submit hook failed for %s", run.id)
         try:
             ref = backend.submit(run, files)
         except ResearchError:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
 import threading
 from collections.abc import Callable, Mapping
@@ -18,7 +17,7 @@ from typing import Any, Protocol
 from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
-from mcp_server.core import staging
+from mcp_server.core import lineage, staging
 from mcp_server.core.admission import Admission
 from mcp_server.core.backends import registry
 from mcp_server.core.backends.base import Plan
@@ -89,6 +88,8 @@ class RunService(LaunchMixin, QueryMixin):
         self.admission = admission
         # Set by Services: runs of a sweep are launched through it so its parallel cap holds.
         self.sweeps: SweepGate | None = None
+        # Called with a run right before its backend gets it (provenance is recorded here).
+        self.before_submit: list[Callable[[Run, JobFiles], None]] = []
         # Called with a run right after its backend accepted it (the sidecar starts here).
         self.after_launch: list[Callable[[Run], None]] = []
         # Called by get() to add what other services know (metrics, alerts, monitor).
@@ -277,9 +278,11 @@ class RunService(LaunchMixin, QueryMixin):
         staged: list[tuple[Run, Path]],
         enqueue: str | None = None,
         before: Callable[[Session], None] | None = None,
+        after: Callable[[Session], None] | None = None,
     ) -> None:
         """Insert the staged runs' rows in one transaction (after ``before``, e.g. their sweep's
-        row), then move their dirs into place: all of them exist afterwards, or none."""
+        row; ``after`` sees them inserted), then move their dirs into place: all of them exist
+        afterwards, or none."""
         try:
             with self.store.write() as s:
                 if before is not None:
@@ -290,6 +293,9 @@ class RunService(LaunchMixin, QueryMixin):
                     s.flush()
                     for run, _dir in staged:
                         self.admission.enqueue(s, run, enqueue)
+                if after is not None:
+                    s.flush()
+                    after(s)
         except BaseException:
             for _run, path in staged:
                 shutil.rmtree(path, ignore_errors=True)
@@ -380,37 +386,16 @@ class RunService(LaunchMixin, QueryMixin):
         self._fresh(run_id)
         return self._record(run_id)
 
-    def rerun(self, run_id: str, auto_start: bool = True) -> RunRecord:
+    def rerun(
+        self, run_id: str, auto_start: bool = True, overrides: Mapping[str, Any] | None = None
+    ) -> RunRecord:
+        """A new run from ``run_id``'s spec, with ``overrides`` applied and recorded (core.lineage)."""
         old = self.load(run_id)
         if old.sweep_id is not None and self.sweeps is not None:
             self.sweeps.check_accepts(old.sweep_id, new_run=False)
-        kept = registry.backend_class(old.backend).options_of_run(old.options or {})
-        plan = self._plan(old.backend, old.gpus, kept, old.command, dict.fromkeys(old.env_keys, ""))
-        fields = dict(
-            name=old.name,
-            command=old.command,
-            workdir=_validate_workdir(old.workdir),
-            sweep_id=old.sweep_id,
-            gpus=old.gpus,
-            params=old.params,
-            env_keys=old.env_keys,
-            options={
-                **(old.options or {}),
-                **({old.backend: kept} if kept else {}),
-                "gpuwrap": plan.record,
-                "queue": plan.pool,
-            },
-            parent_run_id=old.id,
-            backend=old.backend,
-        )
-        old_env = self.files(old.id).env
-
-        def copy_env(files: JobFiles) -> None:
-            if old_env.exists():
-                shutil.copyfile(old_env, files.env)
-                os.chmod(files.env, 0o600)
-
-        run = self._insert(fields, copy_env, plan.pool if auto_start else None, auto_start=auto_start)
+        fields, env = lineage.rerun_spec(self, old, overrides)
+        pool = fields["options"]["queue"] if auto_start else None
+        run = self._insert(fields, lambda files: write_env(files, env), pool, auto_start=auto_start)
         return self._after_insert(run, auto_start)
 
     # ---- queries -------------------------------------------------------------------------

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
+from mcp_server.core import provenance
 from mcp_server.core.admission import Admission
 from mcp_server.core.alerts import AlertService, open_alerts
 from mcp_server.core.backends.registry import Backends
 from mcp_server.core.cluster import ClusterService
+from mcp_server.core.jobfiles import JobFiles
 from mcp_server.core.memory import MemoryService
 from mcp_server.core.metrics import MetricsService, summaries
+from mcp_server.core.models import Run
 from mcp_server.core.monitor_settings import MonitorSettings
 from mcp_server.core.paths import StateDir
 from mcp_server.core.plans import PlanService
@@ -60,6 +64,9 @@ class Services:
         self.alerts = AlertService(self.store, self.runs)
         self.runs.after_launch.append(self.sidecars.start)
         self.runs.detail_extras.append(self.add_monitoring)
+        # What each run ran (code, interpreter, host, GPUs), recorded before its job starts.
+        self.runs.before_submit.append(self.record_provenance)
+        self.runs.detail_extras.append(self.add_provenance)
         self.reconciler.after_reconcile.append(self.sidecars.ensure)
 
     def recover(self) -> list[str]:
@@ -77,6 +84,12 @@ class Services:
             detail.metrics = summaries(s, detail.id)
             detail.open_alerts = open_alerts(s, detail.id)
             detail.monitor = monitor_info(s, detail.id, self.monitor_settings)
+
+    def record_provenance(self, run: Run, files: JobFiles) -> None:
+        provenance.capture(run, files, self.settings.probe_timeout_s)
+
+    def add_provenance(self, detail: RunDetail) -> None:
+        detail.provenance = provenance.brief(provenance.load(Path(detail.run_dir)))
 
     def close(self) -> None:
         self.runs.close()

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from sqlmodel import col, select
+
 from mcp_server.core.admission import POOL_CPU
 from mcp_server.core.errors import InvalidInput
 from mcp_server.core.lifecycle import TERMINAL, RunStatus
 from mcp_server.core.metric_sources import describe_runs
 from mcp_server.core.metrics import best_of, finite, series_of
-from mcp_server.core.models import Run, Sweep
+from mcp_server.core.models import Run, Sweep, SweepTrial
 from mcp_server.core.reconcile import WATCHED
 from mcp_server.core.sidecars import wait_drained
+from mcp_server.core.store import now
+from mcp_server.core.sweep_search import budget_view, spent_reason
 from mcp_server.core.workflow_views import PAGED, BestRun, SweepDetail, SweepRunRow
 
 if TYPE_CHECKING:
@@ -41,6 +45,9 @@ def sweep_detail(
     if not 1 <= limit <= MAX_PAGE or offset < 0:
         raise InvalidInput(f"limit must be 1-{MAX_PAGE} and offset ≥ 0 (got limit={limit}, offset={offset}).")
     sweep = service.load(sweep_id)
+    search = sweep.search or {}
+    if metric is None and search.get("metric"):
+        metric, direction = search["metric"], search.get("direction", "min")
     runs = service.runs_of(sweep_id)
     watched = [r.id for r in runs if r.status in WATCHED]
     if watched and service.reconciler.reconcile(watched):
@@ -83,6 +90,19 @@ def sweep_detail(
         notes.append(missing + (f"; logged metrics: {', '.join(sorted(keys))}" if keys else ""))
     if (slots := cpu_slots_note(service, sweep, runs)) is not None:
         notes.append(slots)
+    t = now()
+    if (spent := spent_reason(sweep, runs, t)) is not None:
+        notes.append(f"{spent}: nothing more is launched; extend_sweep adds budget, stop_sweep ends it")
+    elif sweep.method == "tpe" and not search.get("stopped") and not service.may_ask(sweep, runs):
+        notes.append(f"all {sweep.max_runs} trials asked (max_runs); extend_sweep adds more")
+    with service.store.read() as s:
+        pruned = list(
+            s.exec(
+                select(SweepTrial.run_id).where(
+                    col(SweepTrial.sweep_id) == sweep_id, col(SweepTrial.pruned).is_not(None)
+                )
+            ).all()
+        )
     page = runs[offset : offset + limit]
     rows = [
         SweepRunRow(
@@ -98,8 +118,10 @@ def sweep_detail(
     ]
     if offset + len(page) < len(runs):
         notes.append(PAGED.format(total=len(runs)))
+    head = service.row(sweep, runs)
+    head.progress.pruned = sum(1 for r in runs if r.id in pruned and r.status == RunStatus.STOPPED.value)
     return SweepDetail(
-        **service.row(sweep, runs).model_dump(),
+        **head.model_dump(),
         method=sweep.method,  # type: ignore[arg-type]
         base_command=sweep.base_command,
         parameters=sweep.parameters,
@@ -109,6 +131,8 @@ def sweep_detail(
         backend=sweep.backend,
         metric=metric,
         direction=direction,  # type: ignore[arg-type]
+        pruner=search.get("pruner"),
+        budget=budget_view(sweep, runs, t),
         best=best,
         metric_keys=sorted(keys),
         runs=rows,

@@ -3,6 +3,8 @@
 Pure functions (no store): grid sweeps take lists and expand to their Cartesian product
 in the order given; random sweeps sample lists, ranges ``{"min", "max"}`` and log-ranges
 ``{"min", "max", "log": true}`` with a seeded RNG, so the same seed gives the same runs.
+TPE sweeps take the same space but are not expanded: ``core.adaptive`` asks for each
+configuration when a slot frees.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from typing import Any, Literal
 
 from mcp_server.core.errors import InvalidInput
 
-Method = Literal["grid", "random"]
-METHODS: tuple[str, ...] = ("grid", "random")
+Method = Literal["grid", "random", "tpe"]
+METHODS: tuple[str, ...] = ("grid", "random", "tpe")
 MAX_PARAMETERS = 16
 MAX_VALUES = 1000
 MAX_SWEEP_RUNS = 1000
@@ -57,7 +59,7 @@ def _check_range(name: str, spec: Mapping[str, Any], method: str) -> None:
     if method == "grid":
         raise InvalidInput(
             f"parameter {name!r} is a range; grid sweeps need a list of values, e.g. [0.1, 0.01]. "
-            "Ranges and log-ranges work with method='random'."
+            "Ranges and log-ranges work with method='random' or 'tpe'."
         )
     unknown = set(spec) - _RANGE_KEYS
     if unknown or "min" not in spec or "max" not in spec:
@@ -100,7 +102,7 @@ def validate_space(parameters: Mapping[str, Any] | None, method: str) -> dict[st
             raise InvalidInput(
                 f"parameter {name!r}: give a list of values"
                 + (", a range {\"min\", \"max\"} or a log-range {\"min\", \"max\", \"log\": true}"
-                   if method == "random" else "")
+                   if method != "grid" else "")
                 + f"; got {type(spec).__name__}."
             )  # fmt: skip
     return space
@@ -130,8 +132,9 @@ def _sample(rng: random.Random, spec: Any) -> Scalar:
 def expand(
     space: Mapping[str, Any], method: str, max_runs: int | None, seed: int | None
 ) -> list[dict[str, Any]]:
-    """The configurations of a validated space: the whole grid, or ``max_runs`` random samples."""
-    if not space:
+    """The configurations of a validated space: the whole grid, or ``max_runs`` random samples
+    (none for TPE: its configurations are asked for one at a time)."""
+    if not space or method == "tpe":
         return []
     if method == "grid":
         size = grid_size(space)

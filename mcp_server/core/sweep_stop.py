@@ -13,11 +13,12 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from sqlalchemy import update
 from sqlmodel import col, select
 
 from mcp_server.core.errors import Conflict
 from mcp_server.core.lifecycle import ACTIVE, RunStatus
-from mcp_server.core.models import Run
+from mcp_server.core.models import Run, Sweep
 from mcp_server.core.reconcile import transition
 from mcp_server.core.workflow_views import SweepStopped
 
@@ -33,6 +34,9 @@ def stop_sweep(service: SweepService, sweep_id: str) -> SweepStopped:
     sweep = service.load(sweep_id)
     never_started: list[str] = []
     with service.store.write() as s:
+        # An adaptive sweep asks for nothing more (its runs' endings would otherwise ask).
+        search = s.exec(select(Sweep.search).where(Sweep.id == sweep_id)).first() or {}
+        s.execute(update(Sweep).where(col(Sweep.id) == sweep_id).values(search={**search, "stopped": True}))
         query = select(Run).where(
             col(Run.sweep_id) == sweep_id, col(Run.status).in_(NOT_SUBMITTED), col(Run.launched_at).is_(None)
         )
@@ -47,6 +51,8 @@ def stop_sweep(service: SweepService, sweep_id: str) -> SweepStopped:
         with ThreadPoolExecutor(workers, thread_name_prefix="stop-sweep") as pool:
             done = pool.map(lambda rid: _stop(service, rid), active)
             stopped = [run_id for run_id, ok in zip(active, done, strict=True) if ok]
+    sweep = service.load(sweep_id)
+    service._write_spec(sweep)  # doctor --repair rebuilds it stopped
     runs = service.runs_of(sweep_id)
     row = service.row(sweep, runs)
     parts = []

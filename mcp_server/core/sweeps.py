@@ -13,8 +13,6 @@ start-up calls ``top_up`` so a crash between a settle and a launch strands nothi
 from __future__ import annotations
 
 import logging
-import secrets
-import shutil
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -23,33 +21,26 @@ from typing import Any
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
-from mcp_server.core.errors import Conflict, InvalidInput, NotFound, ResearchError
-from mcp_server.core.ids import new_id, validate_id, validate_name
-from mcp_server.core.launch import write_env, write_private
+from mcp_server.core import sweep_create
+from mcp_server.core.adaptive import ask_into
+from mcp_server.core.errors import Conflict, NotFound, ResearchError
+from mcp_server.core.ids import validate_id
+from mcp_server.core.launch import write_private
 from mcp_server.core.lifecycle import ACTIVE, TERMINAL, RunStatus
 from mcp_server.core.models import Run, Sweep
 from mcp_server.core.paths import StateDir
 from mcp_server.core.reconcile import Reconciler, transition
-from mcp_server.core.runs import (
-    MAX_GPUS,
-    RunService,
-    _validate_command,
-    _validate_env,
-    _validate_workdir,
-    launch_reason,
-)
+from mcp_server.core.runs import RunService, launch_reason
 from mcp_server.core.store import Store, now
 from mcp_server.core.sweep_detail import MAX_PAGE as MAX_DETAIL_RUNS
 from mcp_server.core.sweep_detail import sweep_detail
-from mcp_server.core.sweep_space import MAX_SWEEP_RUNS, expand, render_command, validate_space
+from mcp_server.core.sweep_search import spent_reason
 from mcp_server.core.sweep_stop import stop_sweep
 from mcp_server.core.views import iso
 from mcp_server.core.workflow_views import SweepDetail, SweepProgress, SweepRow, SweepStopped
 
 log = logging.getLogger(__name__)
 
-MAX_GOAL_CHARS = 4000
-MAX_PARALLEL = 256
 _ACTIVE = tuple(s.value for s in ACTIVE)
 
 
@@ -70,7 +61,9 @@ def _count_active(s: Session, sweep_id: str) -> int:
     return int(s.exec(query).one())
 
 
-def waiting_reason(sweep: Sweep, active: int) -> str:
+def waiting_reason(sweep: Sweep, active: int, spent: str | None = None) -> str:
+    if spent is not None:
+        return f"waiting: sweep {sweep.name}: {spent}; extend_sweep adds budget"
     cap = sweep.parallel
     return f"waiting: sweep {sweep.name} has {active} of {cap} runs active (parallel={cap})"
 
@@ -114,6 +107,9 @@ class SweepService:
         self.store = store
         self.runs = runs
         self.reconciler = reconciler
+        # Runs whose files this process has read to the end (a sidecar, before it fills its
+        # sweep): an adaptive ask need not wait for them to be drained.
+        self.drained: set[str] = set()
 
     # ---- lookups -------------------------------------------------------------------------
 
@@ -170,7 +166,11 @@ class SweepService:
         (which frees its slot for the next one); for ``raise_for`` the error is re-raised.
         """
         launched: list[str] = []
+        with self.store.read() as s:
+            adaptive = s.exec(select(Sweep.method).where(Sweep.id == sweep_id)).first() == "tpe"
         while True:
+            if adaptive:
+                ask_into(self, sweep_id)  # core.adaptive: new held-back runs for the free slots
             claimed: list[Run] = []
             with self.store.write() as s:
                 sweep = s.exec(select(Sweep).where(Sweep.id == sweep_id)).first()
@@ -178,6 +178,9 @@ class SweepService:
                     return launched
                 active = _count_active(s, sweep_id)
                 slots = None if sweep.parallel is None else sweep.parallel - active
+                spent = self._spent(s, sweep)
+                if spent is not None:
+                    slots = 0
                 if slots is None or slots > 0:
                     query = _held_back(sweep_id).order_by(col(Run.pk))
                     for run in s.exec(query if slots is None else query.limit(slots)).all():
@@ -185,7 +188,7 @@ class SweepService:
                             s, run, RunStatus.LAUNCHING, launch_reason(run.backend), launched_at=now()
                         ):
                             claimed.append(run)
-                if sweep.parallel is not None:
+                if sweep.parallel is not None or spent is not None:
                     s.execute(
                         update(Run)
                         .where(
@@ -193,7 +196,7 @@ class SweepService:
                             col(Run.status) == RunStatus.QUEUED.value,
                             col(Run.launched_at).is_(None),
                         )
-                        .values(status_reason=waiting_reason(sweep, active + len(claimed)))
+                        .values(status_reason=waiting_reason(sweep, active + len(claimed), spent))
                     )
             if not claimed:
                 return launched
@@ -211,6 +214,14 @@ class SweepService:
             if not refused:
                 return launched
 
+    @staticmethod
+    def _spent(s: Session, sweep: Sweep) -> str | None:
+        """Why a sweep with a budget may launch nothing more (read in the claiming transaction)."""
+        if not (sweep.search or {}).get("budget"):
+            return None
+        runs = s.exec(select(Run).where(col(Run.sweep_id) == sweep.id)).all()
+        return spent_reason(sweep, runs, now())
+
     def _refused(self, run_id: str, err: ResearchError) -> None:
         with self.store.write() as s:
             transition(s, self.runs.load(run_id), RunStatus.FAILED, f"launch refused: {err}", error=str(err))
@@ -221,125 +232,56 @@ class SweepService:
             self.fill(run.sweep_id)
 
     def top_up(self) -> list[str]:
-        """Fill every sweep that has held-back runs (start-up: recover from a crash mid-handoff)."""
+        """Fill every sweep that has held-back runs, or is adaptive and may still ask (start-up,
+        and every full settle: recover from a crash mid-handoff)."""
         with self.store.read() as s:
-            sweep_ids = s.exec(
-                select(Run.sweep_id)
-                .where(
-                    col(Run.sweep_id).is_not(None),
-                    col(Run.status) == RunStatus.QUEUED.value,
-                    col(Run.launched_at).is_(None),
-                )
-                .distinct()
-            ).all()
+            sweep_ids = set(
+                s.exec(
+                    select(Run.sweep_id)
+                    .where(
+                        col(Run.sweep_id).is_not(None),
+                        col(Run.status) == RunStatus.QUEUED.value,
+                        col(Run.launched_at).is_(None),
+                    )
+                    .distinct()
+                ).all()
+            )
+            for sweep in s.exec(select(Sweep).where(Sweep.method == "tpe")).all():
+                if self.may_ask(sweep, list(s.exec(select(Run).where(col(Run.sweep_id) == sweep.id)).all())):
+                    sweep_ids.add(sweep.id)
         launched: list[str] = []
-        for sweep_id in sweep_ids:
-            if sweep_id is not None:
-                launched += self.fill(sweep_id)
+        for sweep_id in sorted(i for i in sweep_ids if i is not None):
+            launched += self.fill(sweep_id)
         return launched
 
-    # ---- create --------------------------------------------------------------------------
-
-    def create(
-        self,
-        *,
-        name: str,
-        goal: str,
-        base_command: str | None = None,
-        parameters: Mapping[str, Any] | None = None,
-        method: str = "grid",
-        max_runs: int | None = None,
-        seed: int | None = None,
-        parallel: int | None = None,
-        gpus_per_run: int = 0,
-        backend: str = "auto",
-        workdir: str | None = None,
-        env: Mapping[str, str] | None = None,
-        auto_start: bool = True,
-        options: Mapping[str, Any] | None = None,
-    ) -> SweepDetail:
-        validate_name(name, "sweep name")
-        if not isinstance(goal, str) or not goal.strip() or len(goal) > MAX_GOAL_CHARS:
-            raise InvalidInput(
-                f"goal must say in 1-{MAX_GOAL_CHARS} characters what the sweep should find out, "
-                "e.g. 'which lr converges fastest for the small model'."
-            )
-        space = validate_space(parameters, method)
-        if max_runs is not None and not 1 <= max_runs <= MAX_SWEEP_RUNS:
-            raise InvalidInput(f"max_runs={max_runs} is out of range; give 1 to {MAX_SWEEP_RUNS}.")
-        if parallel is not None and not 1 <= parallel <= MAX_PARALLEL:
-            raise InvalidInput(
-                f"parallel={parallel} is out of range; give 1 to {MAX_PARALLEL}, or leave it out for no cap."
-            )
-        if not 0 <= gpus_per_run <= MAX_GPUS:
-            raise InvalidInput(f"gpus_per_run={gpus_per_run} is out of range; give 0 to {MAX_GPUS}.")
-        if seed is not None and not 0 <= seed < 2**63:
-            raise InvalidInput(f"seed={seed} is out of range; give 0 to 2**63-1.")
-        if space and not base_command:
-            raise InvalidInput(
-                "parameters need base_command, the command their values go into, e.g. "
-                "'python train.py --lr {lr}'; values without a {name} placeholder are appended as "
-                "--name=value."
-            )
-        if base_command is not None:
-            _validate_command(base_command)
-        wd = _validate_workdir(workdir)
-        clean_env = _validate_env(env)
-        # Checked once here, so a bad option refuses the sweep before anything is written.
-        chosen_backend, kept = self.runs.backend_options(backend, options)
-        if method == "random" and space and seed is None:
-            seed = secrets.randbelow(2**31)  # recorded, so the sweep can be reproduced
-        configs = expand(space, method, max_runs, seed)
-        commands = [render_command(base_command or "", values) for values in configs]
-        for command in commands:
-            _validate_command(command)
-        width = max(2, len(str(len(configs))))
-        run_names = [f"{name[: 63 - width]}-{i:0{width}d}" for i in range(1, len(configs) + 1)]
-
-        t = now()
-        sweep = Sweep(
-            id=new_id("sweep"),
-            name=name,
-            goal=goal.strip(),
-            base_command=base_command,
-            parameters=space,
-            method=method,
-            max_runs=max_runs if max_runs is not None else (len(configs) or None),
-            seed=seed,
-            parallel=parallel,
-            gpus_per_run=gpus_per_run,
-            backend=backend,
-            workdir=wd,
-            created_at=t,
-            updated_at=t,
+    @staticmethod
+    def may_ask(sweep: Sweep, runs: list[Run]) -> bool:
+        """An adaptive sweep that will ask for more: trials left, budget left, not stopped."""
+        trials = sum(1 for r in runs if "trial" in (r.options or {}))
+        return (
+            sweep.method == "tpe"
+            and not (sweep.search or {}).get("stopped")
+            and trials < (sweep.max_runs or 0)
+            and spent_reason(sweep, runs, now()) is None
         )
-        # Every run is validated and staged before anything is committed; then the sweep and
-        # all its runs are one transaction: a refusal or a kill -9 leaves nothing, or all of it.
-        staged: list[tuple[Run, Path]] = []
-        try:
-            for run_name, command, values in zip(run_names, commands, configs, strict=True):
-                fields, _env = self.runs.prepare(
-                    name=run_name, command=command, workdir=wd, sweep_id=sweep.id, gpus=gpus_per_run,
-                    env=clean_env, params=values, backend=chosen_backend, options=kept, new_sweep=True,
-                    checked=True,
-                )  # fmt: skip
-                run = self.runs.new_run(fields)
-                path = self.runs.stage(run, lambda f: write_env(f, clean_env), auto_start=auto_start)
-                staged.append((run, path))
-        except BaseException:
-            for _run, path in staged:
-                shutil.rmtree(path, ignore_errors=True)
-            raise
-        spec_path = self._write_spec(sweep)
-        try:
-            self.runs.commit(staged, before=lambda s: s.add(sweep))
-        except BaseException:
-            spec_path.unlink(missing_ok=True)
-            raise
-        created = [self.runs.load(run.id) for run, _path in staged]
-        if auto_start and created:
-            self._start_all(sweep, created)
-        return self.get(sweep.id)
+
+    # ---- create / extend ---------------------------------------------------------------
+
+    def create(self, *, preview: bool = False, auto_start: bool = True, **args: Any) -> SweepDetail:
+        """A sweep and its runs (core.sweep_create); ``preview``: what would be launched, and its
+        estimated cost, with nothing written (core.sweep_preview)."""
+        spec = sweep_create.validate(self, auto_start=auto_start, **args)
+        if preview:
+            from mcp_server.core.sweep_preview import preview as describe
+
+            return describe(self, spec)
+        return sweep_create.create(self, spec, auto_start)
+
+    def extend(self, sweep_id: str, **changes: Any) -> SweepDetail:
+        """Add configurations, runs or budget to a sweep (core.sweep_extend)."""
+        from mcp_server.core.sweep_extend import extend
+
+        return extend(self, sweep_id, **changes)
 
     def _write_spec(self, sweep: Sweep) -> Path:
         """The sweep as created, kept beside the store so doctor --repair can rebuild its row."""
@@ -348,17 +290,6 @@ class SweepService:
         path = folder / f"{sweep.id}.json"
         write_private(path, sweep.model_dump_json(exclude={"pk"}) + "\n")
         return path
-
-    def _start_all(self, sweep: Sweep, runs: list[Run]) -> None:
-        if sweep.parallel is not None:
-            self._enqueue(sweep, runs)
-            self.fill(sweep.id)
-            return
-        for run in runs:
-            try:
-                self.runs.launch(run)
-            except ResearchError as err:
-                self._refused(run.id, err)
 
     # ---- queries -------------------------------------------------------------------------
 
@@ -369,11 +300,17 @@ class SweepService:
 
     def row(self, sweep: Sweep, runs: list[Run]) -> SweepRow:
         counts, waiting = self._counts(runs)
+        status = derive_status(counts)
+        launched = sum(1 for r in runs if r.status in _ACTIVE and r.launched_at is not None)
+        if status == "running" and waiting and not launched and spent_reason(sweep, runs, now()):
+            status = "paused"  # its budget is spent: the held-back runs wait for extend_sweep
+        elif status in ("completed", "failed", "empty") and self.may_ask(sweep, runs):
+            status = "running"  # between a run's end and the next configuration it asks for
         return SweepRow(
             id=sweep.id,
             name=sweep.name,
             goal=sweep.goal,
-            status=derive_status(counts),  # type: ignore[arg-type]
+            status=status,  # type: ignore[arg-type]
             parallel=sweep.parallel,
             progress=progress_of(counts, waiting),
             created_at=iso(sweep.created_at) or "",

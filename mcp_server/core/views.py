@@ -58,9 +58,25 @@ class RunRecord(RunRow):
     stop_requested_at: str | None = None
 
 
+class ProvenanceBrief(BaseModel):
+    """What a run ran, in a few fields (runs://{id}/provenance has the whole record)."""
+
+    commit: str | None = None  # the workdir's HEAD (12 hex digits)
+    branch: str | None = None
+    dirty: bool = False  # uncommitted changes at launch
+    patch: str | None = None  # the uncommitted diff saved in the run dir, as a diffstat
+    omitted: list[str] = Field(default_factory=list)  # changed files not copied (binary, too large)
+    python: str | None = None  # version, interpreter and package count, as the job resolved them
+    host: str | None = None
+    gpus: str | None = None
+    seeds: dict[str, Any] = Field(default_factory=dict)
+    note: str = ""
+
+
 class RunDetail(RunRecord):
     """One run in full: the record plus what its sidecar saw (get_run)."""
 
+    provenance: ProvenanceBrief | None = None  # what it ran: code, Python, host, GPUs, seeds
     metrics: list[MetricSummary] = Field(default_factory=list)  # one summary per metric key
     open_alerts: list[AlertView] = Field(default_factory=list)  # newest first
     monitor: MonitorInfo | None = None  # the run's sidecar, once one has started

@@ -13,7 +13,8 @@ from mcp_server.core.views import Value
 
 # The note of a sweep answer that holds one page of its runs.
 PAGED = "{total} runs in all: page with offset=next_offset"
-SweepStatus = Literal["empty", "pending", "running", "completed", "failed", "stopped"]
+# paused: its budget is spent and runs wait for extend_sweep; preview: create_sweep(preview=true)
+SweepStatus = Literal["empty", "pending", "running", "paused", "completed", "failed", "stopped", "preview"]
 PlanStatus = Literal["draft", "approved", "executing", "completed", "archived"]
 
 
@@ -26,6 +27,7 @@ class SweepProgress(BaseModel):
     failed: int = 0
     stopped: int = 0
     lost: int = 0
+    pruned: int = 0  # of the stopped: stopped early by the sweep's pruner
     done: int = 0  # runs that ended (finished, failed, stopped or lost)
     percent_done: float = 0.0
 
@@ -60,16 +62,29 @@ class SweepRow(BaseModel):
     created_at: str
 
 
+class SweepEstimate(BaseModel):
+    """What a sweep would cost, from the durations of similar finished runs."""
+
+    runs: int
+    per_run_s: float | None = None  # median duration of the similar runs
+    wall_s: float | None = None  # with `parallel` runs at once
+    gpu_hours: float | None = None
+    based_on: str  # which runs the figures come from, or why there is no estimate
+
+
 class SweepDetail(SweepRow):
-    method: Literal["grid", "random"]
+    method: Literal["grid", "random", "tpe"]
     base_command: str | None = None
     parameters: dict[str, Any]  # the search space as given
     max_runs: int | None = None
     seed: int | None = None  # random sweeps: the seed used (pass it again to reproduce)
     gpus_per_run: int = 0
     backend: str
-    metric: str | None = None  # metric used to rank runs (get_sweep's metric argument)
+    metric: str | None = None  # metric used to rank runs (get_sweep's, else the sweep's own)
     direction: Literal["min", "max"] = "min"
+    pruner: str | None = None  # median or halving: stops runs early (SweepRunRow's reason says why)
+    budget: dict[str, float] | None = None  # gpu_hours / hours and what was spent of each
+    estimate: SweepEstimate | None = None  # preview: the cost, from similar finished runs
     best: BestRun | None = None
     metric_keys: list[str] = Field(default_factory=list)  # metric names the sweep's runs logged
     runs: list[SweepRunRow] = Field(default_factory=list)  # a page of runs, in creation order

@@ -18,17 +18,17 @@ def register(mcp: MCPServer, app: App) -> None:
     def detect_cluster(
         preferred_type: Annotated[
             Literal["local_gpu", "slurm", "cpu_only", "auto"] | None,
-            Field(description="keep this type whatever is found; auto: forget it"),
+            Field(description="pin this type; auto: unpin"),
         ] = None,
     ) -> ClusterInfo:
-        """Probe this machine: local_gpu, slurm or cpu_only, with GPUs (memory, processes, leases),
-        CPUs and Slurm partitions. Runs follow the saved type."""
+        """Probe this machine (local_gpu, slurm or cpu_only): GPUs, CPUs, Slurm partitions. Runs
+        follow the saved type."""
         return app.services().cluster.detect(preferred_type)
 
     @mcp.tool(annotations=READ_ONLY)
     @answer
     def get_cluster() -> ClusterInfo:
-        """The last detect_cluster result, with leases and queued runs as they are now."""
+        """The saved detect_cluster result, with current leases and queued runs."""
         return app.services().cluster.get()
 
     @mcp.resource(

@@ -29,8 +29,8 @@ def register(mcp: MCPServer, app: App) -> None:
             Field(description="default: run_ended, alert"),
         ] = None,
     ) -> EventBatch:
-        """Block until runs end or alerts fire; returns them and a cursor for the next call, so none
-        is missed or repeated."""
+        """Block until runs end or alerts fire; answers them and a cursor for the next call (none
+        missed or repeated)."""
 
         async def progress(done: float, total: float, message: str) -> None:
             await ctx.report_progress(done, total, message)

@@ -17,11 +17,11 @@ def register(mcp: MCPServer, app: App) -> None:
     @answer
     def add_memory(
         title: Annotated[str, Field(max_length=200)],
-        content: Annotated[str, Field(description="the rule and the runs that showed it")],
-        tags: Annotated[list[str] | None, Field(description="e.g. lr, oom, model:resnet50")] = None,
+        content: Annotated[str, Field(description="the rule and the runs showing it")],
+        tags: list[str] | None = None,
         source: Annotated[str, Field(description="user, agent, a run or sweep id", max_length=200)] = "agent",
     ) -> MemoryRow:
-        """Remember a rule learned from experiments; active rules show in experiment://context."""
+        """Remember a rule learned from experiments (shown in experiment://context)."""
         return app.services().memory.add(title=title, content=content, tags=tags, source=source)
 
     @mcp.tool(annotations=READ_ONLY)

@@ -27,8 +27,8 @@ def register(mcp: MCPServer, app: App) -> None:
             Field(description="shared by all series; default: a sketch, ≤ 20 each", ge=4, le=20000),
         ] = None,
     ) -> MetricsAnswer:
-        """Per key: count, first/last step, last, min, max, best (and step), NaN/Inf count, and
-        [step, value] points keeping each bucket's min and max (null: NaN/Inf)."""
+        """Per key: count, steps, last, min, max, best, NaN/Inf count, and [step, value] points
+        keeping each bucket's extremes (null: NaN/Inf)."""
         return app.services().metrics.get(run_ids, keys, max_points, max_keys=None if keys else DEFAULT_KEYS)
 
     @mcp.tool(annotations=READ_ONLY)
@@ -40,8 +40,8 @@ def register(mcp: MCPServer, app: App) -> None:
         limit: Annotated[int, Field(ge=1, le=200)] = DEFAULT_ROWS,
         offset: Annotated[int, Field(ge=0, le=MAX_INT)] = 0,
     ) -> AlertPage:
-        """Alerts (NaN/Inf, loss spike, divergence, stall, failure and its cause, LLM judge), newest
-        first; act with resolve_alert."""
+        """Alerts (NaN/Inf, spike, divergence, stall, failure cause, LLM judge), newest first; act
+        with resolve_alert."""
         page = app.services().alerts.list(
             run_id=run_id,
             status=status,
@@ -60,5 +60,5 @@ def register(mcp: MCPServer, app: App) -> None:
         choice: Annotated[str, Field(description="one of the alert's choices")],
     ) -> AlertResolution:
         """Close an alert: 'Stop run' stops its run (closing its other stop-only alerts), 'Rerun'
-        reruns it, 'Ignore' only closes it."""
+        reruns it, 'Ignore' closes it."""
         return app.services().alerts.resolve(alert_id, choice)

@@ -48,7 +48,7 @@ def register(mcp: MCPServer, app: App) -> None:
     @mcp.tool(annotations=READ_ONLY)
     @answer
     def get_plan(plan_id: str) -> PlanDetail:
-        """One plan with its Markdown, status, next statuses and linked sweeps and runs."""
+        """One plan: Markdown, status, next statuses, linked sweeps and runs."""
         return app.services().plans.get(plan_id)
 
     @mcp.tool(annotations=EDITS)
@@ -65,7 +65,7 @@ def register(mcp: MCPServer, app: App) -> None:
         link_sweep_ids: list[str] | None = None,
         link_run_ids: list[str] | None = None,
     ) -> PlanSaved:
-        """Move a plan to another status, edit a draft (title, goal, Markdown) or link its sweeps and runs."""
+        """Change a plan's status, edit a draft (title, goal, Markdown) or link sweeps and runs."""
         return app.services().plans.update(
             plan_id,
             status=status,

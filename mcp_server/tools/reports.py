@@ -23,8 +23,8 @@ def register(mcp: MCPServer, app: App) -> None:
         name: Annotated[str | None, Field(description="file: reports/<name>/report.md")] = None,
         path: Annotated[str | None, Field(description="or a .md path in the project")] = None,
     ) -> ReportAnswer:
-        """Markdown report (runs table, best run and margin, curves, alerts, memory rules) for a
-        sweep, run_ids or a plan; answers with its path."""
+        """Markdown report (runs, best and margin, curves, alerts, rules) of a sweep, run_ids or a
+        plan; answers its path."""
         from mcp_server.core.reports.service import write_report as write
 
         return write(

@@ -86,6 +86,32 @@ def register(mcp: MCPServer, app: App) -> None:
         return build(app.services(), run_id)
 
     @mcp.resource(
+        "runs://{run_id}/provenance",
+        name="run_provenance",
+        title="What a run ran",
+        description="Commit, branch, uncommitted diff, interpreter and packages, host, GPUs, seeds.",
+        mime_type="application/json",
+    )
+    @resource_errors
+    def run_provenance(run_id: str) -> str:
+        from resources.documents import run_provenance as build
+
+        return build(app.services(), run_id)
+
+    @mcp.resource(
+        "runs://{run_id}/lineage",
+        name="run_lineage",
+        title="A run's lineage",
+        description="Its ancestors and descendants (reruns), each with what it changed.",
+        mime_type="application/json",
+    )
+    @resource_errors
+    def run_lineage(run_id: str) -> str:
+        from mcp_server.core.lineage import lineage
+
+        return lineage(app.services().runs, run_id).model_dump_json(indent=1, exclude_defaults=True)
+
+    @mcp.resource(
         "sweeps://{sweep_id}",
         name="sweep",
         title="A sweep",

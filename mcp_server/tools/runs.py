@@ -7,6 +7,7 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from mcp_server.app import App
+from mcp_server.core.compare_views import RunComparison
 from mcp_server.core.views import LogChunk, RunBrief, RunDetail, RunPage
 from mcp_server.tools import MAX_INT
 from mcp_server.tools.backend_options import BACKEND_HELP, BackendName, BackendOptions, options_dict
@@ -44,8 +45,8 @@ def register(mcp: MCPServer, app: App) -> None:
         backend: Annotated[BackendName, Field(description=BACKEND_HELP)] = "auto",
         options: BackendOptions | None = None,  # type: ignore[valid-type]
     ) -> RunBrief:
-        """Launch a command as a tracked run that outlives this session; it gets
-        $RESEARCH_METRICS_FILE for metrics (one JSON object per line)."""
+        """Launch a command as a tracked run that outlives this session; it may log metrics as JSON
+        lines to $RESEARCH_METRICS_FILE."""
         return app.services().runs.create(
             name=name,
             command=command,
@@ -74,9 +75,29 @@ def register(mcp: MCPServer, app: App) -> None:
 
     @mcp.tool(annotations=CREATES)
     @answer
-    def rerun(run_id: RunId, auto_start: bool = True) -> RunBrief:
-        """A new run with the same command, workdir, env and params."""
-        return app.services().runs.rerun(run_id, auto_start=auto_start)
+    def rerun(
+        run_id: RunId,
+        auto_start: bool = True,
+        overrides: Annotated[
+            dict[str, Any] | None,
+            Field(description="{params, args: {opt: value|true|null}, env, command}"),
+        ] = None,
+    ) -> RunBrief:
+        """Run a run's spec again, with overrides; the parent is recorded."""
+        return app.services().runs.rerun(run_id, auto_start=auto_start, overrides=overrides)
+
+    @mcp.tool(annotations=READ_ONLY)
+    @answer
+    def compare_runs(
+        run_ids: Annotated[list[str], Field(min_length=2, max_length=8)],
+        metric: Annotated[str | None, Field(max_length=128)] = None,
+        patch: bool = False,
+    ) -> RunComparison:
+        """What differs between runs: params, code (patch: the diff), settings; each run's best/last
+        metric."""
+        from mcp_server.core.compare import compare_runs as compare
+
+        return compare(app.services().runs, run_ids, metric=metric, patch=patch)
 
     @mcp.tool(annotations=READ_ONLY)
     @answer
@@ -102,7 +123,7 @@ def register(mcp: MCPServer, app: App) -> None:
     @mcp.tool(annotations=READ_ONLY)
     @answer
     def get_run(run_id: RunId) -> RunDetail:
-        """One run in full: status and why, command, params, times, metric summaries, open alerts."""
+        """One run in full: status and why, command, params, times, metrics, open alerts, provenance."""
         detail = app.services().runs.get(run_id)
         if len(detail.metrics) > MAX_RUN_METRICS:
             shown = detail.metrics[:MAX_RUN_METRICS]
@@ -119,7 +140,7 @@ def register(mcp: MCPServer, app: App) -> None:
             Literal["output", "sidecar"], Field(description="sidecar: the monitor's log")
         ] = "output",
         offset: Annotated[
-            int | None, Field(description="read bytes from here (< 0: from the end)", ge=-MAX_INT, le=MAX_INT)
+            int | None, Field(description="in bytes; < 0: from the end", ge=-MAX_INT, le=MAX_INT)
         ] = None,
         length: Annotated[int | None, Field(ge=1, le=1048576)] = None,
         filter: Annotated[str | None, Field(description="regex", max_length=200)] = None,

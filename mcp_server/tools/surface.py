@@ -11,7 +11,8 @@ output models.
 - Input schemas keep every type, bound, enum, default and description; they lose the
   generated titles, the ``null`` alternative of optional arguments (leaving one out is how
   an agent says "default") and ``$ref`` indirection.
-- Output schemas declare structured content (an object); the fields are in the answers.
+- No output schema is advertised: every answer is one object, sent identically as text and
+  structured content, built from the tool's pydantic model (which validates it).
 - Answers carry their data once as compact JSON, in the text block and the structured copy
   alike (clients forward one or the other to the model), without null or default fields.
 """
@@ -104,17 +105,6 @@ def _type_union(schema: JsonSchema) -> JsonSchema:
     return schema
 
 
-def output_schema(schema: JsonSchema) -> JsonSchema:
-    """An answer is a JSON object; its fields are in the answer itself and in the README.
-
-    Output schemas were 68% of an 86 KB tools/list, paid by every session. Clients use them
-    to validate answers, which the server already does against the same pydantic models
-    before sending, while a model picks a tool by its name, description and input schema;
-    so the listing keeps the declaration that a tool answers with structured content, not
-    the answer's field tree."""
-    return {"type": "object"}
-
-
 def describe(text: str | None) -> str:
     """A docstring as a tool description: no leaked indentation, no hard wraps inside a
     paragraph (the source's line length is not the reader's), paragraphs kept."""
@@ -123,11 +113,21 @@ def describe(text: str | None) -> str:
 
 
 def lean_tool(tool: ToolInfo) -> ToolInfo:
-    update: dict[str, Any] = {"input_schema": input_schema(tool.input_schema)}
-    if tool.output_schema is not None:
-        update["output_schema"] = output_schema(tool.output_schema)
-    update["description"] = describe(tool.description)
-    return tool.model_copy(update=update)
+    """The tool as listed; its output schema stays with the server.
+
+    Output schemas were 68% of an 86 KB tools/list, paid by every session; reduced to
+    ``{"type": "object"}`` they still cost 32 bytes a tool and said nothing a client needs: an
+    answer's compact JSON is the same in its text block and its structured content (so a
+    client that reads either gives the model the same data), and it is built from the tool's
+    pydantic model, which validates it. A model picks a tool by its name, description and
+    input schema; the answers' fields are in the README."""
+    return tool.model_copy(
+        update={
+            "input_schema": input_schema(tool.input_schema),
+            "output_schema": None,
+            "description": describe(tool.description),
+        }
+    )
 
 
 class LeanServer(MCPServer):

@@ -31,6 +31,10 @@ def page_of(detail: SweepDetail, offset: int, limit: int) -> SweepDetail:
     return detail
 
 
+# {"gpu_hours": …, "hours": …}: checked by core.sweep_search (the listing stays short).
+Budget = dict[str, float]
+
+
 def register(mcp: MCPServer, app: App) -> None:
     @mcp.tool(annotations=CREATES)
     @answer
@@ -38,14 +42,15 @@ def register(mcp: MCPServer, app: App) -> None:
         name: Annotated[str, Field(description="letters, digits, ._- (max 64)")],
         goal: str,
         base_command: Annotated[
-            str | None, Field(description="a value fills {name} ('--lr {lr}') or is appended as --name=value")
+            str | None, Field(description="{lr} takes lr's value, else --lr=value is appended")
         ] = None,
         parameters: Annotated[
             dict[str, ParamValues] | None,
-            Field(description='name → values; random also takes {"min":a,"max":b[,"log":true]}'),
+            Field(description='name → values; random, tpe: also {"min":a,"max":b[,"log":true]}'),
         ] = None,
         method: Annotated[
-            Literal["grid", "random"], Field(description="random: max_runs seeded draws")
+            Literal["grid", "random", "tpe"],
+            Field(description="random: seeded draws; tpe: adaptive"),
         ] = "grid",
         max_runs: Annotated[int | None, Field(ge=1, le=1000)] = None,
         seed: Annotated[int | None, Field(ge=0, le=MAX_INT)] = None,
@@ -58,9 +63,14 @@ def register(mcp: MCPServer, app: App) -> None:
         env: Annotated[dict[str, str] | None, Field(description="values kept private")] = None,
         auto_start: bool = True,
         options: Annotated[dict[str, Any] | None, Field(description="create_run's, for every run")] = None,
+        metric: Annotated[str | None, Field(max_length=128)] = None,
+        direction: Literal["min", "max"] = "min",
+        pruner: Literal["none", "median", "halving"] = "none",
+        budget: Annotated[Budget | None, Field(description="gpu_hours, hours")] = None,
+        preview: bool = False,
     ) -> SweepDetail:
-        """Create a sweep: one run per configuration of parameters (grid or seeded random), each
-        recording its values as params."""
+        """A run per configuration of parameters, recorded as params. preview: what would run and
+        its cost, creating nothing."""
         detail = app.services().sweeps.create(
             name=name,
             goal=goal,
@@ -76,6 +86,11 @@ def register(mcp: MCPServer, app: App) -> None:
             env=env,
             auto_start=auto_start,
             options=options,
+            metric=metric,
+            direction=direction,
+            pruner=pruner,
+            budget=budget,
+            preview=preview,
         )
         if len(detail.runs) > DEFAULT_RUN_ROWS:  # the first page, as get_sweep would answer
             detail.runs, detail.next_offset = detail.runs[:DEFAULT_RUN_ROWS], DEFAULT_RUN_ROWS
@@ -92,14 +107,26 @@ def register(mcp: MCPServer, app: App) -> None:
         limit: Annotated[int, Field(ge=1, le=200)] = DEFAULT_RUN_ROWS,
         offset: Annotated[int, Field(ge=0, le=MAX_INT)] = 0,
     ) -> SweepDetail:
-        """A sweep's status, progress, a page of its runs, and the best run by metric."""
+        """A sweep's status, progress, a page of its runs and the best run by metric."""
         detail = app.services().sweeps.get(
             sweep_id, metric=metric, direction=direction, offset=offset, limit=limit
         )
         return page_of(detail, offset, limit)
 
+    @mcp.tool(annotations=CREATES)
+    @answer
+    def extend_sweep(
+        sweep_id: str,
+        configs: list[dict[str, Any]] | None = None,
+        max_runs: Annotated[int | None, Field(ge=1, le=1000)] = None,
+        budget: Budget | None = None,
+    ) -> SweepDetail:
+        """Add configurations, runs (max_runs) or budget to a sweep."""
+        detail = app.services().sweeps.extend(sweep_id, configs=configs, max_runs=max_runs, budget=budget)
+        return page_of(detail, 0, DEFAULT_RUN_ROWS)
+
     @mcp.tool(annotations=STOPS)
     @answer
     def stop_sweep(sweep_id: str) -> SweepStopped:
-        """Cancel a sweep: runs not yet launched never start, active runs are stopped."""
+        """Cancel a sweep: unlaunched runs never start, active runs are stopped."""
         return app.services().sweeps.stop(sweep_id)

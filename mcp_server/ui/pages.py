@@ -65,7 +65,12 @@ class Pages:
         run_id = request.path_params["run_id"]
         detail = self.sv.runs.get(run_id)
         logs = self.sv.runs.logs(run_id, lines=LOG_LINES)
-        return self._page(request, sid, "run.html", run=detail, logs=logs, nav="runs", page="run")
+        from mcp_server.core.lineage import lineage
+
+        family = lineage(self.sv.runs, run_id)
+        return self._page(
+            request, sid, "run.html", run=detail, logs=logs, family=family, nav="runs", page="run"
+        )
 
     def compare(self, request: Request, sid: str) -> str:
         q = request.query_params
