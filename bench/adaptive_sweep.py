@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import temp_state_dir, verdict
+from bench.common import figure, temp_state_dir
 
 OBJECTIVE = """import json, math, os, sys
 args = dict(a.lstrip("-").split("=", 1) for a in sys.argv[1:])
@@ -123,7 +123,14 @@ def main(seeds: int, parallel: int) -> int:
     print(f"ratio TPE median / grid launch order: {median / (by_pk or math.inf):.2f}")
     print(f"ratio TPE median / grid random order: {median / expected:.2f}")
     ok = by_pk is not None and median < by_pk
-    print(verdict("TPE median runs / grid runs to within 10%", median / (by_pk or math.inf), "< 1", ok))
+    figure(
+        "adaptive_sweep",
+        "TPE median runs / grid runs to within 10%",
+        median / (by_pk or math.inf),
+        "< 1",
+        ok,
+        f"TPE {tpe_counts} vs grid {by_pk} of {n}; random-order grid {expected:.1f}",
+    )
     return 0 if ok else 1
 
 

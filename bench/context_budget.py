@@ -28,7 +28,7 @@ from typing import Any
 import anyio
 from mcp import Client
 
-from bench.common import temp_state_dir
+from bench.common import figure, temp_state_dir
 
 TOOLS_BUDGET = 16 * 1024
 ANSWER_BUDGET = 8 * 1024
@@ -222,6 +222,14 @@ def report(tools_bytes: int, files: dict[str, int], s: Session) -> bool:
     ):
         print(f"{label:<28} {by_label[label]:>8} B = {by_label[label] / files[file_label]:.4f} × "
               f"{file_label} ({files[file_label]} B)")  # fmt: skip
+    figure(
+        "context_budget", "tools/list bytes / its 16 KB budget", tools_bytes / TOOLS_BUDGET, "≤ 1",
+        tools_bytes <= TOOLS_BUDGET, f"{tools_bytes} B",
+    )  # fmt: skip
+    figure(
+        "context_budget", "largest default answer / its 8 KB budget", worst / ANSWER_BUDGET, "≤ 1",
+        worst <= ANSWER_BUDGET, f"{worst} B; {typical} of {len(s.rows)} answers within the typical 2 KB",
+    )  # fmt: skip
     print("PASS" if ok else "FAIL", "context budget")
     return ok
 

@@ -24,6 +24,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.common import figure
+
 ROOT = Path(__file__).resolve().parent.parent
 
 MEASURE = r"""
@@ -96,6 +98,7 @@ def main(python: str, steps: int, repeat: int) -> int:
         size = path.stat().st_size / 1e6
         print(f"event file: {steps:,} events, {points:,} scalars, {size:.1f} MB; interpreter {python}")
         print(f"{'reader':<38}{'import ms':>10}{'peak RSS MB':>13}{'read ms':>10}{'scalars/s':>12}")
+        results: dict[str, dict[str, float]] = {}
         for name, (imports, read) in OPTIONS.items():
             runs = [measure(python, imports, read, path) for _ in range(repeat)]
             if any(isinstance(r, str) for r in runs):
@@ -107,6 +110,16 @@ def main(python: str, steps: int, repeat: int) -> int:
             print(
                 f"{name:<38}{med['import_ms']:>10.0f}{med['rss_mb']:>13.1f}{med['read_ms']:>10.0f}{rate:>12,.0f}"
             )
+            results[name] = med
+    ours = results.get("ours (sidecar.sources.tfevents)")
+    theirs = results.get("tensorboard (Legacy)EventFileLoader")
+    if ours and theirs:  # what a sidecar pays to read events: import + read, and its peak memory
+        cost = (ours["import_ms"] + ours["read_ms"]) / (theirs["import_ms"] + theirs["read_ms"])
+        figure(
+            "event_readers", "our event reader import+read / TensorBoard's loader's", cost, "≤ 1", cost <= 1,
+            f"{ours['import_ms'] + ours['read_ms']:.0f} vs {theirs['import_ms'] + theirs['read_ms']:.0f} ms; "
+            f"peak RSS {ours['rss_mb']:.0f} vs {theirs['rss_mb']:.0f} MB",
+        )  # fmt: skip
     return 0
 
 

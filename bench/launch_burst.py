@@ -31,7 +31,7 @@ from pathlib import Path
 import anyio
 from mcp import Client, StdioServerParameters
 
-from bench.common import pct, temp_state_dir, verdict
+from bench.common import figure, pct, temp_state_dir, verdict
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -204,7 +204,13 @@ def report(label: str, b: Burst, base: Burst, total: int) -> bool:
         verdict("peak run-side RSS (MB)", b.peak_rss_mb, "< 1024", b.peak_rss_mb < 1024),
     ]
     print("\n".join(checks))
-    return all(c.startswith("PASS") for c in checks)
+    ok = all(c.startswith("PASS") for c in checks)
+    figure(
+        "launch_burst", "concurrent create_run p95 / auto_start=false burst's", p95 / base_p95,
+        "p95 ≤ 5 s, all acked and exit 0", ok,
+        f"p95 {p95:.2f} vs {base_p95:.2f} s; acked {acked}/{total}; peak run-side RSS {b.peak_rss_mb:.0f} MB",
+    )  # fmt: skip
+    return ok
 
 
 async def main(servers: int, runs: int, command: str, timeout: float) -> int:

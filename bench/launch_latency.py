@@ -21,7 +21,7 @@ from pathlib import Path
 import anyio
 from mcp import Client, StdioServerParameters
 
-from bench.common import summary, temp_state_dir, verdict
+from bench.common import figure, summary, temp_state_dir
 
 STAMP = "import time,sys; open(sys.argv[1],'w').write(repr(time.time()))"
 
@@ -93,12 +93,12 @@ async def main(n: int, with_git: bool) -> int:
     print(summary("research-mcp create_run", ours))
     overhead = statistics.median(ours) - statistics.median(raw)
     print(f"median overhead over raw tmux: {overhead * 1000:.1f} ms")
-    print(
-        verdict(
-            "median create_run → started (s)", statistics.median(ours), "< 1 s", statistics.median(ours) < 1
-        )
-    )
-    return 0
+    med = statistics.median(ours)
+    ok = figure(
+        "launch_latency", "create_run → started / raw tmux new-window", med / statistics.median(raw),
+        "< 1 s absolute", med < 1, f"{med * 1000:.0f} vs {statistics.median(raw) * 1000:.0f} ms",
+    )  # fmt: skip
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from pathlib import Path
 import anyio
 from mcp import Client, StdioServerParameters
 
-from bench.common import summary, temp_state_dir, verdict
+from bench.common import figure, summary, temp_state_dir
 from bench.launch_latency import STAMP, wait_file
 
 
@@ -105,7 +105,7 @@ async def main(n: int, poll_s: str) -> int:
     print(summary("raw sbatch --wrap", raw))
     print(summary("create_run(backend=slurm) via MCP", ours))
     print(summary(f"get_run reports running (poll {poll_s}s)", seen))
-    print(verdict("median ratio create_run / sbatch", ratio, "≤ 1.2", ratio <= 1.2))
+    figure("slurm_submit", "submit → running: create_run / raw sbatch", ratio, "≤ 1.2", ratio <= 1.2)
     return 0 if ratio <= 1.2 else 1
 
 

@@ -3,8 +3,10 @@
 The exit time is the mtime of the run's exit_code file (written by the launch script the
 moment the command ends), so the figure covers settling the run, the event feed poll and
 the tool's reply. Same-run baseline, interleaved: the same exit observed by a client that
-polls get_run every 0.1 s (what an agent would do without wait_for_events, at a cost of
-ten tool calls a second). Target: p95 < 1 s.
+polls list_runs every 0.1 s (what an agent would do without wait_for_events, at a cost of
+ten tool calls a second; list_runs settles what can change and answers at once, where
+get_run would also wait for the sidecar's last lines). Target: p95 < 1 s; the figure is the
+ratio of the p95s.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 import anyio
 from mcp import Client, StdioServerParameters
 
-from bench.common import pct, summary, temp_state_dir, verdict
+from bench.common import figure, pct, summary, temp_state_dir
 
 
 async def call(c: Client, tool: str, **args: Any) -> dict[str, Any]:
@@ -64,9 +66,11 @@ async def by_waiting(c: Client, workdir: Path, name: str, cursor: int) -> tuple[
 async def by_polling(c: Client, workdir: Path, name: str) -> float:
     run, gate = await gated_run(c, workdir, name)
     gate.touch()
-    while (await call(c, "get_run", run_id=run["id"]))["status"] == "running":
+    while True:
+        page = await call(c, "list_runs", limit=5)
+        if next(r for r in page["runs"] if r["id"] == run["id"])["status"] != "running":
+            return time.time() - exit_time(run)
         await anyio.sleep(0.1)
-    return time.time() - exit_time(run)
 
 
 async def main(n: int) -> int:
@@ -84,11 +88,13 @@ async def main(n: int) -> int:
                 polled.append(await by_polling(c, Path(work), f"poll{i}"))
     print(f"run exit → the client knows, n={n} each, interleaved")
     print(summary("wait_for_events", waited))
-    print(summary("baseline: get_run every 0.1 s", polled))
+    print(summary("baseline: list_runs every 0.1 s", polled))
     p95 = pct(waited, 95)
-    print(f"p95 ratio wait_for_events / polling = {p95 / pct(polled, 95):.2f}")
-    print(verdict("wait_for_events p95 (s)", p95, "< 1.0", p95 < 1.0))
-    return 0 if p95 < 1.0 else 1
+    ok = figure(
+        "wait_latency", "wait_for_events p95 / polling list_runs every 0.1 s", p95 / pct(polled, 95),
+        "p95 < 1 s absolute", p95 < 1.0, f"p95 {p95 * 1000:.0f} ms vs {pct(polled, 95) * 1000:.0f} ms",
+    )  # fmt: skip
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ import argparse
 import os
 import signal
 import sys
-import time
 from collections.abc import Sequence
 
 from mcp_server import __version__
@@ -300,10 +299,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-ENDED = ("finished", "failed", "stopped", "lost")
-MIB = 1024 * 1024
-
-
 def cmd_logs(args: argparse.Namespace) -> int:
     sv = _existing_services(args)
     source = "sidecar" if args.sidecar else "output"
@@ -312,27 +307,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
     if not args.follow:
         return 0
     sys.stdout.flush()
-    pos = chunk.end_offset
-    said = ""
-    while True:
-        piece = sv.runs.logs(
-            args.run_id, source=source, offset=pos, length=1024 * 1024, max_bytes=1024 * 1024
-        )
-        if piece.text:
-            sys.stdout.write(piece.text)
-            sys.stdout.flush()
-            pos = piece.end_offset
-            continue
-        run = sv.runs.get(args.run_id)
-        if run.status in ENDED:
-            exit_code = "" if run.exit_code is None else f", exit code {run.exit_code}"
-            print(f"research-mcp: {run.id} {run.status}{exit_code}: {run.status_reason}", file=sys.stderr)
-            return 0 if run.status == "finished" else 1
-        # Say why nothing is printed yet: a queued run waits for GPUs, a CPU slot or its sweep.
-        if run.status != "running" and (news := f"{run.status}: {run.status_reason}") != said:
-            print(f"research-mcp: {run.id} is {news}", file=sys.stderr)
-            said = news
-        time.sleep(0.5)
+    from mcp_server.core.log_follow import follow
+
+    return follow(sv, args.run_id, source, chunk.end_offset, sys.stdout, sys.stderr)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from mcp_server.core import run_list
 from resources.cluster import ClusterSection, cluster_section, current_cluster
 
 if TYPE_CHECKING:
@@ -36,7 +37,10 @@ def cell(text: object) -> str:
 
 
 def _runs(services: Services) -> list[str]:
-    page = services.runs.list(status=["queued", "launching", "running", "ready"], limit=ACTIVE_ROWS)
+    # experiment_context has just settled the runs: read both pages as they are, in one snapshot.
+    with services.store.sql.snapshot() as conn:
+        page = run_list.page(conn, status=["queued", "launching", "running", "ready"], limit=ACTIVE_ROWS)
+        ended = run_list.page(conn, status=["finished", "failed", "stopped", "lost"], limit=RECENT_ROWS)
     out = [f"## Runs not ended yet ({page.total})"]
     if page.runs:
         out += ["| id | name | status | why | sweep |", "|---|---|---|---|---|"]
@@ -48,7 +52,6 @@ def _runs(services: Services) -> list[str]:
             out.append(f"… {page.total - len(page.runs)} more: list_runs(status=[...])")
     else:
         out.append("none")
-    ended = services.runs.list(status=["finished", "failed", "stopped", "lost"], limit=RECENT_ROWS)
     out += ["", f"## Recently ended runs ({ended.total} in all)"]
     if ended.runs:
         out += ["| id | name | status | exit | ended |", "|---|---|---|---|---|"]
@@ -76,22 +79,14 @@ def _sweeps(services: Services) -> list[str]:
 
 
 def _alerts(services: Services) -> list[str]:
-    from sqlmodel import col, func, select
-
-    from mcp_server.core.models import Alert
-
-    with services.store.read() as s:
-        total = s.exec(select(func.count()).select_from(Alert).where(Alert.status == "open")).one()
-        alerts = s.exec(
-            select(Alert).where(Alert.status == "open").order_by(col(Alert.pk).desc()).limit(ALERT_ROWS)
-        ).all()
-    out = [f"## Open alerts ({total})"]
+    page = services.alerts.list(status="open", limit=ALERT_ROWS)
+    out = [f"## Open alerts ({page.total})"]
     out += [
         f"- [{a.severity}] {a.run_id or 'no run'}: {cut(a.message, 160)} ({a.id}; choices: "
         f"{', '.join(a.choices)})"
-        for a in alerts
+        for a in page.alerts
     ]
-    return out if alerts else [*out, "none"]
+    return out if page.alerts else [*out, "none"]
 
 
 def _memory(services: Services) -> list[str]:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from mcp_server.core.metrics import recent_points, summaries
 from mcp_server.core.sidecars import wait_drained
+from mcp_server.core.sqlread import driver_of
 
 if TYPE_CHECKING:
     from mcp_server.core.services import Services
@@ -35,7 +36,7 @@ def run_metrics(services: Services, run_id: str) -> str:
     wait_drained(services.store, [run_id])
     with services.store.read() as s:
         summary = summaries(s, run_id)
-        recent = recent_points(s, run_id, RECENT_METRIC_POINTS)
+        recent = recent_points(driver_of(s.connection()), run_id, RECENT_METRIC_POINTS)
     by_key = {m.key: m.model_dump(exclude={"key"}) for m in summary}
     return _json({"run_id": run_id, "metrics": by_key, "recent": recent})
 

@@ -19,7 +19,9 @@ from typing import Any
 from mcp_server.core import sqlite_open
 
 BUSY_TIMEOUT_S = 60.0
-REQUIRED_TABLES = ("runs", "alerts", "events", "sidecars", "metric_series", "metric_points", "metric_files")
+REQUIRED_TABLES = (
+    "runs", "alerts", "events", "sidecars", "metric_series", "metric_points", "metric_files", "metric_buckets"
+)
 
 
 @dataclass

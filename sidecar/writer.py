@@ -21,6 +21,7 @@ import sqlite3
 from collections import deque
 from typing import Any
 
+from mcp_server.core import metric_buckets as buckets
 from mcp_server.core.alert_specs import AlertSpec
 from mcp_server.core.metric_keys import is_loss_like
 from mcp_server.core.sqlwrites import raise_alert_sql
@@ -189,7 +190,8 @@ class Writer:
                         s.id = conn.execute(SQL_NEW_SERIES, (self.run_id, s.key, s.source, t)).lastrowid or 0
                 trimmed = self._delete_replaced(conn, touched, started, wipe)
                 conn.executemany(SQL_POINT, [(s.id, step, value, t) for s, step, value in rows])
-                for s in trimmed:
+                self._bucket(conn, rows, trimmed)
+                for s, _, _ in trimmed.values():
                     self._recount(conn, s)
                 conn.executemany(
                     SQL_SERIES,
@@ -241,20 +243,43 @@ class Writer:
             return True
         return False  # a duplicate: the owner has (or will have) this step
 
+    @staticmethod
+    def _bucket(
+        c: sqlite3.Connection,
+        rows: list[tuple[SeriesState, int, float]],
+        trimmed: dict[int, tuple[SeriesState, int | None, int]],
+    ) -> None:
+        """Keep each series' buckets in step with its points (core.metric_buckets), in this transaction."""
+        by_series: dict[int, list[tuple[int, float]]] = {}
+        for s, step, value in rows:
+            pts = by_series.get(s.id)
+            if pts is None:
+                pts = by_series[s.id] = []
+            pts.append((step, value))
+        for series_id, (_, low, high) in trimmed.items():
+            # Points were deleted in (low, high]: rebuild that stretch and this batch's, from the points.
+            steps = [step for step, _ in by_series.pop(series_id, [])]
+            lo = None if low is None else min([low + 1, *steps])
+            buckets.rebuild(c, series_id, lo, max([high, *steps]))
+        for series_id, pts in by_series.items():
+            buckets.add_points(c, series_id, pts)
+
     def _delete_replaced(
         self,
         c: sqlite3.Connection,
         touched: dict[str, SeriesState],
         started: dict[str, int | None],
         wipe: dict[int, bool],
-    ) -> list[SeriesState]:
-        """Delete points a better source now gives; returns series whose summary must be recounted."""
-        trimmed = []
+    ) -> dict[int, tuple[SeriesState, int | None, int]]:
+        """Delete points a better source now gives; returns series whose summary must be recounted,
+        with the steps deleted (above the first, None: from the series' start, up to the second)."""
+        trimmed: dict[int, tuple[SeriesState, int | None, int]] = {}
         for key, s in touched.items():
             old, new = started[key], s.exact_through
             if s.id in wipe:
                 if wipe[s.id] or new is None:
                     c.execute("DELETE FROM metric_points WHERE series_id = ?", (s.id,))
+                    buckets.delete_series(c, s.id)  # this batch's points are all it keeps
                     continue
                 old = None  # every step up to the new owner's
             if s.provisional and s.id and new is not None and (old is None or new > old):
@@ -265,7 +290,7 @@ class Writer:
                     (s.id, low, new),
                 )
                 if cur.rowcount or s.id in wipe:
-                    trimmed.append(s)
+                    trimmed[s.id] = (s, old, new)
         return trimmed
 
     @staticmethod

@@ -211,3 +211,53 @@ def test_a_wedged_driver_cannot_hang_detection(
         # Let the wedged query end before other tests probe NVML in this process.
         assert probes._nvml_busy.acquire(timeout=10)
         probes._nvml_busy.release()
+
+
+SLURM_CONF = Path("/etc/slurm/slurm.conf")
+needs_slurm_commands = pytest.mark.skipif(
+    shutil.which("scontrol") is None or not SLURM_CONF.exists(),
+    reason="needs Slurm's commands and a slurm.conf to point at a controller that is not there",
+)
+
+
+def dead_controller(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of this machine's slurm.conf whose controller port nobody listens on (a controller
+    that is down: its host refuses), and scontrol/sinfo counted on their way through."""
+    conf = tmp_path / "slurm.conf"
+    lines = [ln for ln in SLURM_CONF.read_text().splitlines() if not ln.startswith("SlurmctldPort")]
+    conf.write_text("\n".join([*lines, "SlurmctldPort=1"]) + "\n")
+    for name in ("gres.conf", "cgroup.conf"):
+        if (SLURM_CONF.parent / name).exists():
+            (tmp_path / name).write_text((SLURM_CONF.parent / name).read_text())
+    monkeypatch.setenv("SLURM_CONF", str(conf))
+    calls = tmp_path / "calls"
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    for tool in ("scontrol", "sinfo"):
+        (shims / tool).write_text(f'#!/bin/sh\necho {tool} >> "{calls}"\nexec {shutil.which(tool)} "$@"\n')
+        (shims / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shims}:{__import__('os').environ['PATH']}")
+    return calls
+
+
+@needs_slurm_commands
+def test_a_dead_controller_is_told_at_once_and_remembered_for_a_while(
+    services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = dead_controller(tmp_path, monkeypatch)
+    t0 = time.monotonic()
+    first = services.cluster.detect()
+    took = time.monotonic() - t0
+    slurm = first.backends["slurm"]
+    assert slurm["controller"] == "DOWN" and not slurm["answered"]
+    assert took < 1.5, f"a dead controller held detection for {took:.1f} s (sinfo retries it for ~10 s)"
+    assert any("sinfo not waited for" in line for line in first.signals)
+    probes_made = calls.read_text().split()
+    t0 = time.monotonic()
+    again = services.cluster.detect()
+    assert time.monotonic() - t0 < 1.0
+    assert calls.read_text().split() == probes_made  # not probed again
+    assert any("not probed again" in w for w in again.warnings) and again.status == "degraded"
+    monkeypatch.setenv("RESEARCH_MCP_SLURM_RETRY_S", "0")  # 0: probe every time
+    services.cluster.detect()
+    assert len(calls.read_text().split()) > len(probes_made)

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 from mcp_server.core.errors import InvalidInput, NotFound
+from mcp_server.core.metric_buckets import add_points
 from mcp_server.core.metric_keys import goal, similar_keys
 from mcp_server.core.services import Services
 
 
 def add_series(state_dir: Path, run_id: str, key: str, points: list[tuple[int, float]]) -> None:
-    """Write a series the way the sidecar does (plain SQL on the same tables)."""
+    """Write a series the way the sidecar does (plain SQL on the same tables, buckets included)."""
     finite = [(s, v) for s, v in points if math.isfinite(v)]
     nonfinite = [s for s, v in points if not math.isfinite(v)]
     lo = min(finite, key=lambda p: p[1])
@@ -31,6 +32,7 @@ def add_series(state_dir: Path, run_id: str, key: str, points: list[tuple[int, f
             "INSERT INTO metric_points (series_id, step, value, ts) VALUES (?, ?, ?, 0)",
             [(sid, s, v) for s, v in points],
         )
+        add_points(con, sid, points)
 
 
 @pytest.fixture

@@ -1,10 +1,12 @@
 """Schema migrations: numbered frozen steps; a store any earlier release made upgrades without loss.
 
-The fixtures are the schemas earlier releases gave a fresh store (tests/fixtures/stores/
-SCHEMAS.md): version 6 (before metric sources) and version 8 (the release before numbered
+The fixtures (tests/fixtures/stores/README.md) are the schemas earlier releases gave a fresh
+store: version 6 (before metric sources) and version 8 (the release before numbered
 migrations). A store is built from each, filled with a row in every table as that release
 would have written it, opened by today's code, and compared: every old row keeps every value,
-new columns get their defaults, and the upgraded schema is the one a fresh store gets.
+new columns get their defaults, and the upgraded schema is the one a fresh store gets. A dump
+of a real store release 8 wrote (a run whose sidecar stored two metric series) checks the
+data steps: the upgrade keeps every row and builds the metric buckets of existing runs.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from sqlmodel import SQLModel
 
 from mcp_server.core import migrations, models
 from mcp_server.core.backends.slurm import jobs as slurm_jobs
+from mcp_server.core.metric_buckets import SHIFTS
 from mcp_server.core.services import Services
 from mcp_server.core.store import SCHEMA_VERSION, Store
+from tests.test_metric_buckets import assert_buckets_match_points
 
 FIXTURES = Path(__file__).parent / "fixtures" / "stores"
 RUN_ID = "run-20260101-120000-0000abcd"
@@ -150,3 +154,73 @@ def test_steps_are_numbered_and_frozen_ddl_parses() -> None:
         assert statements and all(sqlite3.complete_statement(s + ";") for s in statements), step.sql_file
     with pytest.raises(ValueError, match="incomplete SQL"):
         migrations.split_sql("CREATE TABLE x (a INTEGER")
+
+
+# ---- a store release 8 really wrote: the data steps --------------------------------------
+
+DUMP = Path(__file__).parent / "fixtures" / "stores" / "v8.sql"
+
+
+def tables(db: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table, in a stable order."""
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {n: sorted(con.execute(f'SELECT * FROM "{n}"').fetchall(), key=repr) for n in names}
+
+
+@pytest.fixture
+def v8_store(state_dir: Path) -> Path:
+    """The dump of release 8's real store (see the module docstring)."""
+    (state_dir / "runs").mkdir(parents=True)
+    db = state_dir / "research.db"
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        con.executescript(DUMP.read_text())
+        con.execute("PRAGMA journal_mode=WAL")
+    return db
+
+
+def test_the_upgrade_keeps_every_row_and_builds_the_buckets_of_existing_runs(v8_store: Path) -> None:
+    before = tables(v8_store)
+    assert before["meta"] == [("schema_version", "8")] and "metric_buckets" not in before
+    Store(v8_store).close()
+    after = tables(v8_store)
+    assert after["meta"] == [("schema_version", str(SCHEMA_VERSION))]
+    for name, rows in before.items():
+        if name != "meta":
+            assert after[name] == rows, f"the upgrade changed table {name}"
+    with contextlib.closing(sqlite3.connect(v8_store, isolation_level=None)) as con:
+        indexes = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"ix_alerts_status_pk", "ix_runs_sweep_status", "ix_runs_can_change"} <= indexes
+        series = con.execute("SELECT id, count FROM metric_series").fetchall()
+        assert sorted(c for _, c in series) == [429, 429]
+        for sid, count in series:
+            assert_buckets_match_points(con, sid)
+            levels = con.execute(
+                "SELECT level, SUM(n) FROM metric_buckets WHERE series_id = ? GROUP BY level", (sid,)
+            ).fetchall()
+            assert levels == [(level, count) for level in range(1, len(SHIFTS) + 1)]
+
+
+def test_after_the_upgrade_get_metrics_reads_the_buckets_and_answers_as_the_points_do(
+    v8_store: Path, state_dir: Path
+) -> None:
+    sv = Services(state_dir)
+    try:
+        with contextlib.closing(sqlite3.connect(v8_store)) as con:
+            (run_id,) = con.execute("SELECT id FROM runs").fetchone()
+            loss_id = con.execute("SELECT id FROM metric_series WHERE key = 'loss'").fetchone()[0]
+        (run,) = sv.metrics.get([run_id], ["loss"], max_points=40).runs
+        (loss,) = run.series
+        assert loss.downsampled and len(loss.points) <= 40
+        got = dict(loss.points)
+        assert got[1407] == 40.0 and got[2100] is None  # the spike and the NaN survive
+        assert (loss.count, loss.nonfinite, loss.first_nonfinite_step) == (429, 1, 2100)
+        # The buckets give the same extremes as reading every point would.
+        with contextlib.closing(sqlite3.connect(v8_store)) as con:
+            stored = [v for (v,) in con.execute(
+                "SELECT value FROM metric_points WHERE series_id = ? AND value IS NOT NULL", (loss_id,)
+            )]  # fmt: skip
+        shown = [v for _, v in loss.points if v is not None]
+        assert (min(shown), max(shown)) == (min(stored), max(stored)) == (loss.min, loss.max)
+    finally:
+        sv.close()

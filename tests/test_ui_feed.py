@@ -87,3 +87,28 @@ def test_the_runs_table_glance_reads_what_get_metrics_reads(services, workdir: P
     )
     assert len(seen.spark) <= 40 and seen.spark[-1] == series.last
     assert metric_keys(services.store, [run_id])[0] == "loss"  # loss-like keys first
+
+
+async def test_a_followed_log_is_told_at_once_not_at_the_next_poll(services, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+    """The store is polled every 5 s here; a page following a run's log hears of each line
+    within a fraction of that, by the file's own events (inotify)."""
+    feed = Broadcaster(services.state.db_path, lambda r: services.runs.files(r).output, interval_s=5.0)
+    run_id = services.runs.create(name="log", command="true", workdir=str(workdir), auto_start=False).id
+    output = services.runs.files(run_id).output
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text("")
+    delays: list[float] = []
+    async with feed.subscribe(frozenset({run_id})) as sub:
+        await anyio.sleep(5.5)  # the first poll: the feed now follows this run's dir
+        for i in range(3):
+            await anyio.sleep(0.3)
+            with open(output, "a") as fh:
+                fh.write(f"line {i}\n")
+            written = time.monotonic()
+            with anyio.fail_after(4):
+                while True:
+                    message = json.loads(await sub.queue.get())
+                    if message["logs"].get(run_id) == output.stat().st_size:
+                        delays.append(time.monotonic() - written)
+                        break
+    assert max(delays) < 1.0, delays  # not the 5 s poll

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, update
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from mcp_server.core import alert_list
 from mcp_server.core.alert_specs import (
     DEFAULT_CHOICES,
     ENDED_CHOICES,
@@ -33,8 +34,8 @@ from mcp_server.core.views import AlertPage, AlertResolution, AlertView, RunReco
 if TYPE_CHECKING:
     from mcp_server.core.runs import RunService
 
-ALERT_STATUSES: tuple[str, ...] = ("open", "resolved", "all")
-MAX_ALERT_PAGE = 200
+ALERT_STATUSES = alert_list.ALERT_STATUSES
+MAX_ALERT_PAGE = alert_list.MAX_ALERT_PAGE
 __all__ = [
     "DEFAULT_CHOICES",
     "ENDED_CHOICES",
@@ -134,34 +135,10 @@ class AlertService:
         limit: int = 50,
         offset: int = 0,
     ) -> AlertPage:
-        if status not in ALERT_STATUSES:
-            raise InvalidInput(f"status {status!r} is not valid; choose one of {', '.join(ALERT_STATUSES)}.")
-        for value in severity or []:
-            if value not in SEVERITIES:
-                raise InvalidInput(f"severity {value!r} is not valid; choose from {', '.join(SEVERITIES)}.")
-        if not 1 <= limit <= MAX_ALERT_PAGE:
-            raise InvalidInput(f"limit={limit} is out of range; give 1 to {MAX_ALERT_PAGE}.")
-        if offset < 0:
-            raise InvalidInput(f"offset={offset} must be ≥ 0.")
-        if run_id is not None:
-            self.runs.load(run_id)
-        conditions = []
-        if run_id is not None:
-            conditions.append(col(Alert.run_id) == run_id)
-        if status != "all":
-            conditions.append(col(Alert.status) == status)
-        if severity:
-            conditions.append(col(Alert.severity).in_(severity))
-        query = select(Alert)
-        count = select(func.count()).select_from(Alert)
-        for cond in conditions:
-            query = query.where(cond)
-            count = count.where(cond)
-        with self.store.read() as s:
-            total = s.exec(count).one()
-            rows = s.exec(query.order_by(col(Alert.pk).desc()).offset(offset).limit(limit)).all()
-        next_offset = offset + len(rows) if offset + len(rows) < total else None
-        return AlertPage(alerts=[to_view(a) for a in rows], total=total, next_offset=next_offset)
+        with self.store.sql.snapshot() as conn:
+            return alert_list.known_page(
+                conn, run_id=run_id, status=status, severity=severity, limit=limit, offset=offset
+            )
 
     def resolve(self, alert_id: str, choice: str) -> AlertResolution:
         """Validate ``choice`` against the alert's own choices, act on it, then mark it resolved."""

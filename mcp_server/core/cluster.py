@@ -11,11 +11,11 @@ detects only when there is none, so asking costs one store read.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
+from types import SimpleNamespace
 from typing import Any
-
-from sqlmodel import Session
 
 from mcp_server.core.admission import Admission
 from mcp_server.core.backends import registry
@@ -39,6 +39,24 @@ CLUSTER_TYPES: tuple[str, ...] = ("local_gpu", "slurm", "cpu_only")
 PREFERRED_CHOICES: tuple[str, ...] = (*CLUSTER_TYPES, "auto")
 TYPE_ENV = "RESEARCH_MCP_CLUSTER_TYPE"
 ROW_KEY = "local"
+
+
+def failed_key(backend: str) -> str:
+    """The meta row remembering when a backend's probe last failed, and why."""
+    return f"{backend}_probe_failed"
+
+
+def retry_env(backend: str) -> str:
+    return f"RESEARCH_MCP_{backend.upper()}_RETRY_S"
+
+
+def retry_s(backend: str) -> float:
+    """How long a backend's failed probe is remembered (seconds; 0: probe every time). Default 60."""
+    raw = os.environ.get(retry_env(backend), "").strip()
+    try:
+        return max(0.0, float(raw)) if raw else 60.0
+    except ValueError:
+        return 60.0
 
 
 def env_pin() -> str | None:
@@ -89,11 +107,13 @@ def _classify(gpu: GpuProbe, engines: dict[str, Probe]) -> tuple[str, float]:
     return "cpu_only", confidence
 
 
-def probe_engines(timeout_s: float) -> dict[str, Probe]:
+def probe_engines(timeout_s: float, skip: set[str] | frozenset[str] = frozenset()) -> dict[str, Probe]:
     """Every registered backend's probe, all at once (detection costs the slowest, not the sum)."""
     boxes: dict[str, dict[str, Probe]] = {}
     threads = []
     for name, cls in registry.classes().items():
+        if name in skip:
+            continue
         box: dict[str, Probe] = {}
         boxes[name] = box
 
@@ -140,7 +160,7 @@ class ClusterService:
             target=lambda: gpu_box.setdefault("probe", probe_gpus(timeout)), name="probe-gpus", daemon=True
         )
         gpu_thread.start()
-        engines = probe_engines(timeout)
+        engines = self._probe_engines(timeout)
         host = probe_host()
         gpu_thread.join(2 * timeout + 1)  # NVML, then maybe nvidia-smi: each bounded by timeout
         gpu = gpu_box.get("probe") or GpuProbe(error=f"GPU probe did not finish within {2 * timeout + 1:g} s")
@@ -152,6 +172,14 @@ class ClusterService:
         )
         warnings = [w for w in (gpu.error, *(w for p in engines.values() for w in p.warnings)) if w]
         with self.store.write() as s:
+            for name, probe in engines.items():
+                if probe.remember_failure is not None:
+                    failed = json.dumps({"at": now(), "why": probe.remember_failure})
+                    s.connection().exec_driver_sql(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (failed_key(name), failed)
+                    )
+                elif probe.facts.get("answered"):
+                    s.connection().exec_driver_sql("DELETE FROM meta WHERE key = ?", (failed_key(name),))
             row = s.get(ClusterState, ROW_KEY)
             kept = row.preferred_type if row else None
             preferred = None if preferred_type == "auto" else (preferred_type or kept)
@@ -193,19 +221,79 @@ class ClusterService:
             s.add(row)
         return info
 
+    def _probe_engines(self, timeout: float) -> dict[str, Probe]:
+        """Every backend's probe, except one whose failure is remembered: that one says so instead.
+
+        An engine that is down can hold every probe for the full timeout (a Slurm controller:
+        sinfo retries it), and every process that detects would pay it again: the failure is
+        kept in the store (what failed, when; ``Probe.remember_failure``) and each detection
+        within ``RESEARCH_MCP_<BACKEND>_RETRY_S`` answers at once."""
+        skipped: dict[str, Probe] = {}
+        with self.store.sql.snapshot() as conn:
+            rows = conn.execute("SELECT key, value FROM meta WHERE key GLOB '*_probe_failed'").fetchall()
+        for key, value in rows:
+            name = key[: -len("_probe_failed")]
+            retry = retry_s(name)
+            failed = json.loads(value)
+            if retry > 0 and 0 <= (age := now() - float(failed["at"])) < retry:
+                why = (
+                    f"{name} did not answer {age:.0f} s ago ({failed['why']}); not probed again for another "
+                    f"{retry - age:.0f} s ({retry_env(name)})"
+                )
+                try:
+                    skipped[name] = registry.backend_class(name).remembered(why)
+                except Exception:  # a backend that is gone: nothing to skip
+                    continue
+                skipped[name].signals.append(why)
+        return {**probe_engines(timeout, skip=set(skipped)), **skipped}
+
     def get(self) -> ClusterInfo:
         """The last detection with leases and the queue as they are now; detects if never done."""
         return self.last() or self.detect()
 
     def last(self) -> ClusterInfo | None:
-        """The last detection with leases and the queue as they are now, or None (never probes)."""
-        with self.store.read() as s:
-            row = s.get(ClusterState, ROW_KEY)
-            return self._refresh(s, row.data) if row is not None else None
+        """The last detection with leases and the queue as they are now, or None (never probes).
 
-    def _refresh(self, s: Session, data: dict[str, Any]) -> ClusterInfo:
+        Read in plain SQL; the queue and the leases are only looked into (through the
+        admission rules, which check their holders) when there are any."""
+        with self.store.sql.snapshot() as conn:
+            row = conn.execute("SELECT data FROM cluster_state WHERE key = ?", (ROW_KEY,)).fetchone()
+            if row is None:
+                return None
+            (queued,) = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM run_queue) OR EXISTS (SELECT 1 FROM gpu_leases)"
+            ).fetchone()
+        if not queued:
+            return self._refresh(json.loads(row[0]), [], [])
+        return self._refresh(json.loads(row[0]), *self._live())
+
+    def _live(self) -> tuple[list[Any], list[Any]]:
+        """Queue entries and leases whose holders live (``Admission.live_state`` without
+        reclaiming), read in plain SQL: the rows as they are, the holders judged by the
+        admission's own rule."""
+        with self.store.sql.snapshot() as conn:
+            entries = [
+                SimpleNamespace(run_id=r[0], admitted_at=r[1], enqueued_at=r[2])
+                for r in conn.execute("SELECT run_id, admitted_at, enqueued_at FROM run_queue ORDER BY seq")
+            ]
+            leases = [
+                SimpleNamespace(gpu_uuid=r[0], gpu_index=r[1], run_id=r[2])
+                for r in conn.execute("SELECT gpu_uuid, gpu_index, run_id FROM gpu_leases")
+            ]
+            ids = [e.run_id for e in entries]
+            runs = {
+                r[0]: SimpleNamespace(id=r[0], status=r[1], launched_at=r[2])
+                for r in conn.execute(
+                    f"SELECT id, status, launched_at FROM runs WHERE id IN ({', '.join('?' * len(ids))})", ids
+                )
+            }
+        t = now()
+        live = [e for e in entries if self.admission.holder_alive(e, runs.get(e.run_id), t)]  # type: ignore[arg-type]
+        held = {e.run_id for e in live}
+        return live, [lease for lease in leases if lease.run_id in held]
+
+    def _refresh(self, data: dict[str, Any], live: list[Any], live_leases: list[Any]) -> ClusterInfo:
         info = ClusterInfo.model_validate(data)
-        live, live_leases = self.admission.live_state(s, reclaim=False)
         leases = {lease.gpu_uuid: lease.run_id for lease in live_leases}
         threshold = self.settings.gpu_free_memory_mib
         for g in info.gpus:

@@ -85,8 +85,8 @@ def compare_runs(
     runs = [runs_service.load(rid) for rid in run_ids]
     store = runs_service.store
     wait_drained(store, run_ids)
-    with store.read() as s:
-        series = series_of(s, run_ids)
+    with store.sql.snapshot() as conn:
+        series = series_of(conn, run_ids)
     direction = direction or goal(metric or "") or "min"
     out = RunComparison(metric=metric, direction=direction, runs=[])  # type: ignore[arg-type]
     by_run = {(row.run_id, row.key): row for row in series}

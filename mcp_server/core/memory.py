@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import func
-from sqlmodel import col, select
+from sqlmodel import select
 
+from mcp_server.core import sqlpage
 from mcp_server.core.errors import InvalidInput, NotFound
 from mcp_server.core.ids import new_id, validate_id
 from mcp_server.core.models import Memory
@@ -62,6 +63,14 @@ def to_row(m: Memory) -> MemoryRow:
     )
 
 
+# One MemoryRow as JSON, written by SQLite (list is read in plain SQL: core.sqlpage).
+ROW_JSON = (
+    "json_object('id', id, 'title', title, 'content', content, 'tags', json(tags), 'source', source, "
+    "'active', json(CASE WHEN active THEN 'true' ELSE 'false' END), "
+    f"'created_at', {sqlpage.ISO.format('created_at')}, 'updated_at', {sqlpage.ISO.format('updated_at')})"
+)
+
+
 class MemoryService:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -99,21 +108,18 @@ class MemoryService:
             raise InvalidInput(f"limit={limit} is out of range; give 1 to 500.")
         if offset < 0:
             raise InvalidInput(f"offset={offset} must be ≥ 0.")
-        query = select(Memory)
-        count = select(func.count()).select_from(Memory)
+        clauses: list[str] = []
+        params: list[Any] = []
         if active_only:
-            query = query.where(col(Memory.active).is_(True))
-            count = count.where(col(Memory.active).is_(True))
-        with self.store.read() as s:
-            rows = list(s.exec(query.order_by(col(Memory.pk).desc())).all())
-            total = s.exec(count).one()
+            clauses.append("active = 1")
         if tag is not None:
-            wanted = _tags([tag])[0]
-            rows = [m for m in rows if wanted in m.tags]
-            total = len(rows)
-        page = rows[offset : offset + limit]
-        next_offset = offset + len(page) if offset + len(page) < total else None
-        return MemoryList(memories=[to_row(m) for m in page], total=total, next_offset=next_offset)
+            clauses.append("EXISTS (SELECT 1 FROM json_each(memories.tags) WHERE value = ?)")
+            params.append(_tags([tag])[0])
+        with self.store.sql.snapshot() as conn:
+            return sqlpage.page(
+                conn, MemoryList, "memories", ROW_JSON, "memories", clauses, params, limit=limit,
+                offset=offset,
+            )  # fmt: skip
 
     def update(
         self,

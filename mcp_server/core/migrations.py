@@ -15,6 +15,7 @@ one. Other branches append too; whoever merges renumbers the later step.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,6 +55,15 @@ def split_sql(text: str) -> list[str]:
     return out
 
 
+def _rebuild_metric_buckets(connection: Any) -> None:
+    """Step 9's data: buckets for the points an older release stored (a reader of the upgraded
+    store never sees a series without them)."""
+    from mcp_server.core.metric_buckets import rebuild_all
+    from mcp_server.core.sqlread import driver_of
+
+    rebuild_all(driver_of(connection))
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "0001_runs_events.sql"),
     Step(2, "0002_alerts.sql"),
@@ -63,10 +73,14 @@ STEPS: tuple[Step, ...] = (
     Step(6, "0006_metrics_sidecars.sql"),
     Step(7, "0007_metric_files.sql"),
     Step(8, "0008_notifications.sql"),
-    Step(9, "0009_sweep_search.sql"),
+    Step(9, "0009_metric_buckets.sql", run=_rebuild_metric_buckets),
+    Step(10, "0010_read_indexes.sql"),
+    Step(11, "0011_sweep_search.sql"),
 )
 SCHEMA_VERSION = len(STEPS)
 assert [s.version for s in STEPS] == list(range(1, SCHEMA_VERSION + 1)), "steps are numbered 1..N in order"
+
+_ADD_COLUMN = re.compile(r"\s*ALTER\s+TABLE\s+\S+\s+ADD\s+COLUMN\s", re.IGNORECASE)
 
 META_DDL = "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)"
 
@@ -75,7 +89,13 @@ def upgrade(execute: Execute, current: int, connection: Any = None) -> int:
     """Apply the steps after ``current`` (inside the caller's write transaction); the new version."""
     for step in STEPS[current:]:
         for statement in step.statements():
-            execute(statement)
+            try:
+                execute(statement)
+            except Exception as err:
+                # A column a step adds may be there already (tables and indexes say IF NOT
+                # EXISTS): a store written between two merges whose steps were ordered apart.
+                if not (_ADD_COLUMN.match(statement) and "duplicate column name" in str(err)):
+                    raise
         if step.run is not None:
             step.run(connection)
     return SCHEMA_VERSION

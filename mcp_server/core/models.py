@@ -11,6 +11,8 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, text
 from sqlmodel import Field, SQLModel
 
+from mcp_server.core.watched import CAN_CHANGE
+
 
 def _default(value: Any) -> Any:
     """A field default the database knows too, so the sidecar's plain-SQL inserts may omit it."""
@@ -31,7 +33,13 @@ class Meta(SQLModel, table=True):
 
 class Run(SQLModel, table=True):
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_status_pk", "status", "pk"),)
+    __table_args__ = (
+        Index("ix_runs_status_pk", "status", "pk"),
+        # A sweep's progress is counted from this index alone (core.sweep_list).
+        Index("ix_runs_sweep_status", "sweep_id", "status", "launched_at"),
+        # The runs a reconcile looks at, however long the history (core.watched).
+        Index("ix_runs_can_change", "pk", sqlite_where=text(CAN_CHANGE)),
+    )
 
     # Integer key: insertion (commit) order, which is the FIFO order of queues.
     pk: int | None = Field(default=None, primary_key=True)
@@ -84,7 +92,11 @@ class Alert(SQLModel, table=True):
     """
 
     __tablename__ = "alerts"
-    __table_args__ = (Index("ix_alerts_run_status", "run_id", "status"),)
+    __table_args__ = (
+        Index("ix_alerts_run_status", "run_id", "status"),
+        # list_alerts' default (open ones, newest first) and their count.
+        Index("ix_alerts_status_pk", "status", "pk"),
+    )
 
     pk: int | None = Field(default=None, primary_key=True)
     id: str = Field(unique=True)
@@ -277,6 +289,30 @@ class MetricPoint(SQLModel, table=True):
     step: int
     value: float | None = None
     ts: float
+
+
+class MetricBucket(SQLModel, table=True):
+    """Count, min, max and last of a series over one bucket of ``2**shift`` steps, per level.
+
+    Maintained by the sidecar in the transaction that stores the points; reads of a
+    downsampled series merge a few of these rows instead of scanning every point
+    (``core.metric_buckets``). Clustered on its key (WITHOUT ROWID): a level of a series
+    is one contiguous range.
+    """
+
+    __tablename__ = "metric_buckets"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    series_id: int = Field(primary_key=True)
+    level: int = Field(primary_key=True)
+    bucket: int = Field(primary_key=True)  # step >> shift of the level
+    n: int  # points, NaN/Inf included
+    min_step: int | None = None  # None: every point in the bucket is NaN
+    min_value: float | None = None
+    max_step: int | None = None
+    max_value: float | None = None
+    last_step: int  # the highest step (the latest stored point among equal steps)
+    last_value: float | None = None
 
 
 class Sidecar(SQLModel, table=True):

@@ -3,20 +3,19 @@
 Tables of runs (the dashboard's runs view, ``research-mcp demo``) show one number and a
 curve per row. They read the same stored series and the same min/max-per-bucket
 downsampling as ``get_metrics``, so a row never disagrees with what the agent reads; a
-sparkline costs two grouped scans per run, whatever the series' length.
+sparkline reads a few pre-aggregated buckets per run, whatever the series' length.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlmodel import col, select
 
 from mcp_server.core.metric_keys import goal
 from mcp_server.core.metrics import downsample, series_of, summarize
-from mcp_server.core.models import Run
 from mcp_server.core.store import Store
 
 SPARK_POINTS = 32
@@ -37,17 +36,16 @@ class MetricGlance(BaseModel):
 
 def metric_keys(store: Store, run_ids: list[str]) -> list[str]:
     """Keys the runs have, the most widespread first, loss-like keys ahead of equally common ones."""
-    with store.read() as s:
-        series = series_of(s, run_ids[:MAX_GLANCE_RUNS])
+    with store.sql.snapshot() as conn:
+        series = series_of(conn, run_ids[:MAX_GLANCE_RUNS])
     counts = Counter(x.key for x in series)
     return sorted(counts, key=lambda k: (-counts[k], goal(k) != "min", k))
 
 
 def glance(store: Store, run_ids: list[str], key: str, points: int = SPARK_POINTS) -> dict[str, MetricGlance]:
     """For each run that has ``key``: its summary and up to ``points`` values, extremes kept."""
-    with store.read() as s:
-        rows = [x for x in series_of(s, run_ids[:MAX_GLANCE_RUNS]) if x.key == key]
-        conn = s.connection()
+    with store.sql.snapshot() as conn:
+        rows = series_of(conn, run_ids[:MAX_GLANCE_RUNS], key)
         out: dict[str, MetricGlance] = {}
         for series in rows:
             summary = summarize(series)
@@ -72,14 +70,15 @@ def run_params(store: Store, run_ids: list[str]) -> dict[str, dict[str, Any]]:
     ids = run_ids[:MAX_GLANCE_RUNS]
     if not ids:
         return {}
-    with store.read() as s:
-        rows = s.exec(select(Run.id, Run.params).where(col(Run.id).in_(ids))).all()
-    return {run_id: dict(params or {}) for run_id, params in rows}
+    with store.sql.snapshot() as conn:
+        rows = conn.execute(f"SELECT id, params FROM runs WHERE id IN ({', '.join('?' * len(ids))})", ids)
+        return {run_id: dict(json.loads(params) or {}) for run_id, params in rows}
 
 
 def run_names(store: Store, run_ids: list[str]) -> dict[str, str]:
     ids = list(dict.fromkeys(run_ids))[:MAX_GLANCE_RUNS]
     if not ids:
         return {}
-    with store.read() as s:
-        return dict(s.exec(select(Run.id, Run.name).where(col(Run.id).in_(ids))).all())
+    with store.sql.snapshot() as conn:
+        rows = conn.execute(f"SELECT id, name FROM runs WHERE id IN ({', '.join('?' * len(ids))})", ids)
+        return dict(rows.fetchall())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,13 @@ def resolve_state_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     else:
         root = Path.cwd() / DEFAULT_DIRNAME
     return root.expanduser().absolute()
+
+
+def _is_link(path: Path) -> bool:
+    try:
+        return stat.S_ISLNK(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -64,7 +72,19 @@ class StateDir:
 
     def run_dir(self, run_id: str) -> Path:
         # run ids are validated before they get here; the containment check is a second lock.
-        return self.inside(self.runs_dir / run_id)
+        # A plain name under a real runs/ dir, neither a symlink, cannot leave the state dir:
+        # two lstat calls say so, where resolving the path costs one per component (every
+        # run query asks this of each live run).
+        path = self.runs_dir / run_id
+        plain = bool(run_id) and "/" not in run_id and run_id not in (".", "..")
+        if plain and not _is_link(path) and not _is_link(path.parent):
+            return path
+        return self.inside(path)
+
+    def file_in(self, path: Path) -> Path:
+        """``path`` (a file of a run dir from ``run_dir``), refused if it leaves the state dir: a
+        file that is not a symlink cannot, so that costs one lstat instead of a resolve."""
+        return path if path.parent.parent == self.runs_dir and not _is_link(path) else self.inside(path)
 
     def sweep_dir(self, sweep_id: str) -> Path:
         """A sweep's own files (its env.sh, for runs an adaptive sweep creates later)."""

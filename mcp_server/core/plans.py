@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import func
 from sqlmodel import col, select
 
+from mcp_server.core import sqlpage
 from mcp_server.core.errors import Conflict, InvalidInput, NotFound
 from mcp_server.core.ids import new_id, validate_id
 from mcp_server.core.models import Plan, Run, Sweep
@@ -128,6 +128,13 @@ def _row(plan: Plan) -> PlanRow:
     )
 
 
+# One PlanRow as JSON, written by SQLite (list is read in plain SQL: core.sqlpage).
+ROW_JSON = (
+    "json_object('id', id, 'title', title, 'goal', goal, 'status', status, 'sweep_ids', json(sweep_ids), "
+    f"'run_ids', json(run_ids), 'updated_at', {sqlpage.ISO.format('updated_at')})"
+)
+
+
 class PlanService:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -173,16 +180,12 @@ class PlanService:
                 )
         if not 1 <= limit <= 500 or offset < 0:
             raise InvalidInput("limit must be 1-500 and offset ≥ 0.")
-        query = select(Plan)
-        count = select(func.count()).select_from(Plan)
-        if status:
-            query = query.where(col(Plan.status).in_(status))
-            count = count.where(col(Plan.status).in_(status))
-        with self.store.read() as s:
-            total = s.exec(count).one()
-            plans = s.exec(query.order_by(col(Plan.pk).desc()).offset(offset).limit(limit)).all()
-        next_offset = offset + len(plans) if offset + len(plans) < total else None
-        return PlanList(plans=[_row(p) for p in plans], total=total, next_offset=next_offset)
+        clauses = [f"status IN ({', '.join('?' * len(status))})"] if status else []
+        with self.store.sql.snapshot() as conn:
+            return sqlpage.page(
+                conn, PlanList, "plans", ROW_JSON, "plans", clauses, list(status or []), limit=limit,
+                offset=offset,
+            )  # fmt: skip
 
     def _check_links(self, sweep_ids: Iterable[str], run_ids: Iterable[str]) -> None:
         sweep_ids, run_ids = list(sweep_ids), list(run_ids)

@@ -14,27 +14,28 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from mcp_server.core import ending
 from mcp_server.core.backends.registry import Backends
 from mcp_server.core.errors import ResearchError
 from mcp_server.core.jobfiles import JobFiles
-from mcp_server.core.lifecycle import ACTIVE, TERMINAL, Decision, RunStatus, decide_for
+from mcp_server.core.lifecycle import TERMINAL, Decision, RunStatus, decide_for
 from mcp_server.core.models import Run
 from mcp_server.core.paths import StateDir
 from mcp_server.core.settings import Settings
 from mcp_server.core.sqlwrites import transition_sql
 from mcp_server.core.store import Store, now
+from mcp_server.core.watched import CAN_CHANGE, WATCHED, LiveRun, anything_to_watch, watched
 
 log = logging.getLogger(__name__)
 
-WATCHED: tuple[str, ...] = tuple(s.value for s in (*ACTIVE, RunStatus.LOST))
+__all__ = ["CAN_CHANGE", "WATCHED", "Reconciler", "transition"]
 
 
 def transition(
     session: Session,
-    run: Run,
+    run: Run | LiveRun,
     new: RunStatus,
     reason: str,
     *,
@@ -69,24 +70,23 @@ class Reconciler:
         self.on_terminal: list[Callable[[Run], None]] = []
         # Called after every reconcile with the runs it looked at, as they are now (the sidecar
         # supervisor restarts missing sidecars from here).
-        self.after_reconcile: list[Callable[[list[Run]], object]] = []
+        self.after_reconcile: list[Callable[[list[Any]], object]] = []
 
     def files(self, run_id: str) -> JobFiles:
         return JobFiles(self.state.run_dir(run_id))
 
-    def watched_runs(self, run_ids: Iterable[str] | None = None) -> list[Run]:
-        query = select(Run).where(col(Run.status).in_(WATCHED))
-        if run_ids is not None:
-            ids = list(run_ids)
-            if not ids:
-                return []
-            query = query.where(col(Run.id).in_(ids))
-        with self.store.read() as s:
-            return list(s.exec(query.order_by(col(Run.pk))).all())
+    def watched_runs(self, run_ids: Iterable[str] | None = None) -> list[LiveRun]:
+        """The runs a reconcile would look at (all that can still change, or ``run_ids``)."""
+        with self.store.sql.snapshot() as conn:
+            return watched(conn, run_ids)
 
-    def reconcile(self, run_ids: Iterable[str] | None = None) -> list[Run]:
-        """Observe watched runs (all, or ``run_ids``) and apply what they imply; returns changed runs."""
-        runs = self.watched_runs(run_ids)
+    def reconcile(self, run_ids: Iterable[str] | None = None) -> list[Any]:
+        """Observe watched runs (all that can still change, or ``run_ids``) and apply what they
+        imply; returns the runs whose status changed (as read, with the new values set)."""
+        with self.store.sql.snapshot() as conn:
+            if run_ids is None and not anything_to_watch(conn):
+                return []
+            runs = watched(conn, run_ids)
         changed = self._settle(runs) if runs else []
         for hook in self.after_reconcile:
             try:
@@ -95,11 +95,11 @@ class Reconciler:
                 log.exception("after_reconcile hook failed")
         return changed
 
-    def _settle(self, runs: list[Run]) -> list[Run]:
-        by_backend: dict[str, list[Run]] = defaultdict(list)
+    def _settle(self, runs: list[LiveRun]) -> list[Any]:
+        by_backend: dict[str, list[Any]] = defaultdict(list)
         for run in runs:
             by_backend[run.backend].append(run)
-        decisions: list[tuple[Run, Decision]] = []
+        decisions: list[tuple[Any, Decision]] = []
         t = now()
         for name, group in by_backend.items():
             files = {r.id: self.files(r.id) for r in group}
@@ -117,9 +117,10 @@ class Reconciler:
                     decisions.append((run, d))
         return self.apply(decisions)
 
-    def apply(self, decisions: list[tuple[Run, Decision]]) -> list[Run]:
-        """Record decisions the way a sidecar does (``core.ending``), then follow up on endings."""
-        changed: list[Run] = []
+    def apply(self, decisions: list[tuple[Any, Decision]]) -> list[Any]:
+        """Record decisions the way a sidecar does (``core.ending``; a ``Run`` or a ``LiveRun``
+        gets what changed set on it), then follow up on endings."""
+        changed: list[Any] = []
         if not decisions:
             return changed
         endings = [(run, ending.prepare(run, d, self.files(run.id))) for run, d in decisions]
@@ -136,7 +137,7 @@ class Reconciler:
                 self.follow_up(run)
         return changed
 
-    def follow_up(self, run: Run) -> None:
+    def follow_up(self, run: Any) -> None:
         """What an ending sets off once it is recorded (a sweep's next run): the same for an ending
         a server recorded and one a sidecar did."""
         for hook in self.on_terminal:

@@ -13,16 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlmodel import col, func, select
-
+from mcp_server.core import run_list
 from mcp_server.core.errors import Conflict, InvalidInput
-from mcp_server.core.ids import validate_id
 from mcp_server.core.jobfiles import JobFiles
-from mcp_server.core.lifecycle import TERMINAL, RunStatus
+from mcp_server.core.lifecycle import TERMINAL
 from mcp_server.core.logs import compile_filter, read_window, tail_lines
 from mcp_server.core.models import Run
-from mcp_server.core.reconcile import WATCHED
-from mcp_server.core.run_inputs import MAX_LOG_BYTES, MAX_LOG_LINES, MAX_PAGE, STATUS_CHOICES
+from mcp_server.core.run_inputs import MAX_LOG_BYTES, MAX_LOG_LINES
 from mcp_server.core.views import LogChunk, RunDetail, RunPage, RunRecord, RunRow, iso
 
 if TYPE_CHECKING:
@@ -96,6 +93,9 @@ class QueryMixin:
     def _settle_first(self, run_ids: list[str] | None = None) -> bool:
         raise NotImplementedError
 
+    def known(self, run_id: str) -> Any:
+        raise NotImplementedError
+
     def get(self, run_id: str) -> RunDetail:
         self._fresh(run_id)
         detail = RunDetail(**self._record(run_id).model_dump())
@@ -112,37 +112,15 @@ class QueryMixin:
         limit: int = 50,
         offset: int = 0,
     ) -> RunPage:
-        if not 1 <= limit <= MAX_PAGE:
-            raise InvalidInput(f"limit={limit} is out of range; give 1 to {MAX_PAGE}.")
-        if offset < 0:
-            raise InvalidInput(f"offset={offset} must be ≥ 0.")
-        for value in status or []:
-            if value not in RunStatus._value2member_map_:
-                raise InvalidInput(f"status {value!r} is not a run status; valid: {STATUS_CHOICES}.")
-        if sweep_id is not None:
-            validate_id(sweep_id, "sweep", "sweep_id")
+        run_list.check(status, sweep_id, limit, offset)
         self._settle_first()
-        query = select(Run)
-        count = select(func.count()).select_from(Run)
-        conditions: list[Any] = []
-        if status:
-            conditions.append(col(Run.status).in_(status))
-        if name_contains:
-            conditions.append(col(Run.name).contains(name_contains, autoescape=True))
-        if sweep_id:
-            conditions.append(col(Run.sweep_id) == sweep_id)
-        for cond in conditions:
-            query = query.where(cond)
-            count = count.where(cond)
-        with self.store.read() as s:
-            total = s.exec(count).one()
-            rows = s.exec(query.order_by(col(Run.pk).desc()).offset(offset).limit(limit)).all()
-            active = [r.id for r in rows if r.status in WATCHED]
-            leased = self.admission.leased_gpus(s, active) if active else {}
-        next_offset = offset + len(rows) if offset + len(rows) < total else None
-        return RunPage(runs=[to_row(r, leased.get(r.id)) for r in rows], total=total, next_offset=next_offset)
+        with self.store.sql.snapshot() as conn:  # plain SQL: no ORM row per run (core.run_list)
+            return run_list.page(
+                conn, status=status, name_contains=name_contains, sweep_id=sweep_id, limit=limit,
+                offset=offset,
+            )  # fmt: skip
 
-    def _sync_output(self, run: Run, files: JobFiles) -> None:
+    def _sync_output(self, run: Any, files: JobFiles) -> None:
         """Let the run's backend bring its job's output into the run dir first (an engine whose
         workers do not share this filesystem); a backend that cannot now leaves it as it is."""
         try:
@@ -170,11 +148,11 @@ class QueryMixin:
         if not 1 <= max_bytes <= MAX_LOG_BYTES:
             raise InvalidInput(f"max_bytes={max_bytes} is out of range; give 1 to {MAX_LOG_BYTES}.")
         pattern = compile_filter(filter) if filter else None
-        run = self.load(run_id)
-        files = self.files(run.id)
+        run = self.known(run_id)  # one indexed read; the file is checked with one lstat (file_in)
+        files = self.files(run_id)
         if source == "output" and run.status not in ("ready",):
             self._sync_output(run, files)
-        path = self.state.inside(files.output if source == "output" else files.sidecar_log)
+        path = self.state.file_in(files.output if source == "output" else files.sidecar_log)
         note = ""
         if offset is not None:
             if pattern is not None:
@@ -188,7 +166,7 @@ class QueryMixin:
                 raise InvalidInput("length needs offset; for the end of the log give lines instead.")
             chunk = tail_lines(path, lines, max_bytes, pattern)
         if chunk.problem:
-            raise Conflict(f"cannot read the {source} log of {run.id}: {chunk.problem}.")
+            raise Conflict(f"cannot read the {source} log of {run_id}: {chunk.problem}.")
         if chunk.size == 0:
             note = f"the {source} log is empty so far" if path.exists() else f"no {source} log yet"
         elif chunk.truncated:

@@ -12,6 +12,7 @@ import shutil
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 from sqlalchemy import delete, update
@@ -109,6 +110,19 @@ class RunService(LaunchMixin, QueryMixin):
         if run is None:
             raise NotFound(f"no run with id {run_id!r}; use list_runs to see existing runs.")
         return run
+
+    def known(self, run_id: str) -> SimpleNamespace:
+        """The run's id, name, status, backend, backend_ref and workdir (one indexed read, no ORM
+        row built), or NotFound as ``load`` says."""
+        validate_id(run_id, "run", "run_id")
+        with self.store.sql.snapshot() as conn:
+            found = conn.execute(
+                "SELECT id, name, status, backend, backend_ref, workdir FROM runs WHERE id = ?", (run_id,)
+            ).fetchone()
+        if found is None:
+            raise NotFound(f"no run with id {run_id!r}; use list_runs to see existing runs.")
+        names = ("id", "name", "status", "backend", "backend_ref", "workdir")
+        return SimpleNamespace(**dict(zip(names, found, strict=True)))
 
     def _fresh(self, run_id: str) -> Run:
         run = self.load(run_id)

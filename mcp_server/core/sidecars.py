@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import logging
 import socket
+import sqlite3
 import time
 from collections.abc import Iterable
+from types import SimpleNamespace
+from typing import Any
 
 from sqlalchemy import text
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from mcp_server.core.backends import registry
 from mcp_server.core.jobfiles import JobFiles
@@ -31,9 +34,12 @@ log = logging.getLogger(__name__)
 
 # A claimed sidecar that has not written its pid within this long is presumed failed to start.
 START_GRACE_S = 15.0
+# How long a sidecar seen alive in /proc counts as alive without looking again.
+ALIVE_TTL_S = 1.0
 
 
-def ingest_stats(row: Sidecar) -> IngestStats:
+def ingest_stats(row: Any) -> IngestStats:
+    """A sidecars row's counters (an ORM ``Sidecar`` or a plain row with the same names)."""
     return IngestStats(
         metrics_records=row.metrics_records,
         log_records=row.output_records,
@@ -84,27 +90,35 @@ def wait_drained(store: Store, run_ids: Iterable[str], timeout: float = DRAIN_WA
     truncated series. Returns the runs still being read when ``timeout`` ran out.
     """
     ids = list(run_ids)
+    if not ids:
+        return []
+    marks = ", ".join("?" * len(ids))
     ended = [s.value for s in TERMINAL]
+    sql = (
+        "SELECT s.run_id FROM sidecars s JOIN runs r ON r.id = s.run_id "
+        f"WHERE s.run_id IN ({marks}) AND s.exited_at IS NULL AND r.status IN ({', '.join('?' * len(ended))})"
+    )
     deadline = time.monotonic() + timeout
     while True:
-        with store.read() as s:
-            pending = list(
-                s.exec(
-                    select(Sidecar.run_id)
-                    .join(Run, col(Run.id) == col(Sidecar.run_id))
-                    .where(
-                        col(Sidecar.run_id).in_(ids),
-                        col(Sidecar.exited_at).is_(None),
-                        col(Run.status).in_(ended),
-                    )
-                ).all()
-            )
+        with store.sql.snapshot() as conn:
+            pending = [r[0] for r in conn.execute(sql, [*ids, *ended])]
         if not pending or time.monotonic() >= deadline:
             return pending
         time.sleep(0.05)
 
 
-def waits_for_admission(run: Run) -> bool:
+_CLAIM_COLUMNS = ("run_id", "pid", "host", "claimed_at", "heartbeat_at", "exited_at")
+
+
+def _rows(conn: sqlite3.Connection, where: str, params: list[Any]) -> list[Any]:
+    """Sidecar rows (the columns that say who runs it and whether it lives), as plain objects."""
+    return [
+        SimpleNamespace(**dict(zip(_CLAIM_COLUMNS, r, strict=True)))
+        for r in conn.execute(f"SELECT {', '.join(_CLAIM_COLUMNS)} FROM sidecars WHERE {where}", params)
+    ]
+
+
+def waits_for_admission(run: Any) -> bool:
     """A local run queued for a GPU lease or run slot: its command cannot have started."""
     return run.status == RunStatus.QUEUED.value and bool((run.options or {}).get("queue"))
 
@@ -115,6 +129,10 @@ class SidecarSupervisor:
         self.store = store
         self.settings = settings
         self.host = socket.gethostname()
+        # (pid, run_id) → when /proc last showed that sidecar alive. Every run query asks
+        # again; within ALIVE_TTL_S the answer stands (a sidecar killed meanwhile is restarted
+        # by the next look after that).
+        self._alive_at: dict[tuple[int, str], float] = {}
 
     def start(self, run: Run) -> None:
         """After a launch: make sure the run has a sidecar (a relaunch may still have one).
@@ -124,7 +142,7 @@ class SidecarSupervisor:
         if not waits_for_admission(run) and registry.monitored(run.backend):
             self.ensure([], also=[run.id])
 
-    def ensure(self, runs: Iterable[Run], also: Iterable[str] = ()) -> list[str]:
+    def ensure(self, runs: Iterable[Any], also: Iterable[str] = ()) -> list[str]:
         """Start a sidecar where one is missing; returns the run ids it started one for.
 
         That is every live run among ``runs`` (and each of ``also``, just launched) without a
@@ -142,15 +160,14 @@ class SidecarSupervisor:
         # A run that ended before any sidecar could start (e.g. the disk was full): one still
         # has to read its files once.
         ended = [r.id for r in runs if RunStatus(r.status) in TERMINAL and r.launched_at is not None]
-        with self.store.read() as s:
-            unfinished = s.exec(select(Sidecar).where(col(Sidecar.exited_at).is_(None))).all()
+        # Plain SQL: this runs on every run query (after reconcile), so it must cost the live runs.
+        with self.store.sql.snapshot() as conn:
+            unfinished = _rows(conn, "exited_at IS NULL", [])
             rows = {row.run_id: row for row in unfinished}
             missing = [i for i in [*live, *ended] if i not in rows]
             if missing:
-                rows.update(
-                    (row.run_id, row)
-                    for row in s.exec(select(Sidecar).where(col(Sidecar.run_id).in_(missing)))
-                )
+                marks = ", ".join("?" * len(missing))
+                rows.update((row.run_id, row) for row in _rows(conn, f"run_id IN ({marks})", missing))
         live += [i for i in ended if i not in rows]
         started = []
         for run_id in dict.fromkeys([*live, *(r.run_id for r in unfinished)]):
@@ -164,16 +181,26 @@ class SidecarSupervisor:
                 started.append(run_id)
         return started
 
-    def _running(self, row: Sidecar) -> bool:
+    def _running(self, row: Any) -> bool:
         t = time.time()
         if row.pid is None:
             # Claimed by a starter that has not heard back yet, or exited (then not running).
             return row.exited_at is None and t - row.claimed_at < START_GRACE_S
         if row.host == self.host:
-            return is_sidecar(row.pid, row.run_id)
+            key = (row.pid, row.run_id)
+            if t - self._alive_at.get(key, -ALIVE_TTL_S) < ALIVE_TTL_S:
+                return True
+            alive = is_sidecar(row.pid, row.run_id)
+            if alive:
+                if len(self._alive_at) > 4096:
+                    self._alive_at.clear()
+                self._alive_at[key] = t
+            else:
+                self._alive_at.pop(key, None)
+            return alive
         return row.heartbeat_at is not None and t - row.heartbeat_at < self.settings.stale_s
 
-    def _claim(self, run_id: str, seen: Sidecar | None) -> bool:
+    def _claim(self, run_id: str, seen: Any) -> bool:
         t = time.time()
         with self.store.write() as s:
             conn = s.connection()

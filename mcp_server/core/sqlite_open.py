@@ -47,10 +47,19 @@ def connect(
     return conn
 
 
-def connect_readonly(db_path: Path | str, busy_timeout_s: float = 10.0) -> sqlite3.Connection:
-    """A read-only connection (doctor, health checks): it can neither change the file nor create it.
+def connect_readonly(
+    db_path: Path | str, busy_timeout_s: float = 10.0, *, check_same_thread: bool = True
+) -> sqlite3.Connection:
+    """A read-only connection (doctor, health checks, the plain-SQL reads of ``core.sqlread``):
+    it can neither change the file nor create it.
 
     No journal mode is set (that would be a write); the busy timeout still applies."""
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=busy_timeout_s, isolation_level=None)
+    conn = sqlite3.connect(
+        f"file:{db_path}?mode=ro",
+        uri=True,
+        timeout=busy_timeout_s,
+        isolation_level=None,
+        check_same_thread=check_same_thread,
+    )
     conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
     return conn

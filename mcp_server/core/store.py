@@ -34,6 +34,7 @@ from mcp_server.core import migrations, models
 from mcp_server.core.errors import StoreError
 from mcp_server.core.migrations import SCHEMA_VERSION
 from mcp_server.core.sqlite_open import configure
+from mcp_server.core.sqlread import SqlReader
 from mcp_server.core.store_health import check_file, translate
 
 __all__ = ["SCHEMA_VERSION", "Store", "create_private", "now"]
@@ -93,6 +94,8 @@ class Store:
         self._writer = self.engine.execution_options(research_write=True)
         self._migrate_lock = threading.Lock()
         self.migrate()
+        # Plain sqlite3 for the hot read paths (lists, metrics, context): no ORM per query.
+        self.sql = SqlReader(db_path)
 
     def _on_connect(self, dbapi_conn: sqlite3.Connection, _record: object) -> None:
         # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite would defer it).
@@ -192,6 +195,7 @@ class Store:
             delay = min(delay * 2, 2.0)
 
     def close(self) -> None:
+        self.sql.close()
         self.engine.dispose()
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from mcp_server.core.adaptive import ask_into
 from mcp_server.core.errors import Conflict, NotFound, ResearchError
 from mcp_server.core.ids import validate_id
 from mcp_server.core.launch import write_private
-from mcp_server.core.lifecycle import ACTIVE, TERMINAL, RunStatus
+from mcp_server.core.lifecycle import ACTIVE, RunStatus
 from mcp_server.core.models import Run, Sweep
 from mcp_server.core.paths import StateDir
 from mcp_server.core.reconcile import Reconciler, transition
@@ -34,10 +34,11 @@ from mcp_server.core.runs import RunService, launch_reason
 from mcp_server.core.store import Store, now
 from mcp_server.core.sweep_detail import MAX_PAGE as MAX_DETAIL_RUNS
 from mcp_server.core.sweep_detail import sweep_detail
+from mcp_server.core.sweep_list import derive_status, newest, progress_of
 from mcp_server.core.sweep_search import spent_reason
 from mcp_server.core.sweep_stop import stop_sweep
 from mcp_server.core.views import iso
-from mcp_server.core.workflow_views import SweepDetail, SweepProgress, SweepRow, SweepStopped
+from mcp_server.core.workflow_views import SweepDetail, SweepRow, SweepStopped
 
 log = logging.getLogger(__name__)
 
@@ -66,39 +67,6 @@ def waiting_reason(sweep: Sweep, active: int, spent: str | None = None) -> str:
         return f"waiting: sweep {sweep.name}: {spent}; extend_sweep adds budget"
     cap = sweep.parallel
     return f"waiting: sweep {sweep.name} has {active} of {cap} runs active (parallel={cap})"
-
-
-def derive_status(counts: Mapping[str, int]) -> str:
-    """A sweep's status from how many of its runs are in each status."""
-    total = sum(counts.values())
-    if total == 0:
-        return "empty"
-    if any(counts.get(s, 0) for s in _ACTIVE):
-        return "running"
-    if counts.get(RunStatus.READY.value, 0):
-        return "pending"
-    if counts.get(RunStatus.FINISHED.value, 0):
-        return "completed"
-    if counts.get(RunStatus.STOPPED.value, 0) == total:
-        return "stopped"
-    return "failed"
-
-
-def progress_of(counts: Mapping[str, int], waiting: int) -> SweepProgress:
-    total = sum(counts.values())
-    done = sum(counts.get(s.value, 0) for s in TERMINAL)
-    return SweepProgress(
-        total=total,
-        ready=counts.get(RunStatus.READY.value, 0),
-        waiting=waiting,
-        active=sum(counts.get(s, 0) for s in _ACTIVE) - waiting,
-        finished=counts.get(RunStatus.FINISHED.value, 0),
-        failed=counts.get(RunStatus.FAILED.value, 0),
-        stopped=counts.get(RunStatus.STOPPED.value, 0),
-        lost=counts.get(RunStatus.LOST.value, 0),
-        done=done,
-        percent_done=round(100.0 * done / total, 1) if total else 0.0,
-    )
 
 
 class SweepService:
@@ -317,14 +285,21 @@ class SweepService:
         )
 
     def list(self, limit: int = 20) -> list[SweepRow]:
-        with self.store.read() as s:
-            sweeps = list(s.exec(select(Sweep).order_by(col(Sweep.pk).desc()).limit(limit)).all())
-            ids = [sw.id for sw in sweeps]
-            runs = list(s.exec(select(Run).where(col(Run.sweep_id).in_(ids))).all()) if ids else []
-        by_sweep: dict[str, list[Run]] = {}
-        for run in runs:
-            by_sweep.setdefault(run.sweep_id or "", []).append(run)
-        return [self.row(sw, by_sweep.get(sw.id, [])) for sw in sweeps]
+        """The newest sweeps with their progress (counted in SQL: core.sweep_list)."""
+        with self.store.sql.snapshot() as conn:
+            rows = newest(conn, limit)
+            ids = [r.id for r in rows]
+            searching = {
+                r[0]
+                for r in conn.execute(
+                    f"SELECT id FROM sweeps WHERE search != '{{}}' AND id IN ({', '.join('?' * len(ids))})",
+                    ids,
+                )
+            }
+        for row in rows:
+            if row.id in searching:  # adaptive or budgeted: paused by its budget, or between asks
+                row.status = self.row(self.load(row.id), self.runs_of(row.id)).status
+        return rows
 
     def get(
         self,

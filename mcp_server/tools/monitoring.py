@@ -1,11 +1,12 @@
 """Monitoring tools: metrics and alerts, thin wrappers over ``MetricsService``/``AlertService``."""
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
 from mcp_server.app import App
+from mcp_server.core import alert_list
 from mcp_server.core.views import AlertPage, AlertResolution, MetricsAnswer
 from mcp_server.tools import MAX_INT
 from mcp_server.tools.apps import CHART_META
@@ -42,12 +43,16 @@ def register(mcp: MCPServer, app: App) -> None:
     ) -> AlertPage:
         """Alerts (NaN/Inf, spike, divergence, stall, failure cause, LLM judge), newest first; act
         with resolve_alert."""
-        page = app.services().alerts.list(
-            run_id=run_id,
-            status=status,
-            severity=list(severity) if severity else None,
-            limit=limit,
-            offset=offset,
+        args: dict[str, Any] = {
+            "run_id": run_id,
+            "status": status,
+            "severity": list(severity) if severity else None,
+            "limit": limit,
+            "offset": offset,
+        }
+        # A new server answers from plain SQL while its services load.
+        page = app.read_light(lambda conn: alert_list.known_page(conn, **args)) or app.services().alerts.list(
+            **args
         )
         if (n := fitting(page.alerts, limit=limit, default=DEFAULT_ROWS)) < len(page.alerts):
             page.alerts, page.next_offset = page.alerts[:n], offset + n

@@ -7,6 +7,7 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from mcp_server.app import App
+from mcp_server.core import run_list
 from mcp_server.core.compare_views import RunComparison
 from mcp_server.core.views import LogChunk, RunBrief, RunDetail, RunPage
 from mcp_server.tools import MAX_INT
@@ -109,12 +110,16 @@ def register(mcp: MCPServer, app: App) -> None:
         offset: Annotated[int, Field(ge=0, le=MAX_INT)] = 0,
     ) -> RunPage:
         """Runs, newest first; page with offset=next_offset."""
-        page = app.services().runs.list(
-            status=list(status) if status else None,
-            name_contains=name_contains,
-            sweep_id=sweep_id,
-            limit=limit,
-            offset=offset,
+        args: dict[str, Any] = {
+            "status": list(status) if status else None,
+            "name_contains": name_contains,
+            "sweep_id": sweep_id,
+            "limit": limit,
+            "offset": offset,
+        }
+        # A new server answers from plain SQL while its services load (nothing to settle first).
+        page = app.read_light(lambda conn: run_list.settled_page(conn, **args)) or app.services().runs.list(
+            **args
         )
         if (n := fitting(page.runs, limit=limit, default=DEFAULT_ROWS)) < len(page.runs):
             page.runs, page.next_offset = page.runs[:n], offset + n

@@ -6,6 +6,10 @@ changes, alerts) and the point feed (metrics as the sidecars store them) after i
 cursors, and hands each subscriber the part it asked for. A message is serialised once
 per distinct subscription, so identical tabs share the work too. The task runs only
 while someone listens.
+
+Logs are followed by file events (``core.follow``): one thread watches the run dirs of the
+runs pages watch, and an output.log that grows is told to its pages at once (a tick with
+its new size only), not at the next poll of the store.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +29,7 @@ import anyio
 import anyio.to_thread
 
 from mcp_server.core.events import EventFeed
+from mcp_server.core.follow import follow_dirs
 from mcp_server.core.live import LivePoint, PointFeed, active_run_ids, file_size
 
 log = logging.getLogger("research_mcp.ui")
@@ -73,6 +80,8 @@ class Broadcaster:
         self._subscribers: set[Subscriber] = set()
         self._task: asyncio.Task[None] | None = None
         self._log_sizes: dict[str, int] = {}
+        self._watched: set[str] = set()  # runs whose logs pages follow, as of the last poll
+        self._wake = threading.Event()  # set when _watched changes: the log watcher re-reads it
         self.polls = 0  # how many times the store was read (the bench and tests look)
 
     @property
@@ -107,20 +116,67 @@ class Broadcaster:
         watched: set[str] = set().union(*(s.runs for s in self._subscribers)) if self._subscribers else set()
         if "*" in watched:
             watched = (watched - ALL_RUNS) | set(active_run_ids(self.events.db_path))
+        before, self._watched = self._watched, watched
+        if watched != before:
+            self._wake.set()  # the log watcher looks at the new set of runs now
+        logs = self._grown(watched)
+        tick = Tick([e.model_dump() for e in events], grouped, flooded, logs)
+        return tick, event_cursor, point_cursor
+
+    def _grown(self, runs: set[str]) -> dict[str, int]:
+        """Output logs of ``runs`` whose size changed since last told (and forget other runs)."""
         logs: dict[str, int] = {}
-        for run_id in watched:
+        for run_id in runs:
             size = file_size(self.output_of(run_id))
             if size != self._log_sizes.get(run_id):
                 self._log_sizes[run_id] = size
                 logs[run_id] = size
-        for gone in set(self._log_sizes) - watched:
+        for gone in set(self._log_sizes) - runs:
             del self._log_sizes[gone]
-        tick = Tick([e.model_dump() for e in events], grouped, flooded, logs)
-        return tick, event_cursor, point_cursor
+        return logs
+
+    def _run_dirs(self) -> list[Path]:
+        return [self.output_of(run_id).parent for run_id in list(self._watched)]
 
     async def _run(self, event_cursor: int, point_cursor: int) -> None:
+        loop = asyncio.get_running_loop()
+        grew = asyncio.Event()
+        stop = threading.Event()
+
+        def changed(paths: set[Path]) -> None:
+            # A log file, or a run dir itself (newly watched, or followed by polling where file
+            # events are missing).
+            if stop.is_set() or not any(p.name == "output.log" or p.parent.name == "runs" for p in paths):
+                return
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: the feed has ended
+                loop.call_soon_threadsafe(grew.set)
+
+        watcher = threading.Thread(
+            target=follow_dirs,
+            args=(self._run_dirs, changed, stop),
+            kwargs={"wake": self._wake},
+            name="dashboard-logs",
+            daemon=True,
+        )
+        watcher.start()
+        try:
+            await self._poll(event_cursor, point_cursor, grew)
+        finally:
+            stop.set()
+
+    async def _poll(self, event_cursor: int, point_cursor: int, grew: asyncio.Event) -> None:
+        next_poll = time.monotonic() + self.interval_s
         while self._subscribers:
-            await asyncio.sleep(self.interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(grew.wait(), timeout=max(0.0, next_poll - time.monotonic()))
+            if grew.is_set():  # a followed log grew: tell its pages now, poll the store on time
+                grew.clear()
+                logs = self._grown(self._watched)
+                if logs:
+                    self._send(Tick([], {}, set(), logs))
+                if time.monotonic() < next_poll:
+                    continue
+            next_poll = time.monotonic() + self.interval_s
             try:
                 tick, event_cursor, point_cursor = await anyio.to_thread.run_sync(
                     self._read, event_cursor, point_cursor
@@ -129,16 +185,19 @@ class Broadcaster:
                 log.warning("dashboard feed: could not read the store", exc_info=True)
                 continue
             self.polls += 1
-            encoded: dict[frozenset[str], str | None] = {}
-            for sub in list(self._subscribers):
-                if sub.runs not in encoded:
-                    message = tick.message_for(sub.runs)
-                    encoded[sub.runs] = None if message is None else json.dumps(message)
-                text = encoded[sub.runs]
-                if text is None:
-                    continue
-                try:
-                    sub.queue.put_nowait(text)
-                except asyncio.QueueFull:  # a page that stopped reading re-reads everything
-                    sub.lagging = True
+            self._send(tick)
         self._task = None
+
+    def _send(self, tick: Tick) -> None:
+        encoded: dict[frozenset[str], str | None] = {}
+        for sub in list(self._subscribers):
+            if sub.runs not in encoded:
+                message = tick.message_for(sub.runs)
+                encoded[sub.runs] = None if message is None else json.dumps(message)
+            text = encoded[sub.runs]
+            if text is None:
+                continue
+            try:
+                sub.queue.put_nowait(text)
+            except asyncio.QueueFull:  # a page that stopped reading re-reads everything
+                sub.lagging = True

@@ -72,6 +72,9 @@ class Probe:
     # A cluster type this backend makes the machine (Slurm: "slurm"), with a confidence.
     claims_type: str | None = None
     confidence: float = 0.0
+    # Why the engine did not answer, when asking again soon would cost the same wait (a
+    # controller that is down): detections skip this probe for a while (``core.cluster``).
+    remember_failure: str | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,11 @@ class Backend(ABC):
     def probe(cls, timeout_s: float) -> Probe | None:
         """What detect_cluster reports of this engine (bounded by ``timeout_s``); None: nothing."""
         return None
+
+    @classmethod
+    def remembered(cls, why: str) -> Probe:
+        """What detection reports while a recent failure of this probe is remembered."""
+        return Probe({"answered": False}, warnings=[why])
 
     @classmethod
     def describe(cls, facts: Mapping[str, Any]) -> list[str]:
@@ -265,7 +273,6 @@ def observe_files(files: JobFiles, present: bool | None, detail: str = "") -> Ob
         failure=files.read_failure() if code else None,
         bad_exit_code=problem,
         leftovers=files.read_leftovers() if code is not None else None,
-        stop_note=files.read_stop_note(),
     )
 
 

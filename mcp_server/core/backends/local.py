@@ -253,25 +253,34 @@ class LocalTmuxBackend(Backend):
         return None
 
     def observe(self, runs: Sequence[Run], files: Mapping[str, JobFiles]) -> dict[str, Observation]:
-        # Windows first, files second: a job that ends between the two reads is then seen
-        # with its exit code, never as a vanished window without one.
-        names = self.window_names()
+        # A run whose files settle it (an exit code, a job that lives, or a lost run that only an
+        # exit code can bring back) costs no tmux process: list_runs and every run query look.
+        # For the others, windows first, files second: a job that ends between the two reads
+        # is then seen with its exit code, never as a vanished window without one.
+        names: set[str] | None = None
+        asked = False
         out: dict[str, Observation] = {}
         for run in runs:
+            f = files[run.id]
+            lives = job_lives(f)
+            if lives or run.status == "lost" or f.read_exit_code() is not None:
+                out[run.id] = observe_files(f, True if lives else None)
+                continue
+            if not asked:
+                names, asked = self.window_names(), True
             present = None if names is None else run.id in names
             detail = ""
-            if present is not True:
-                # The job is its own session, so it outlives its window and the tmux server
-                # (killed, or its socket removed by a /tmp cleaner), and so does its launch
-                # script: losing a run whose job lives would free its GPUs.
-                if job_lives(files[run.id]):
-                    present = True
-                elif present is False:
-                    pgid = files[run.id].read_pgid()
-                    detail = "tmux window is gone" + (" and the job has ended" if pgid is not None else "")
-            obs = observe_files(files[run.id], present, detail)
+            # The job is its own session, so it outlives its window and the tmux server
+            # (killed, or its socket removed by a /tmp cleaner), and so does its launch
+            # script: losing a run whose job lives would free its GPUs.
+            if present is not True and job_lives(f):
+                present = True
+            elif present is False:
+                pgid = f.read_pgid()
+                detail = "tmux window is gone" + (" and the job has ended" if pgid is not None else "")
+            obs = observe_files(f, present, detail)
             # No handle kept yet and no trace of a job: a launch interrupted before tmux had it.
-            unsubmitted = not (files[run.id].run_dir / "backend_ref").exists()
+            unsubmitted = not (f.run_dir / "backend_ref").exists()
             out[run.id] = dataclasses.replace(obs, unsubmitted=unsubmitted)
         return out
 

@@ -127,16 +127,17 @@
 
   /* ---- the live feed ---------------------------------------------------------------- */
   var logBox = document.getElementById("log");
-  var logBusy = false;
+  var logBusy = false, logSize = 0;
   function followLog(size) {
-    if (!logBox || logBusy || size <= +logBox.dataset.offset) return;
+    logSize = Math.max(logSize, size);  // a size told while a read is out is read right after it
+    if (!logBox || logBusy || logSize <= +logBox.dataset.offset) return;
     logBusy = true;
     getJSON(prefix + "/api/runs/" + logBox.dataset.run + "/logs?offset=" + logBox.dataset.offset).then(function (c) {
       logBox.dataset.offset = c.end_offset;
       var atEnd = logBox.scrollTop + logBox.clientHeight >= logBox.scrollHeight - 8;
       logBox.textContent = (logBox.textContent + c.text).split("\n").slice(-400).join("\n");
       if (atEnd) logBox.scrollTop = logBox.scrollHeight;
-    }).finally(function () { logBusy = false; });
+    }).finally(function () { logBusy = false; if (logSize > +logBox.dataset.offset) followLog(logSize); });
   }
 
   function onTick(msg) {

@@ -78,12 +78,23 @@ class SlurmBackend(Backend):
     def probe(cls, timeout_s: float) -> Probe:
         found = slurm_probe.probe_slurm(timeout_s)
         confidence = 0.95 if found.controller == "UP" and found.partitions else 0.8
+        # A controller that is down holds every probe for its timeout: remembered (see
+        # ``core.cluster``), unless Slurm's commands are simply not here.
+        no_commands = any(line.startswith("Slurm commands") for line in found.signals)
+        down = "the controller is DOWN" if found.controller == "DOWN" else "no partition listed"
         return Probe(
             facts=slurm_probe.facts_of(found),
             signals=found.signals,
             warnings=[found.error] if found.error else [],
             claims_type="slurm" if found.can_submit else None,
             confidence=confidence if found.can_submit else 0.0,
+            remember_failure=None if found.answered or no_commands else (found.error or down),
+        )
+
+    @classmethod
+    def remembered(cls, why: str) -> Probe:
+        return Probe(
+            facts=slurm_probe.facts_of(slurm_probe.SlurmProbe(env=slurm_probe.slurm_env())), warnings=[why]
         )
 
     @classmethod

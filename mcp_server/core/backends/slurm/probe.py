@@ -10,6 +10,7 @@ import dataclasses
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,9 +65,20 @@ def parse_sinfo(text: str) -> list[Partition]:
     return list(parts.values())
 
 
-def probe_slurm(timeout_s: float, environ: Mapping[str, str] | None = None) -> SlurmProbe:
+def _all_down(ping: tuple[int, str, str]) -> bool:
+    """Whether ``scontrol ping`` found no controller up (a backup answering counts as up)."""
+    rc, stdout, stderr = ping
+    return rc != 0 or not any(" is UP" in line for line in (stdout or stderr).splitlines())
+
+
+def slurm_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The Slurm variables of the environment (set inside a Slurm job)."""
     env = os.environ if environ is None else environ
-    probe = SlurmProbe(env={k: env[k] for k in SLURM_ENV_KEYS if env.get(k)})
+    return {k: env[k] for k in SLURM_ENV_KEYS if env.get(k)}
+
+
+def probe_slurm(timeout_s: float, environ: Mapping[str, str] | None = None) -> SlurmProbe:
+    probe = SlurmProbe(env=slurm_env(environ))
     if "SLURM_JOB_ID" in probe.env:
         probe.signals.append(f"SLURM_JOB_ID={probe.env['SLURM_JOB_ID']} (running inside a Slurm job)")
     scontrol, sinfo, sbatch = (shutil.which(n) for n in ("scontrol", "sinfo", "sbatch"))
@@ -85,9 +97,16 @@ def probe_slurm(timeout_s: float, environ: Mapping[str, str] | None = None) -> S
                 text=True,
             )
     out: dict[str, tuple[int, str, str]] = {}
-    for name, proc in procs.items():
+    deadline = time.monotonic() + timeout_s
+    for name, proc in procs.items():  # the ping first: it answers at once, even when the controller is down
+        if name == "sinfo" and "ping" in out and _all_down(out["ping"]):
+            # sinfo would retry a dead controller for its whole message timeout: do not wait for it.
+            proc.kill()
+            proc.communicate()
+            probe.signals.append("sinfo not waited for: the controller does not answer")
+            continue
         try:
-            stdout, stderr = proc.communicate(timeout=timeout_s)
+            stdout, stderr = proc.communicate(timeout=max(0.0, deadline - time.monotonic()))
             out[name] = (proc.returncode, stdout, stderr)
         except subprocess.TimeoutExpired:
             proc.kill()
@@ -99,7 +118,7 @@ def probe_slurm(timeout_s: float, environ: Mapping[str, str] | None = None) -> S
         rc, stdout, stderr = out["ping"]
         text = (stdout or stderr).strip().splitlines()
         first = text[0] if text else f"exit {rc}"
-        probe.controller = "UP" if rc == 0 and " is UP" in first else "DOWN"
+        probe.controller = "DOWN" if _all_down(out["ping"]) else "UP"
         probe.signals.append(f"scontrol ping: {first}")
     if "sinfo" in out:
         rc, stdout, stderr = out["sinfo"]

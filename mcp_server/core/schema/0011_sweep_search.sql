@@ -1,4 +1,4 @@
--- Schema step 9: adaptive sweeps. Each sweep's search settings and budget (sweeps.search);
+-- Schema step 11: adaptive sweeps. Each sweep's search settings and budget (sweeps.search);
 -- trials (numbers claimed uniquely per sweep) and pruner verdicts; a run's children found
 -- without a scan (lineage).
 -- Frozen: never edit a released step; add a new one (see mcp_server/core/migrations.py).
