@@ -147,6 +147,18 @@ def test_every_model_column_is_created_by_a_migration_step(tmp_path: Path) -> No
         assert set(got[table.name]) == {c.name for c in table.columns}, f"{table.name}: add a migration step"
 
 
+def test_a_step_whose_column_is_already_there_is_applied_again_without_harm(tmp_path: Path) -> None:
+    # A store written between two merges that ordered their steps apart (main's step 9 was
+    # issue 18's sweep search for a while) meets a step it has partly applied.
+    db = fresh_store(tmp_path)
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION - 1),))
+        con.commit()
+    Store(db).close()
+    assert rows(db)["meta"] == [{"key": "schema_version", "value": str(SCHEMA_VERSION)}]
+    assert schema(db) == schema(fresh_store(tmp_path / "again"))
+
+
 def test_steps_are_numbered_and_frozen_ddl_parses() -> None:
     assert [s.version for s in migrations.STEPS] == list(range(1, SCHEMA_VERSION + 1))
     for step in migrations.STEPS:
