@@ -273,6 +273,7 @@ def observe_files(files: JobFiles, present: bool | None, detail: str = "") -> Ob
         failure=files.read_failure() if code else None,
         bad_exit_code=problem,
         leftovers=files.read_leftovers() if code is not None else None,
+        stop_note=files.read_stop_note(),
     )
 
 

@@ -281,7 +281,11 @@ class RayBackend(Backend):
             )
         if info.status == "STOPPED":
             return Observation(
-                present=False, started_at=started, final=RunStatus.STOPPED, detail=f"{label}: STOPPED"
+                present=False,
+                started_at=started,
+                final=RunStatus.STOPPED,
+                detail=f"{label}: STOPPED",
+                stop_note=files.read_stop_note(),
             )
         if info.status == "FAILED" and info.driver_exit_code is None:
             why = info.message.splitlines()[0][:300] if info.message else "no reason given"
