@@ -15,6 +15,7 @@ limit; its figures come back through ``$RESEARCH_MCP_BENCH_FIGURES``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -60,6 +61,7 @@ BENCHES = [
     Bench("adaptive_sweep", [], ["--seeds", "1"], 900, SLOW),
     Bench("slurm_submit", [], ["-n", "3"], 600, SLURM),
     Bench("slurm_poll_load", [], ["--runs", "10", "--seconds", "30"], 600, SLURM),
+    Bench("ray_submit", [], ["-n", "3"], 600, frozenset({"ray"})),
 ]
 
 
@@ -71,6 +73,8 @@ def runnable(b: Bench, args: argparse.Namespace) -> str | None:
         return "slow (--skip-slow)"
     if "slurm" in b.tags and (args.skip_slurm or shutil.which("sbatch") is None):
         return "--skip-slurm" if args.skip_slurm else "no Slurm here (sbatch not on PATH)"
+    if "ray" in b.tags and importlib.util.find_spec("ray") is None:
+        return "Ray is not installed (pip install -e '.[ray]')"
     if "browser" in b.tags and shutil.which("chromedriver") is None:
         return "no chromedriver here"
     return None

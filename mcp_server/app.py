@@ -29,8 +29,8 @@ import anyio
 import anyio.to_thread
 from mcp.server.mcpserver.exceptions import ToolError
 
-from mcp_server.core import schema
 from mcp_server.core.errors import ResearchError
+from mcp_server.core.migrations import SCHEMA_VERSION
 from mcp_server.core.paths import resolve_state_dir
 from mcp_server.core.sqlread import SqlReader
 from mcp_server.core.store_health import run_dirs
@@ -92,7 +92,7 @@ class App:
                 self._reader = SqlReader(path)
             with self._reader.snapshot() as conn:
                 row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-                if row is None or int(row[0]) != schema.VERSION:  # an older store (to upgrade) or a newer one
+                if row is None or int(row[0]) != SCHEMA_VERSION:  # an older store (to upgrade) or a newer one
                     return None
                 return read(conn)
         except sqlite3.Error:

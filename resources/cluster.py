@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 
 CLUSTER_TYPES: tuple[str, ...] = ("local_gpu", "slurm", "cpu_only")
 MAX_GPU_ROWS = 16
-MAX_PARTITIONS = 12
 
 
 def cluster_state_json(services: Services) -> str:
@@ -66,9 +65,7 @@ def cluster_section(info: ClusterInfo | None, *, can_detect: bool) -> ClusterSec
         lines.append(f"Local runs at once: {info.cpu_run_limit}")
     if info.queued_runs:
         lines.append(f"Queued local runs: {len(info.queued_runs)}")
-    parts = info.slurm.partitions
-    if parts:
-        names = [p.name + (f" [{', '.join(p.gres)}]" if p.gres else "") for p in parts[:MAX_PARTITIONS]]
-        more = f" … {len(parts) - MAX_PARTITIONS} more" if len(parts) > MAX_PARTITIONS else ""
-        lines.append("Slurm partitions: " + ", ".join(names) + more)
+    from mcp_server.core.backends import registry
+
+    lines += registry.describe(info.backends)
     return ClusterSection(info.type, "\n".join(lines))

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mcp_server.core import sqlite_open
+
 BUSY_TIMEOUT_S = 60.0
 REQUIRED_TABLES = (
     "runs", "alerts", "events", "sidecars", "metric_series", "metric_points", "metric_files", "metric_buckets"
@@ -71,11 +73,7 @@ SERIES_COLUMNS = ", ".join(f for f in SeriesState.__dataclass_fields__ if f not 
 
 
 def connect(db_path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-    conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    return conn
+    return sqlite_open.connect(db_path, BUSY_TIMEOUT_S)
 
 
 def ensure_schema(db_path: Path) -> None:

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import socket
 import time
 from typing import Any
 
+from mcp_server.core import ending
 from mcp_server.core.alert_specs import AlertSpec, ending_alert
 from mcp_server.core.jobfiles import JobFiles
 from mcp_server.core.lifecycle import TERMINAL, RunStatus
@@ -39,7 +39,7 @@ from sidecar.pruner import PruneMixin
 from sidecar.sources.files import FileSources
 from sidecar.sources.jsonl import read_jsonl
 from sidecar.sources.output import read_output
-from sidecar.status import TAIL_BYTES, StatusMixin
+from sidecar.status import StatusMixin
 from sidecar.writer import OwnershipLost, Writer
 
 log = logging.getLogger("sidecar")
@@ -73,9 +73,8 @@ class Monitor(StatusMixin, JudgeMixin, PruneMixin):
         self.discover_due = 0.0
         self.last_points_at = 0.0  # when a poll last stored points (from any source)
         self.raised_stall: str | None = None
-        self.pgid: int | None = None
-        self.group_gone_at: float | None = None
-        self.backend_checked_at = -math.inf
+        self._watcher: Any = None
+        self._backend: Any = None
         self.next_refresh = 0.0
         self.last_heartbeat = 0.0
         self.output_size = 0
@@ -83,7 +82,6 @@ class Monitor(StatusMixin, JudgeMixin, PruneMixin):
         self.judged_version = 0
         self.judge: Any = None
         self.judge_due = 0.0
-        self._backends: Any = None
         self.settled_end = False  # this sidecar recorded the run's end (so it runs the end hooks)
 
     # ---- ownership -----------------------------------------------------------------------
@@ -244,7 +242,7 @@ class Monitor(StatusMixin, JudgeMixin, PruneMixin):
         started = run.started_at or run.launched_at
         if started is None:
             return
-        pgid = self.files.read_pgid() if run.backend == "local" else None
+        pgid = self.watcher.job_session() if self.watcher is not None else None
         t0 = time.monotonic()
         self.sources.discover(started, pgid, lambda until: self.db.runs_sharing_workdir(run, until))
         elapsed = time.monotonic() - t0
@@ -316,7 +314,9 @@ class Monitor(StatusMixin, JudgeMixin, PruneMixin):
         run = self.run
         if run is None:
             return
-        tail = tail_lines(self.files.output, 200, TAIL_BYTES).text
+        # Raised already by whoever recorded the ending (core.ending), unless the run was ended
+        # another way (stopped while queued, out of gpuwrap retries): the signature dedups it.
+        tail = tail_lines(self.files.output, ending.TAIL_LINES, ending.TAIL_BYTES).text
         spec = ending_alert(
             status=run.status, exit_code=run.exit_code, reason=run.status_reason, output_tail=tail
         )

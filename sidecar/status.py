@@ -1,9 +1,10 @@
 """The run's status as its sidecar sees it: settle it from its files, rarely from its backend.
 
 Status follows the same ``decide()`` as the server's reconcile, applied with the same
-compare-and-set: stat-based on every poll (pgid → running, exit_code → ended), asking the
-backend (a tmux subprocess) only rarely, when the job has not started or its process
-group vanished without an exit code (→ lost). A mixin of ``Monitor`` (sidecar/monitor.py).
+compare-and-set. How the run is looked at is its backend's ``Watcher``: stat-based on every
+poll (the local backend also checks the job's process group), asking the engine only rarely,
+when the job has not started or vanished without an exit code (→ lost). A mixin of
+``Monitor`` (sidecar/monitor.py).
 """
 
 from __future__ import annotations
@@ -11,26 +12,21 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from mcp_server.core.alert_specs import AlertSpec, ending_alert
+from mcp_server.core import ending
+from mcp_server.core.alert_specs import AlertSpec
 from mcp_server.core.backends.base import observe_files
-from mcp_server.core.lifecycle import TERMINAL, Observation, RunStatus, decide_for, decision_fields
-from mcp_server.core.logs import tail_lines
-from mcp_server.core.procs import group_alive
-from mcp_server.core.sqlwrites import release_admission_sql, transition_sql
+from mcp_server.core.lifecycle import TERMINAL, Observation, RunStatus, decide_for
 from sidecar import rules
 from sidecar.sources.io import stat_of
 
 if TYPE_CHECKING:
+    from mcp_server.core.backends.base import Backend, Watcher
     from mcp_server.core.jobfiles import JobFiles
     from mcp_server.core.monitor_settings import MonitorSettings
     from mcp_server.core.paths import StateDir
     from sidecar.db import RunState, SidecarDB
 
 log = logging.getLogger("sidecar")
-
-EXIT_CODE_GRACE_S = 2.0  # after the job's group ends, the launch script writes exit_code
-SIGNAL_EXIT_CHECK_S = 1.0  # how often to ask a scheduler why a command was killed
-TAIL_BYTES = 64 * 1024
 
 
 class StatusMixin:
@@ -41,13 +37,11 @@ class StatusMixin:
     files: JobFiles
     db: SidecarDB
     run: RunState | None
-    pgid: int | None
-    group_gone_at: float | None
-    backend_checked_at: float
+    _watcher: Watcher | None
+    _backend: Backend | None
     raised_stall: str | None
     last_points_at: float
     settled_end: bool
-    _backends: Any
 
     if TYPE_CHECKING:  # provided by Monitor
 
@@ -55,63 +49,36 @@ class StatusMixin:
         def _raise(self, execute: Any, spec: AlertSpec) -> dict[str, Any] | None: ...
         def raise_now(self, spec: AlertSpec) -> None: ...
 
-    def backend(self) -> Any:
-        """The run's backend, made on first use."""
+    def backend(self) -> Backend:
+        """The run's backend, made once the run row is known (the pruner stops the run through it)."""
         assert self.run is not None
-        if self._backends is None:
+        if self._backend is None:
             from mcp_server.core.backends.registry import Backends
             from mcp_server.core.settings import Settings
 
-            # Only the Slurm backend uses the store (its shared squeue poll): open the full
-            # store for it alone, so a local run's sidecar stays free of SQLAlchemy.
-            store = None
-            if self.run.backend != "local":
-                from mcp_server.core.store import Store
+            # The store is opened only if the backend needs it (Slurm's shared poll): a local
+            # run's sidecar stays free of SQLAlchemy.
+            self._backend = Backends(self.state, None, Settings.from_env()).get(self.run.backend)
+        return self._backend
 
-                store = Store(self.state.db_path)
-            self._backends = Backends(self.state, store, Settings.from_env())  # type: ignore[arg-type]
-        return self._backends.get(self.run.backend)
-
-    def _backend_observation(
-        self, t: float, every: float | None = None, fallback: Observation | None = None
-    ) -> Observation | None:
-        """Ask the run's backend at most once per ``every`` seconds; ``fallback`` if it fails."""
-        if t - self.backend_checked_at < (self.settings.backend_check_s if every is None else every):
-            return None
-        if self.run is None:
-            return fallback
-        self.backend_checked_at = t
-        try:
-            backend = self.backend()
-            # Backends read only id / backend_ref of a run; RunState carries both.
-            return backend.observe([self.run], {self.run.id: self.files}).get(self.run.id)
-        except Exception as err:
-            log.warning("could not ask the %s backend about %s: %s", self.run.backend, self.run_id, err)
-            return fallback
+    @property
+    def watcher(self) -> Watcher | None:
+        """The run's backend's way of looking at it (made once the run row is known)."""
+        if self._watcher is None and self.run is not None:
+            try:
+                backend = self.backend()
+            except Exception as err:  # an engine this process cannot load: watch the files alone
+                log.warning("no %s backend here (%s); watching its files only", self.run.backend, err)
+                return None
+            self._watcher = backend.watcher(self.files, self.settings.backend_check_s)
+        return self._watcher
 
     def observe(self, t: float) -> Observation | None:
         """What the run's files (and, rarely, its backend) say now; None when nothing new."""
-        if self.files.exit_code.exists():
-            obs = observe_files(self.files, present=None)  # with the launch script's failure note
-            if obs.exit_code is not None:
-                if obs.exit_code > 128 and self.run is not None and self.run.backend != "local":
-                    # Killed by a signal: a scheduler (a Slurm TIMEOUT, OUT_OF_MEMORY) may be
-                    # why, and only the backend can tell; it names it in the run's reason.
-                    return self._backend_observation(t, every=SIGNAL_EXIT_CHECK_S, fallback=obs)
-                return obs
-        if self.pgid is None:
-            self.pgid = self.files.read_pgid()
-        local = self.run is not None and self.run.backend == "local"
-        if self.pgid is not None and local:
-            if group_alive(self.pgid):
-                self.group_gone_at = None
-                return Observation(present=True, started_at=self.files.started_at())
-            if self.group_gone_at is None:
-                self.group_gone_at = t
-            self.pgid = None  # a requeued run gets a new group; read the file again next time
-            if t - self.group_gone_at < EXIT_CODE_GRACE_S:
-                return None
-        return self._backend_observation(t)
+        watcher = self.watcher
+        if watcher is None or self.run is None:
+            return observe_files(self.files, present=None) if self.files.exit_code.exists() else None
+        return watcher.look(self.run, t)
 
     def check_status(self, t: float) -> None:
         if self.run is None or RunStatus(self.run.status) in TERMINAL | {RunStatus.READY}:
@@ -128,29 +95,10 @@ class StatusMixin:
         d = decide_for(run, obs, now=t, launch_grace_s=self.launch_grace_s)
         if d is None:
             return
-        ending = None
-        if d.status in TERMINAL:
-            tail = tail_lines(self.files.output, 200, TAIL_BYTES).text
-            ending = ending_alert(
-                status=d.status.value, exit_code=d.exit_code, reason=d.reason, output_tail=tail
-            )
+        end = ending.prepare(run, d, self.files)
         with self.db.write() as c:
             execute: Any = c.execute  # the DB-API signature is wider than sqlwrites' Cursor protocol
-            values = transition_sql(
-                execute,
-                run_id=run.id,
-                run_name=run.name,
-                current=RunStatus(run.status),
-                new=d.status,
-                reason=d.reason,
-                fields=decision_fields(d, run.started_at),
-            )
-            if values is not None and d.status in TERMINAL and d.status is not RunStatus.LOST:
-                # An ended run gives its GPU lease / run slot back at once, as a server would
-                # (a lost run's job may still hold the GPUs: the queue reclaims those later).
-                release_admission_sql(execute, run.id)
-            if values is not None and ending is not None:
-                self._raise(execute, ending)  # whoever reads 'failed' also finds why
+            values = ending.record(execute, end)
         if values is not None:
             log.info("%s: %s → %s (%s)", run.id, run.status, d.status.value, d.reason)
             self.settled_end = d.status in TERMINAL
@@ -160,7 +108,7 @@ class StatusMixin:
         run = self.run
         if run is None or run.status != RunStatus.RUNNING or self.settings.stall_s <= 0:
             return
-        if self.pgid is None and run.backend == "local":
+        if self.watcher is not None and not self.watcher.command_running(run):
             return  # not started, or ended: not a stall
         times = [run.started_at or 0.0, self.last_points_at]  # a job may only write event files
         for path in (self.files.output, self.files.metrics):
@@ -175,14 +123,12 @@ class StatusMixin:
         self.raise_now(spec)
 
     def after_end(self, drained: bool = False) -> None:
-        """Do what a server does after recording an ending: release the run's GPU lease or
-        run slot, launch its sweep's next held-back run. These need the full services
-        (SQLAlchemy), loaded only now, as this sidecar is about to exit. ``drained``: the
-        run's files are read to the end (its result counts for an adaptive sweep's next ask).
-
-        Only a sweep's run needs them: the release was written with the ending, and the
-        ending alert is raised by ``finish``. Skipping the import for the others keeps a
-        burst of short runs from holding a 70 MB interpreter per ended run."""
+        """Follow up on the ending this sidecar recorded, as a server would after its own
+        (``Reconciler.follow_up``: a sweep launches its next held-back run). That needs the full
+        services (SQLAlchemy), loaded only now, as this sidecar is about to exit, and only for a
+        sweep's run: the lease and the alert were written with the ending, so a burst of short
+        runs does not hold a 70 MB interpreter per ended run. ``drained``: the run's files are
+        read to the end (its result counts for an adaptive sweep's next ask)."""
         row = self.db.one("SELECT sweep_id FROM runs WHERE id = ?", (self.run_id,))
         if row is None or row[0] is None:
             return
@@ -192,12 +138,6 @@ class StatusMixin:
         try:
             if drained:
                 services.sweeps.drained.add(self.run_id)
-            run = services.runs.load(self.run_id)
-            for hook in services.reconciler.on_terminal:
-                try:
-                    hook(run)
-                except Exception:
-                    name = getattr(hook, "__name__", repr(hook))
-                    log.exception("after-end hook %s failed for %s", name, self.run_id)
+            services.reconciler.follow_up(services.runs.load(self.run_id))
         finally:
             services.close()

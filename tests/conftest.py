@@ -128,3 +128,15 @@ def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05, what: str
 
 
 PYTHON = sys.executable
+
+
+@pytest.fixture
+def fake_backend(state_dir: Path) -> Iterator[type]:
+    """The in-process backend (tests/fake_backend.py), registered as ``fake`` for this test."""
+    from mcp_server.core.backends import registry
+    from tests.fake_backend import FakeBackend
+
+    registry.register(FakeBackend.name, FakeBackend)
+    yield FakeBackend
+    FakeBackend.kill_all(str(state_dir))
+    registry.unregister(FakeBackend.name)

@@ -15,11 +15,13 @@ import anyio
 import pytest
 from sqlmodel import select
 
-from mcp_server.core.backends.slurm import EXIT_FILE_GRACE_S, SlurmBackend, validate_slurm_options
+from mcp_server.core.backends.slurm import SlurmBackend, validate_slurm_options
+from mcp_server.core.backends.slurm.jobs import SlurmJob
+from mcp_server.core.backends.slurm.scheduler import EXIT_FILE_GRACE_S
 from mcp_server.core.errors import BackendError, InvalidInput
 from mcp_server.core.jobfiles import JobFiles
 from mcp_server.core.lifecycle import decide_for
-from mcp_server.core.models import Run, SlurmJob
+from mcp_server.core.models import Run
 from mcp_server.core.services import Services
 from mcp_server.core.store import now
 from tests.helpers import wait_for
@@ -76,10 +78,12 @@ def test_options_are_validated_before_anything_is_created(services: Services, wo
     ]
     for opts, message in bad:
         with pytest.raises(InvalidInput, match=message):
-            services.runs.create(name="x", command="true", workdir=str(workdir), backend="slurm", slurm=opts)
-    with pytest.raises(InvalidInput, match="need backend 'slurm'"):
+            services.runs.create(
+                name="x", command="true", workdir=str(workdir), backend="slurm", options=opts
+            )
+    with pytest.raises(InvalidInput, match="time is for backend 'slurm'"):
         services.runs.create(
-            name="x", command="true", workdir=str(workdir), backend="local", slurm={"time": "5"}
+            name="x", command="true", workdir=str(workdir), backend="local", options={"time": "5"}
         )
     assert services.runs.list().total == 0
 
@@ -102,7 +106,7 @@ def test_sbatch_command_line_carries_options_but_no_env_values(services: Service
     run = services.runs.create(
         name="opts", command="true", workdir=str(workdir), backend="slurm", auto_start=False, gpus=2,
         env={"API_KEY": "sekrit"},
-        slurm={"partition": "debug", "time": "0:30:00", "cpus_per_task": 4, "mem": "8G",
+        options={"partition": "debug", "time": "0:30:00", "cpus_per_task": 4, "mem": "8G",
                "extra_args": ["--exclusive"]},
     )  # fmt: skip
     backend = services.backends.get("slurm")
@@ -260,7 +264,7 @@ async def test_create_run_on_slurm_through_mcp(state_dir: Path, workdir: Path, m
     async with client(state_dir, mode, RESEARCH_MCP_SLURM_POLL_S="0.3") as c:
         run = await call(
             c, "create_run", name="via-mcp", command="echo hi-from-slurm", workdir=str(workdir),
-            backend="slurm", slurm={"time": "5", "cpus_per_task": 1},
+            backend="slurm", options={"time": "5", "cpus_per_task": 1},
         )  # fmt: skip
         record = await call(c, "get_run", run_id=run["id"])  # create_run answers briefly
         assert record["backend"] == "slurm"
@@ -274,7 +278,7 @@ async def test_create_run_on_slurm_through_mcp(state_dir: Path, workdir: Path, m
                 await anyio.sleep(0.2)
         assert got["status"] == "finished"
         text = await call_error(
-            c, "create_run", name="x", command="true", backend="slurm", slurm={"time": "never"}
+            c, "create_run", name="x", command="true", backend="slurm", options={"time": "never"}
         )
         assert "not a Slurm time limit" in text
 
@@ -345,7 +349,7 @@ def verdict(sv: Services, run: Run, job: SlurmJob, files: JobFiles | None = None
     backend = sv.backends.get("slurm")
     assert isinstance(backend, SlurmBackend)
     t = now()
-    obs = backend._observation(run, files or sv.runs.files(run.id), job, t)
+    obs = backend.scheduler._observation(run, files or sv.runs.files(run.id), job, t)
     d = decide_for(run, obs, now=t, launch_grace_s=sv.settings.launch_grace_s)
     return None if d is None else (d.status.value, d.reason)
 

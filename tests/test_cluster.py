@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from mcp_server.core import nvml, probes
+from mcp_server.core.backends.slurm.probe import parse_sinfo, probe_slurm
 from mcp_server.core.cluster import ClusterService
 from mcp_server.core.errors import InvalidInput
-from mcp_server.core.probes import ProbeTimeout, bounded, parse_nvidia_smi, parse_sinfo, probe_slurm
+from mcp_server.core.probes import ProbeTimeout, bounded, parse_nvidia_smi
 from mcp_server.core.services import Services
 from tests.fakegpus import FakeGpus
 from tests.helpers import wait_for
@@ -120,7 +121,7 @@ def test_no_driver_and_no_slurm_is_cpu_only(
     info = services.cluster.detect()
     assert (info.type, info.status, info.gpu_count, info.gpus) == ("cpu_only", "ok", 0, [])
     assert "NVML library not found (no NVIDIA driver)" in info.signals
-    assert info.confidence >= 0.9 and not info.slurm.answered
+    assert info.confidence >= 0.9 and not info.backends["slurm"]["answered"]
     assert services.cluster.current_type() == "cpu_only"
 
 
@@ -176,13 +177,14 @@ def test_a_real_slurm_is_detected_with_its_partitions_and_gres(
     monkeypatch.delenv("RESEARCH_MCP_CLUSTER_TYPE")
     info = services.cluster.detect()
     assert (info.type, info.detected_type) == ("slurm", "slurm")
-    assert info.slurm.answered and info.slurm.can_submit and info.slurm.controller == "UP"
+    slurm = info.backends["slurm"]
+    assert slurm["answered"] and slurm["can_submit"] and slurm["controller"] == "UP"
     listed = subprocess.run(["sinfo", "-h", "-o", "%P %G"], capture_output=True, text=True, check=True)
     expected = {line.split()[0].rstrip("*"): line.split()[1] for line in listed.stdout.splitlines()}
-    got = {p.name: p for p in info.slurm.partitions}
+    got = {p["name"]: p for p in slurm["partitions"]}
     assert set(got) == set(expected)
     for name, gres in expected.items():
-        assert got[name].gres == ([] if gres == "(null)" else gres.split(","))
+        assert got[name]["gres"] == ([] if gres == "(null)" else gres.split(","))
     assert any(s.startswith("scontrol ping: ") and "UP" in s for s in info.signals)
     assert probe_slurm(5.0).can_submit
     assert ClusterService.current_type(services.cluster) == "slurm"
@@ -246,7 +248,8 @@ def test_a_dead_controller_is_told_at_once_and_remembered_for_a_while(
     t0 = time.monotonic()
     first = services.cluster.detect()
     took = time.monotonic() - t0
-    assert first.slurm.controller == "DOWN" and not first.slurm.answered
+    slurm = first.backends["slurm"]
+    assert slurm["controller"] == "DOWN" and not slurm["answered"]
     assert took < 1.5, f"a dead controller held detection for {took:.1f} s (sinfo retries it for ~10 s)"
     assert any("sinfo not waited for" in line for line in first.signals)
     probes_made = calls.read_text().split()

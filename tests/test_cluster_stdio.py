@@ -60,7 +60,7 @@ async def test_create_run_leases_gpus_and_rejects_bad_gpuwrap(
             command='echo "cvd=$CUDA_VISIBLE_DEVICES"',
             workdir=str(workdir),
             gpus=2,
-            gpuwrap={"retries": 3, "retry_delay_seconds": 1},
+            options={"gpuwrap": {"retries": 3, "retry_delay_seconds": 1}},
         )
         assert run["leased_gpus"] == [0, 2]
         assert (await call(c, "get_run", run_id=run["id"]))["options"]["gpuwrap"] == {
@@ -75,7 +75,13 @@ async def test_create_run_leases_gpus_and_rejects_bad_gpuwrap(
         assert (await call(c, "get_logs", run_id=run["id"]))["text"] == "cvd=0,2\n"
 
         assert "retries" in await call_error(
-            c, "create_run", name="x", command="true", workdir=str(workdir), gpus=1, gpuwrap={"retries": -1}
+            c,
+            "create_run",
+            name="x",
+            command="true",
+            workdir=str(workdir),
+            gpus=1,
+            options={"gpuwrap": {"retries": -1}},
         )
         assert (
             "extra"
@@ -87,7 +93,7 @@ async def test_create_run_leases_gpus_and_rejects_bad_gpuwrap(
                     command="true",
                     workdir=str(workdir),
                     gpus=1,
-                    gpuwrap={"retry": 1},
+                    options={"gpuwrap": {"retry": 1}},
                 )
             ).lower()
         )

@@ -106,8 +106,11 @@ async def test_wait_from_now_sees_an_alert_written_by_another_process(
     assert again.timed_out and again.events == [] and again.cursor == batch.cursor
 
 
-async def test_wait_settles_run_endings_itself(services: Services, workdir: Path) -> None:
-    run = services.runs.create(name="quick", command="sleep 0.2", workdir=str(workdir))
+async def test_wait_settles_run_endings_itself(
+    fake_backend: object, services: Services, workdir: Path
+) -> None:
+    # No sidecar records this ending (the fake backend runs none): the waiter's settle does.
+    run = services.runs.create(name="quick", command="sleep 0.2", workdir=str(workdir), backend="fake")
     batch = await wait_for_events(
         feed_of(services), cursor=0, timeout_s=20, run_ids=[run.id], settle=services.settler.tick
     )

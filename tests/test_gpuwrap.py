@@ -202,7 +202,7 @@ def test_cuda_oom_fails_once_with_that_reason(fake_gpus: FakeGpus, services: Ser
         command=command,
         workdir=str(workdir),
         gpus=1,
-        gpuwrap={"retries": 5, "retry_delay_seconds": 0.1},
+        options={"gpuwrap": {"retries": 5, "retry_delay_seconds": 0.1}},
     )
     done = wait_status(services, run.id, ENDED)
     assert done.status == "failed" and done.exit_code == 1
@@ -234,7 +234,7 @@ def test_contention_requeues_with_an_alert_then_succeeds(
         command=job(CONTENTION),
         workdir=str(workdir),
         gpus=1,
-        gpuwrap={"retries": 2, "retry_delay_seconds": 0.2},
+        options={"gpuwrap": {"retries": 2, "retry_delay_seconds": 0.2}},
     )
     done = wait_status(services, run.id, ENDED)
     assert done.status == "finished" and done.exit_code == 0
@@ -257,7 +257,7 @@ def test_contention_without_retries_left_fails_with_the_reason(
     fake_gpus: FakeGpus, services: Services, workdir: Path
 ) -> None:
     run = services.runs.create(
-        name="busy", command=CONTENTION, workdir=str(workdir), gpus=1, gpuwrap={"retries": 0}
+        name="busy", command=CONTENTION, workdir=str(workdir), gpus=1, options={"gpuwrap": {"retries": 0}}
     )
     done = wait_status(services, run.id, ENDED)
     assert done.status == "failed" and done.exit_code == 1
@@ -274,7 +274,7 @@ def test_bounded_wait_gives_up_with_a_clear_reason_and_queued_runs_can_be_stoppe
         command="true",
         workdir=str(workdir),
         gpus=1,
-        gpuwrap={"retries": 2, "retry_delay_seconds": 0.2},
+        options={"gpuwrap": {"retries": 2, "retry_delay_seconds": 0.2}},
     )
     patient = services.runs.create(name="patient", command="true", workdir=str(workdir), gpus=1)
     failed = wait_status(services, impatient.id, ENDED, timeout=15)
@@ -355,7 +355,9 @@ def test_more_gpus_than_the_machine_has_is_refused_before_anything_is_created(
     with pytest.raises(InvalidInput, match=r"gpus=5 but this machine has 4 GPU\(s\)"):
         services.runs.create(name="big", command="true", workdir=str(workdir), gpus=5)
     with pytest.raises(InvalidInput, match="unknown key"):
-        services.runs.create(name="x", command="true", workdir=str(workdir), gpus=1, gpuwrap={"retry": 1})
+        services.runs.create(
+            name="x", command="true", workdir=str(workdir), gpus=1, options={"gpuwrap": {"retry": 1}}
+        )
     assert services.runs.list().total == 0
     assert list(services.state.runs_dir.iterdir()) == []
 

@@ -17,7 +17,6 @@ from mcp_server.core.gpuwrap import (
 def plan(cluster_type: str, gpus: int = 1, command: str = "python train.py", **options: object):  # type: ignore[no-untyped-def]
     return plan_admission(
         cluster_type=cluster_type,
-        backend="local",
         gpus=gpus,
         options=parse_options(options or None),
         command=command,
@@ -32,10 +31,17 @@ def test_gpuwrap_is_on_by_default_only_for_gpu_runs_on_local_gpu_machines() -> N
     assert plan("slurm").pool is None
     assert plan("cpu_only", enabled=True).pool == "gpu"  # asked for explicitly
     assert plan("local_gpu", enabled=False).pool is None
-    slurm = plan_admission(
-        cluster_type="slurm", backend="slurm", gpus=2, options=GpuwrapOptions(), command="x", env={}
-    )
-    assert slurm.pool is None and "allocates GPUs itself" in slurm.record["note"]
+
+
+def test_engines_that_allocate_gpus_themselves_admit_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from mcp_server.core.backends.base import BackendContext
+    from mcp_server.core.backends.slurm import SlurmBackend
+    from mcp_server.core.paths import StateDir
+    from mcp_server.core.settings import Settings
+
+    slurm = SlurmBackend(BackendContext(StateDir.open(tmp_path / "state"), Settings()))
+    planned = slurm.plan(cluster_type="slurm", gpus=2, options={}, command="x", env={})
+    assert planned.pool is None and "allocates GPUs itself" in planned.record["note"]
 
 
 @pytest.mark.parametrize(

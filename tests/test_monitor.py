@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mcp_server.core.models import Run, SlurmJob
+from mcp_server.core.backends.slurm.jobs import SlurmJob
+from mcp_server.core.models import Run
 from mcp_server.core.monitor_settings import MonitorSettings
 from mcp_server.core.services import Services
 from mcp_server.core.store import now

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from mcp_server.core import run_launch as runs_module  # where launching lives
+from mcp_server.core import gpuwrap  # the local backend writes the admission env through it
 from mcp_server.core.errors import ResearchError
 from mcp_server.core.events import EventFeed, wait_for_events
 from mcp_server.core.jobfiles import JobFiles
@@ -65,7 +65,7 @@ async def test_an_unexpected_error_during_launch_leaves_no_run_and_no_event(
 ) -> None:
     # Not a refusal the core raises itself: an OSError after the run was admitted and its
     # 'launching' event committed (the admission env file cannot be written).
-    monkeypatch.setattr(runs_module, "write_admission_env", disk_full)
+    monkeypatch.setattr(gpuwrap, "write_admission_env", disk_full)
     with pytest.raises(OSError, match="No space left on device"):
         services.runs.create(name="disk-full", command="true", workdir=str(workdir))
     await assert_nothing_left(services)
@@ -75,7 +75,7 @@ async def test_start_run_that_fails_unexpectedly_marks_the_run_failed_and_frees_
     services: Services, workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run = services.runs.create(name="later", command="true", workdir=str(workdir), auto_start=False)
-    monkeypatch.setattr(runs_module, "write_admission_env", disk_full)
+    monkeypatch.setattr(gpuwrap, "write_admission_env", disk_full)
     with pytest.raises(OSError, match="No space left on device"):
         services.runs.start(run.id)
     failed = services.runs.get(run.id)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from mcp_server.core import store as store_mod
+from mcp_server.core import migrations
 from mcp_server.core.errors import ResearchError
 from mcp_server.core.models import Event, Run
 from mcp_server.core.store import SCHEMA_VERSION, Store
@@ -32,8 +32,9 @@ def test_migrations_bring_an_old_store_up_to_date(tmp_path: Path, monkeypatch: p
         conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS extra (x INTEGER)")
         applied.append(1)
 
-    monkeypatch.setattr(store_mod, "MIGRATIONS", [*store_mod.MIGRATIONS, step])
-    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    extra = migrations.Step(SCHEMA_VERSION + 1, "0001_runs_events.sql", run=step)  # its DDL: IF NOT EXISTS
+    monkeypatch.setattr(migrations, "STEPS", (*migrations.STEPS, extra))
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     s = Store(db)
     assert applied == [1] and s.schema_version() == SCHEMA_VERSION + 1
     Store(db)  # already current: nothing re-applied

@@ -1,4 +1,5 @@
-"""Sweeps through the core services on the real local tmux backend."""
+"""Sweeps through the core services: their logic on the in-process fake backend (tests/fake_backend.py),
+what needs sidecars (metrics, ranking) or real processes on the local tmux backend."""
 
 import subprocess
 import textwrap
@@ -48,7 +49,7 @@ def settle_until_done(services: Services, sweep_id: str, timeout: float = 30):  
 
 
 def test_parallel_caps_active_runs_and_holds_the_rest_back_in_fifo_order(
-    services: Services, workdir: Path
+    fake_backend: object, services: Services, workdir: Path
 ) -> None:
     sweep = services.sweeps.create(
         name="grid",
@@ -57,6 +58,7 @@ def test_parallel_caps_active_runs_and_holds_the_rest_back_in_fifo_order(
         parameters={"lr": [0.1, 0.01], "bs": [16, 32, 64]},
         parallel=2,
         workdir=str(workdir),
+        backend="fake",
     )
     # Two launched (they may have ended already: 0.3 s is short on a loaded machine), four held.
     assert sweep.progress.total == 6 and sweep.progress.waiting == 4
@@ -114,24 +116,34 @@ def test_two_processes_settling_at_once_never_exceed_the_cap(services: Services,
     assert max_concurrency(services, sweep.id) == 3
 
 
-def test_create_run_joins_a_sweep_under_its_cap_and_max_runs(services: Services, workdir: Path) -> None:
+def test_create_run_joins_a_sweep_under_its_cap_and_max_runs(
+    fake_backend: object, services: Services, workdir: Path
+) -> None:
     sweep = services.sweeps.create(
-        name="box", goal="manual runs", parallel=1, max_runs=3, workdir=str(workdir)
+        name="box", goal="manual runs", parallel=1, max_runs=3, workdir=str(workdir), backend="fake"
     )
     assert sweep.status == "empty" and sweep.progress.total == 0
     gate = workdir / "gate"
     first = services.runs.create(
-        name="a", command="while [ ! -f gate ]; do sleep 0.02; done", workdir=str(workdir), sweep_id=sweep.id
+        name="a",
+        command="while [ ! -f gate ]; do sleep 0.02; done",
+        workdir=str(workdir),
+        sweep_id=sweep.id,
+        backend="fake",
     )
-    second = services.runs.create(name="b", command="echo b", workdir=str(workdir), sweep_id=sweep.id)
+    second = services.runs.create(
+        name="b", command="echo b", workdir=str(workdir), sweep_id=sweep.id, backend="fake"
+    )
     assert first.status in ("launching", "running")  # admitted (its job may already have started)
     assert second.status == "queued" and services.runs.load(second.id).launched_at is None
     assert "1 of 1 runs active" in second.status_reason
     ready = services.runs.create(
-        name="c", command="echo c", workdir=str(workdir), sweep_id=sweep.id, auto_start=False
+        name="c", command="echo c", workdir=str(workdir), sweep_id=sweep.id, auto_start=False, backend="fake"
     )
     with pytest.raises(Conflict, match="already has 3 runs, its max_runs"):
-        services.runs.create(name="d", command="true", workdir=str(workdir), sweep_id=sweep.id)
+        services.runs.create(
+            name="d", command="true", workdir=str(workdir), sweep_id=sweep.id, backend="fake"
+        )
     gate.touch()
     wait_for(lambda: settled(services) and services.runs.get(second.id).status == "finished")
     # start_run of a ready sweep run goes through the cap too
@@ -139,10 +151,12 @@ def test_create_run_joins_a_sweep_under_its_cap_and_max_runs(services: Services,
     assert services.sweeps.get(sweep.id).progress.total == 3
 
 
-def test_a_held_back_run_can_be_stopped_and_is_never_launched(services: Services, workdir: Path) -> None:
+def test_a_held_back_run_can_be_stopped_and_is_never_launched(
+    fake_backend: object, services: Services, workdir: Path
+) -> None:
     sweep = services.sweeps.create(
         name="stop", goal="g", base_command="sleep 0.2; echo {i}", parameters={"i": [1, 2, 3]}, parallel=1,
-        workdir=str(workdir),
+        workdir=str(workdir), backend="fake",
     )  # fmt: skip
     held = sweep.runs[1]
     assert held.status == "queued"
@@ -175,8 +189,8 @@ def test_unknown_sweeps_are_refused_before_anything_is_written(services: Service
         ({"base_command": "x {lr}", "parameters": {"lr": [1, 2, 3]}, "max_runs": 2}, "more than max_runs=2"),
         ({"backend": "cloud"}, "valid: auto, local"),
         ({"workdir": "/no/such/dir"}, "does not exist"),
-        ({"backend": "local", "slurm": {"partition": "gpu"}}, "slurm options need backend 'slurm'"),
-        ({"backend": "slurm", "slurm": {"extra_args": ["--outp=/tmp/x"]}}, "may not set --outp"),
+        ({"backend": "local", "options": {"partition": "gpu"}}, "partition is for backend 'slurm'"),
+        ({"backend": "slurm", "options": {"extra_args": ["--outp=/tmp/x"]}}, "may not set --outp"),
     ],
 )
 def test_bad_sweeps_change_nothing(services: Services, workdir: Path, kwargs: dict, message: str) -> None:
@@ -249,10 +263,12 @@ def test_a_sweep_asking_more_parallelism_than_the_cpu_run_limit_is_told(
         services.close()
 
 
-def test_stop_sweep_cancels_held_back_runs_and_stops_active_ones(services: Services, workdir: Path) -> None:
+def test_stop_sweep_cancels_held_back_runs_and_stops_active_ones(
+    fake_backend: object, services: Services, workdir: Path
+) -> None:
     sweep = services.sweeps.create(
         name="long", goal="g", base_command="sleep 300 # {i}", parameters={"i": [1, 2, 3, 4]}, parallel=2,
-        workdir=str(workdir),
+        workdir=str(workdir), backend="fake",
     )  # fmt: skip
     active = [r.id for r in sweep.runs if r.status != "queued"]
     held = [r.id for r in sweep.runs if r.status == "queued"]
@@ -275,12 +291,14 @@ def test_stop_sweep_cancels_held_back_runs_and_stops_active_ones(services: Servi
         services.sweeps.stop("nope")
 
 
-def test_a_crash_between_settle_and_launch_is_repaired_at_start_up(state_dir: Path, workdir: Path) -> None:
+def test_a_crash_between_settle_and_launch_is_repaired_at_start_up(
+    fake_backend: object, state_dir: Path, workdir: Path
+) -> None:
     first = Services(state_dir)
     first.reconciler.on_terminal.clear()  # as if the process died right after settling
     sweep = first.sweeps.create(
         name="crash", goal="g", base_command="echo {i}", parameters={"i": [1, 2]}, parallel=1,
-        workdir=str(workdir),
+        workdir=str(workdir), backend="fake",
     )  # fmt: skip
     wait_for(lambda: settled(first) and first.sweeps.get(sweep.id).progress.finished == 1)
     assert first.sweeps.get(sweep.id).progress.waiting == 1
@@ -331,7 +349,7 @@ def test_slurm_options_reach_every_run_of_the_sweep(services: Services, workdir:
         base_command="python train.py --lr {lr}",
         parameters={"lr": [0.1, 0.01]},
         backend="slurm",
-        slurm={"partition": "gpu", "time": "01:00:00"},
+        options={"partition": "gpu", "time": "01:00:00"},
         workdir=str(workdir),
         auto_start=False,
     )

@@ -166,7 +166,7 @@ def claim_trial(
         env=env,
         params=dict(params),
         backend=search.get("backend") or sweep.backend,
-        slurm=search.get("slurm"),
+        options=search.get("options"),
         new_sweep=True,
     )
     fields["options"]["trial"] = number

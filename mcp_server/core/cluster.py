@@ -1,7 +1,9 @@
-"""What kind of machine runs go to: ``slurm``, ``local_gpu`` or ``cpu_only``.
+"""What kind of machine runs go to: ``slurm``, ``local_gpu`` or ``cpu_only``; what engines answer.
 
-The rule: slurm when a Slurm controller answers and sbatch is on PATH; else local_gpu
-when GPUs are found; else cpu_only. A user's ``preferred_type`` is kept (in the store)
+The rule: a type an engine's probe claims (Slurm: a controller answers and sbatch is on
+PATH); else local_gpu when GPUs are found; else cpu_only. Every registered backend's probe
+runs (at once, each bounded) and its facts are reported under ``backends`` (Slurm's
+partitions, a Ray cluster's nodes and resources). A user's ``preferred_type`` is kept (in the store)
 and wins over detection; ``RESEARCH_MCP_CLUSTER_TYPE`` wins over both for one process
 environment. Other services ask ``current_type()``, which reads the persisted result and
 detects only when there is none, so asking costs one store read.
@@ -16,11 +18,13 @@ from types import SimpleNamespace
 from typing import Any
 
 from mcp_server.core.admission import Admission
+from mcp_server.core.backends import registry
+from mcp_server.core.backends.base import Facts, Probe
 from mcp_server.core.errors import InvalidInput
 from mcp_server.core.gpufree import GpuState
 from mcp_server.core.models import ClusterState
 from mcp_server.core.paths import StateDir
-from mcp_server.core.probes import GpuProbe, SlurmProbe, probe_gpus, probe_host, probe_slurm, slurm_env
+from mcp_server.core.probes import GpuProbe, probe_gpus, probe_host
 from mcp_server.core.settings import Settings
 from mcp_server.core.store import Store, now
 from mcp_server.core.views import (
@@ -28,22 +32,27 @@ from mcp_server.core.views import (
     GpuProcessView,
     GpuView,
     HostView,
-    PartitionView,
-    SlurmView,
     iso,
 )
 
 CLUSTER_TYPES: tuple[str, ...] = ("local_gpu", "slurm", "cpu_only")
-SLURM_RETRY_ENV = "RESEARCH_MCP_SLURM_RETRY_S"
-SLURM_FAILED_KEY = "slurm_probe_failed"  # meta row: when a Slurm probe last failed, and why
 PREFERRED_CHOICES: tuple[str, ...] = (*CLUSTER_TYPES, "auto")
 TYPE_ENV = "RESEARCH_MCP_CLUSTER_TYPE"
 ROW_KEY = "local"
 
 
-def slurm_retry_s() -> float:
-    """How long a failed Slurm probe is remembered (seconds; 0: probe every time). Default 60."""
-    raw = os.environ.get(SLURM_RETRY_ENV, "").strip()
+def failed_key(backend: str) -> str:
+    """The meta row remembering when a backend's probe last failed, and why."""
+    return f"{backend}_probe_failed"
+
+
+def retry_env(backend: str) -> str:
+    return f"RESEARCH_MCP_{backend.upper()}_RETRY_S"
+
+
+def retry_s(backend: str) -> float:
+    """How long a backend's failed probe is remembered (seconds; 0: probe every time). Default 60."""
+    raw = os.environ.get(retry_env(backend), "").strip()
     try:
         return max(0.0, float(raw)) if raw else 60.0
     except ValueError:
@@ -83,18 +92,51 @@ def _gpu_view(state: GpuState) -> GpuView:
     )
 
 
-def _classify(gpu: GpuProbe, slurm: SlurmProbe) -> tuple[str, float]:
+def _classify(gpu: GpuProbe, engines: dict[str, Probe]) -> tuple[str, float]:
     """The detected type and how sure the probes are of it."""
-    if slurm.can_submit:
-        return "slurm", 0.95 if slurm.controller == "UP" and slurm.partitions else 0.8
+    for probe in engines.values():
+        if probe.claims_type:
+            return probe.claims_type, probe.confidence
     if gpu.gpus:
         return "local_gpu", 0.85 if gpu.source == "nvidia-smi" else 0.95
     confidence = 0.9
     if gpu.error:
         confidence = 0.5  # GPUs may exist behind a driver that did not answer
-    if slurm.error:
+    if any(p.warnings for p in engines.values()):
         confidence = min(confidence, 0.6)
     return "cpu_only", confidence
+
+
+def probe_engines(timeout_s: float, skip: set[str] | frozenset[str] = frozenset()) -> dict[str, Probe]:
+    """Every registered backend's probe, all at once (detection costs the slowest, not the sum)."""
+    boxes: dict[str, dict[str, Probe]] = {}
+    threads = []
+    for name, cls in registry.classes().items():
+        if name in skip:
+            continue
+        box: dict[str, Probe] = {}
+        boxes[name] = box
+
+        def run(cls: type = cls, box: dict[str, Probe] = box) -> None:
+            try:
+                found = cls.probe(timeout_s)  # type: ignore[attr-defined]
+            except Exception as err:  # a plugin's probe must not break detection
+                found = Probe({}, warnings=[f"{cls.name} probe failed: {err}"])  # type: ignore[attr-defined]
+            if found is not None:
+                box["probe"] = found
+
+        thread = threading.Thread(target=run, name=f"probe-{name}", daemon=True)
+        thread.start()
+        threads.append((name, thread))
+    out: dict[str, Probe] = {}
+    for name, thread in threads:
+        thread.join(2 * timeout_s + 1)
+        if thread.is_alive():
+            late = f"the {name} probe did not finish within {2 * timeout_s + 1:g} s"
+            out[name] = Probe({}, warnings=[late])
+        elif "probe" in boxes[name]:
+            out[name] = boxes[name]["probe"]
+    return out
 
 
 class ClusterService:
@@ -118,24 +160,26 @@ class ClusterService:
             target=lambda: gpu_box.setdefault("probe", probe_gpus(timeout)), name="probe-gpus", daemon=True
         )
         gpu_thread.start()
-        slurm, remembered = self._probe_slurm(timeout)
+        engines = self._probe_engines(timeout)
         host = probe_host()
         gpu_thread.join(2 * timeout + 1)  # NVML, then maybe nvidia-smi: each bounded by timeout
         gpu = gpu_box.get("probe") or GpuProbe(error=f"GPU probe did not finish within {2 * timeout + 1:g} s")
-        detected, confidence = _classify(gpu, slurm)
-        signals = [*slurm.signals, *gpu.signals]
+        detected, confidence = _classify(gpu, engines)
+        signals = [s for p in engines.values() for s in p.signals] + gpu.signals
         signals.append(
             f"host {host.hostname}: {host.cpus} CPU(s), {host.cpus_usable} usable"
             + (f", {host.memory_total_mib / 1024:.1f} GiB memory" if host.memory_total_mib else "")
         )
-        warnings = [w for w in (gpu.error, slurm.error) if w]
+        warnings = [w for w in (gpu.error, *(w for p in engines.values() for w in p.warnings)) if w]
         with self.store.write() as s:
-            if remembered is not None:
-                s.connection().exec_driver_sql(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (SLURM_FAILED_KEY, remembered)
-                )
-            elif slurm.answered:
-                s.connection().exec_driver_sql("DELETE FROM meta WHERE key = ?", (SLURM_FAILED_KEY,))
+            for name, probe in engines.items():
+                if probe.remember_failure is not None:
+                    failed = json.dumps({"at": now(), "why": probe.remember_failure})
+                    s.connection().exec_driver_sql(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (failed_key(name), failed)
+                    )
+                elif probe.facts.get("answered"):
+                    s.connection().exec_driver_sql("DELETE FROM meta WHERE key = ?", (failed_key(name),))
             row = s.get(ClusterState, ROW_KEY)
             kept = row.preferred_type if row else None
             preferred = None if preferred_type == "auto" else (preferred_type or kept)
@@ -160,13 +204,7 @@ class ClusterService:
                 gpu_count=len(gpu.gpus),
                 gpu_source=gpu.source,
                 gpus=[_gpu_view(st) for st in states],
-                slurm=SlurmView(
-                    answered=slurm.answered,
-                    can_submit=slurm.can_submit,
-                    controller=slurm.controller,
-                    partitions=[PartitionView(**vars(p)) for p in slurm.partitions],
-                    env=slurm.env,
-                ),
+                backends={name: p.facts for name, p in engines.items()},
                 host=HostView(**vars(host)),
                 cpu_run_limit=self.settings.cpu_run_limit,
                 queued_runs=[e.run_id for e in live if e.admitted_at is None],
@@ -183,31 +221,31 @@ class ClusterService:
             s.add(row)
         return info
 
-    def _probe_slurm(self, timeout: float) -> tuple[SlurmProbe, str | None]:
-        """Probe Slurm, unless a probe failed less than ``slurm_retry_s()`` ago: then say so instead.
+    def _probe_engines(self, timeout: float) -> dict[str, Probe]:
+        """Every backend's probe, except one whose failure is remembered: that one says so instead.
 
-        A controller that is down can hold every probe for the full timeout (sinfo retries
-        it), and every process that detects would pay it again: the failure is kept in the
-        store (what failed, when) and each detection within the window answers at once.
-        Returns the probe and, for a new failure, what to remember."""
-        retry = slurm_retry_s()
-        if retry > 0:
-            with self.store.sql.snapshot() as conn:
-                row = conn.execute("SELECT value FROM meta WHERE key = ?", (SLURM_FAILED_KEY,)).fetchone()
-            failed = json.loads(row[0]) if row else None
-            if failed is not None and 0 <= (age := now() - float(failed["at"])) < retry:
+        An engine that is down can hold every probe for the full timeout (a Slurm controller:
+        sinfo retries it), and every process that detects would pay it again: the failure is
+        kept in the store (what failed, when; ``Probe.remember_failure``) and each detection
+        within ``RESEARCH_MCP_<BACKEND>_RETRY_S`` answers at once."""
+        skipped: dict[str, Probe] = {}
+        with self.store.sql.snapshot() as conn:
+            rows = conn.execute("SELECT key, value FROM meta WHERE key GLOB '*_probe_failed'").fetchall()
+        for key, value in rows:
+            name = key[: -len("_probe_failed")]
+            retry = retry_s(name)
+            failed = json.loads(value)
+            if retry > 0 and 0 <= (age := now() - float(failed["at"])) < retry:
                 why = (
-                    f"Slurm did not answer {age:.0f} s ago ({failed['why']}); not probed again for another "
-                    f"{retry - age:.0f} s ({SLURM_RETRY_ENV})"
+                    f"{name} did not answer {age:.0f} s ago ({failed['why']}); not probed again for another "
+                    f"{retry - age:.0f} s ({retry_env(name)})"
                 )
-                return SlurmProbe(env=slurm_env(), error=why, signals=[why]), None
-        probe = probe_slurm(timeout)
-        no_commands = any(line.startswith("Slurm commands") for line in probe.signals)
-        if probe.answered or no_commands:
-            return probe, None
-        down = "the controller is DOWN" if probe.controller == "DOWN" else "no partition listed"
-        why = probe.error or down
-        return probe, json.dumps({"at": now(), "why": why})
+                try:
+                    skipped[name] = registry.backend_class(name).remembered(why)
+                except Exception:  # a backend that is gone: nothing to skip
+                    continue
+                skipped[name].signals.append(why)
+        return {**probe_engines(timeout, skip=set(skipped)), **skipped}
 
     def get(self) -> ClusterInfo:
         """The last detection with leases and the queue as they are now; detects if never done."""
@@ -278,3 +316,14 @@ class ClusterService:
         with self.store.read() as s:
             row = s.get(ClusterState, ROW_KEY)
         return row.type if row is not None else self.detect().type
+
+    def facts(self) -> Facts:
+        """What ``auto`` decides on: the type in use and the last detection's engine facts."""
+        with self.store.read() as s:
+            row = s.get(ClusterState, ROW_KEY)
+        if row is None and env_pin() is None:
+            info = self.detect()
+            return Facts(info.type, info.backends)
+        data = row.data if row is not None else {}
+        kind = env_pin() or (row.type if row is not None else "cpu_only")
+        return Facts(kind, data.get("backends") or {})

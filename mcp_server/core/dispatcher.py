@@ -90,7 +90,6 @@ class Dispatcher:
                 sql_select(Run).where(
                     col(Run.status) == RunStatus.QUEUED.value,
                     col(Run.launched_at).is_not(None),
-                    col(Run.backend) == "local",
                 )
             ).all()
         entered = set(ids)

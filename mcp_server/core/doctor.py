@@ -29,6 +29,7 @@ from typing import Any
 from mcp_server.core.jobfiles import JobFiles
 from mcp_server.core.paths import StateDir
 from mcp_server.core.procs import job_lives
+from mcp_server.core.sqlite_open import connect_readonly
 from mcp_server.core.staging import SPEC_FIELDS, leftovers, read_spec
 from mcp_server.core.store_health import not_a_database, run_dirs
 
@@ -54,7 +55,7 @@ def _store_problem(db: Path) -> str | None:
     if problem := not_a_database(db):
         return "not a SQLite database" if problem.startswith("not a SQLite database") else problem
     try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+        con = connect_readonly(db)
         try:
             result = con.execute("PRAGMA quick_check").fetchone()[0]
         finally:
@@ -80,7 +81,7 @@ def check(state: StateDir) -> list[Finding]:
             )
         )
         return out + _files(state) + _disk(state)
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    con = connect_readonly(db)
     try:
         version = int((con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() or [0])[0])
         rows = {r[0]: r[1] for r in con.execute("SELECT id, status FROM runs")}

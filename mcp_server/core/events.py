@@ -23,6 +23,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from mcp_server.core import sqlite_open
 from mcp_server.core.errors import InvalidInput
 from mcp_server.core.ids import validate_id
 from mcp_server.core.lifecycle import TERMINAL
@@ -41,6 +42,7 @@ POLL_S = 0.2
 PROGRESS_EVERY_S = 5.0
 _TERMINAL = frozenset(s.value for s in TERMINAL)
 _SCAN = 500
+FEED_BUSY_TIMEOUT_S = 10.0
 
 Progress = Callable[[float, float, str], Awaitable[None]]
 
@@ -86,9 +88,7 @@ class EventFeed:
     def _connect(self) -> sqlite3.Connection | None:
         if not self.db_path.exists():
             return None
-        con = sqlite3.connect(self.db_path, timeout=10, isolation_level=None)
-        con.execute("PRAGMA busy_timeout=10000")
-        return con
+        return sqlite_open.connect(self.db_path, FEED_BUSY_TIMEOUT_S, writer=False)
 
     def latest_id(self) -> int:
         con = self._connect()

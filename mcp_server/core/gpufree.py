@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from sqlmodel import Session, col, select
 
+from mcp_server.core.backends import registry
 from mcp_server.core.jobfiles import JobFiles
 from mcp_server.core.lifecycle import ACTIVE
 from mcp_server.core.models import Run
@@ -81,7 +82,10 @@ def _who(p: ProcessFact) -> str:
 def own_sessions(session: Session, state: StateDir) -> dict[int, str]:
     """Session id → run id for every active local run whose command has started."""
     ids = session.exec(
-        select(Run.id).where(col(Run.status).in_([s.value for s in ACTIVE]), Run.backend == "local")
+        select(Run.id).where(
+            col(Run.status).in_([s.value for s in ACTIVE]),
+            col(Run.backend).in_(registry.names_where("local_processes")),
+        )
     ).all()
     out: dict[int, str] = {}
     for run_id in ids:

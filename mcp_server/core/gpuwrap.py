@@ -106,22 +106,18 @@ class Plan:
 def plan_admission(
     *,
     cluster_type: str,
-    backend: str,
     gpus: int,
     options: GpuwrapOptions,
     command: str,
     env: Mapping[str, str],
 ) -> Plan:
-    """Decide how a run is admitted. Only local runs are; Slurm allocates GPUs itself."""
+    """Decide how a local run is admitted (other backends allocate GPUs themselves)."""
     record: dict[str, Any] = {
         "enabled": False,
         "requested": options.enabled,
         "retries": options.retries,
         "retry_delay_seconds": options.retry_delay_seconds,
     }
-    if backend != "local":
-        record["note"] = f"gpuwrap is for local runs; the {backend} backend allocates GPUs itself"
-        return Plan(None, record)
     wanted = options.enabled if options.enabled is not None else cluster_type == "local_gpu"
     cpu_pool = POOL_CPU if cluster_type == "cpu_only" else None
     if not wanted or gpus == 0:

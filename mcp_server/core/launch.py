@@ -125,6 +125,7 @@ def render_launch_script(
     on_finish: Sequence[str] = (),
     echo_output: bool = True,
     end_leftovers: bool = False,
+    run_dir_expr: str | None = None,
 ) -> str:
     """Bash that runs one job and leaves ``exit_code`` behind whatever happens to the command.
 
@@ -142,7 +143,10 @@ def render_launch_script(
     The exit code's file is taken when the script starts and overwritten in place at the
     end, so a disk that filled up meanwhile cannot lose it; a write that still fails is
     retried while this script lives (and while it lives, the run is not lost).
+    ``run_dir_expr``: a bash expression for the run dir instead of its path here (a copy of
+    the script that an engine ships to a worker that does not share this filesystem).
     """
+    run_dir = run_dir_expr if run_dir_expr is not None else q(files.run_dir)
     sink = "" if echo_output else " > /dev/null"
     pre = "\n".join(pre_command)
     post = "\n".join(post_command)
@@ -150,7 +154,7 @@ def render_launch_script(
     return f"""#!/usr/bin/env bash
 # research-mcp launch script for run {run_id} (generated; do not edit).
 set -u
-RUN_DIR={q(files.run_dir)}
+RUN_DIR={run_dir}
 RUN_ID={q(run_id)}
 END_LEFTOVERS={1 if end_leftovers else 0}
 # Who records the exit code: while this script lives, the run has not ended unseen.

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import col, select
 
+from mcp_server.core.backends import registry
 from mcp_server.core.compare_views import Lineage, LineageNode
 from mcp_server.core.errors import InvalidInput
-from mcp_server.core.gpuwrap import options_of
 from mcp_server.core.ids import validate_env_key
 from mcp_server.core.launch import read_env
 from mcp_server.core.models import Run, Sweep
@@ -139,8 +139,11 @@ def rerun_spec(
     params = _validate_params(params)
     kept = {k: v for k, v in read_env(runs.files(old.id)).items() if env_changes.get(k, "") is not None}
     env = _validate_env({**kept, **{k: v for k, v in env_changes.items() if v is not None}})
-    plan = runs._plan(old.backend, old.gpus, options_of((old.options or {}).get("gpuwrap")), command, env)
+    kept_options = registry.backend_class(old.backend).options_of_run(old.options or {})
+    plan = runs._plan(old.backend, old.gpus, kept_options, command, env)
     options = {k: v for k, v in (old.options or {}).items() if k not in ("trial", "lineage")}
+    if kept_options:
+        options[old.backend] = kept_options
     fields = dict(
         name=old.name,
         command=command,

@@ -17,7 +17,10 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+from mcp_server.core import sqlite_open
+
 MAX_POINTS_PER_READ = 5000
+FEED_BUSY_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -35,9 +38,7 @@ class PointFeed:
     def _connect(self) -> sqlite3.Connection | None:
         if not self.db_path.exists():
             return None
-        con = sqlite3.connect(self.db_path, timeout=10, isolation_level=None)
-        con.execute("PRAGMA busy_timeout=10000")
-        return con
+        return sqlite_open.connect(self.db_path, FEED_BUSY_TIMEOUT_S, writer=False)
 
     def latest_id(self) -> int:
         con = self._connect()
@@ -76,7 +77,7 @@ def active_run_ids(db_path: Path) -> list[str]:
     """Runs not yet ended (their logs may grow): what a page watching every run follows."""
     if not db_path.exists():
         return []
-    with closing(sqlite3.connect(db_path, timeout=10, isolation_level=None)) as con:
+    with closing(sqlite_open.connect(db_path, FEED_BUSY_TIMEOUT_S, writer=False)) as con:
         try:
             rows = con.execute(
                 "SELECT id FROM runs WHERE status IN ('queued', 'launching', 'running')"

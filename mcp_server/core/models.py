@@ -113,28 +113,6 @@ class Alert(SQLModel, table=True):
     resolved_at: float | None = None
 
 
-class SlurmJob(SQLModel, table=True):
-    """What the scheduler last said about one job, shared by every process.
-
-    One process per poll interval queries Slurm for all active jobs and writes the answers
-    here; the others read them, so scheduler load does not grow with the number of
-    servers and sidecars watching.
-    """
-
-    __tablename__ = "slurm_jobs"
-
-    job_id: str = Field(primary_key=True)
-    run_id: str = Field(index=True)
-    state: str | None = None
-    reason: str = ""
-    exit_code: int | None = None
-    seen_at: float | None = None
-    ended_seen_at: float | None = None  # when a poll first saw a terminal state
-    missing_since: float | None = None
-    missing_polls: int = 0
-    updated_at: float
-
-
 class ClusterState(SQLModel, table=True):
     """The last ``detect_cluster`` result (one row per state dir) and the user's preferred type."""
 

@@ -1,10 +1,10 @@
 """Settle runs from what their backends observe; the single place a run's end is decided.
 
 Server processes call ``Reconciler.reconcile`` at start and before answering run
-queries; the sidecar applies the same ``decide`` to its own run and writes through the
-same SQL (``core.sqlwrites``; it stays free of SQLAlchemy). Every status change goes
-through ``transition``: a compare-and-set on the run's current status plus an event row,
-in one write transaction, so concurrent lookers cannot record an ending twice.
+queries; the sidecar applies the same ``decide`` to its own run and records it the same
+way (``core.ending``: plain SQL, so it stays free of SQLAlchemy). Every status change goes
+through a compare-and-set on the run's current status plus an event row, in one write
+transaction, so concurrent lookers cannot record an ending twice.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from typing import Any
 
 from sqlmodel import Session
 
+from mcp_server.core import ending
 from mcp_server.core.backends.registry import Backends
 from mcp_server.core.errors import ResearchError
 from mcp_server.core.jobfiles import JobFiles
-from mcp_server.core.lifecycle import TERMINAL, Decision, RunStatus, decide_for, decision_fields
+from mcp_server.core.lifecycle import TERMINAL, Decision, RunStatus, decide_for
 from mcp_server.core.models import Run
 from mcp_server.core.paths import StateDir
 from mcp_server.core.settings import Settings
@@ -117,20 +118,30 @@ class Reconciler:
         return self.apply(decisions)
 
     def apply(self, decisions: list[tuple[Any, Decision]]) -> list[Any]:
-        """Each decision as a compare-and-set on the status the run was read in (a ``Run`` or a
-        ``LiveRun``: ``transition`` sets what it changed on it)."""
+        """Record decisions the way a sidecar does (``core.ending``; a ``Run`` or a ``LiveRun``
+        gets what changed set on it), then follow up on endings."""
         changed: list[Any] = []
         if not decisions:
             return changed
+        endings = [(run, ending.prepare(run, d, self.files(run.id))) for run, d in decisions]
         with self.store.write() as s:
-            for run, d in decisions:
-                if transition(s, run, d.status, d.reason, **decision_fields(d, run.started_at)):
+            execute = s.connection().exec_driver_sql
+            for run, e in endings:
+                values = ending.record(execute, e)
+                if values is not None:
+                    for key, value in values.items():
+                        setattr(run, key, value)
                     changed.append(run)
         for run in changed:
             if RunStatus(run.status) in TERMINAL:
-                for hook in self.on_terminal:
-                    try:
-                        hook(run)
-                    except Exception:  # a queue hook must never break settling
-                        log.exception("on_terminal hook failed for %s", run.id)
+                self.follow_up(run)
         return changed
+
+    def follow_up(self, run: Any) -> None:
+        """What an ending sets off once it is recorded (a sweep's next run): the same for an ending
+        a server recorded and one a sidecar did."""
+        for hook in self.on_terminal:
+            try:
+                hook(run)
+            except Exception:  # a follow-up must never break settling
+                log.exception("on_terminal hook failed for %s", run.id)

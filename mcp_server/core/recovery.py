@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from sqlmodel import col, select
 
 from mcp_server.core import staging
+from mcp_server.core.backends import registry
 from mcp_server.core.errors import ResearchError
 from mcp_server.core.jobfiles import JobFiles
 from mcp_server.core.lifecycle import RunStatus
@@ -92,7 +93,8 @@ class Recovery:
                 select(Run).where(
                     col(Run.status).in_([RunStatus.LAUNCHING.value, RunStatus.QUEUED.value]),
                     col(Run.launched_at) < cutoff,
-                    Run.backend == "local",
+                    # A backend that could run a job twice if submitted twice is left alone.
+                    col(Run.backend).in_(registry.names_where("idempotent_submit")),
                 )
             ).all()
         out = []

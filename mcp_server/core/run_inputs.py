@@ -40,15 +40,6 @@ def _validate_command(command: str) -> str:
     return command
 
 
-def validate_run_slurm(backend: str, slurm: Mapping[str, Any]) -> dict[str, Any]:
-    """Slurm options as asked for with ``backend`` (before it is resolved: 'auto' may be Slurm)."""
-    if backend == "local":
-        raise InvalidInput("slurm options need backend 'slurm' (or 'auto' on a Slurm cluster), not 'local'.")
-    from mcp_server.core.backends.slurm import validate_slurm_options  # Slurm helpers load only when used
-
-    return validate_slurm_options(slurm)
-
-
 def _validate_workdir(workdir: str | None) -> str:
     path = Path(workdir).expanduser() if workdir else Path.cwd()
     if "\x00" in str(path):

@@ -7,10 +7,11 @@ writes now (a full disk, a long lock).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mcp_server.core import run_list
 from mcp_server.core.errors import Conflict, InvalidInput
@@ -23,6 +24,7 @@ from mcp_server.core.views import LogChunk, RunDetail, RunPage, RunRecord, RunRo
 
 if TYPE_CHECKING:
     from mcp_server.core.admission import Admission
+    from mcp_server.core.backends.registry import Backends
     from mcp_server.core.paths import StateDir
     from mcp_server.core.reconcile import Reconciler
     from mcp_server.core.store import Store
@@ -65,11 +67,15 @@ def to_record(run: Run, run_dir: Path, leased: list[int] | None = None) -> RunRe
     )
 
 
+log = logging.getLogger("mcp_server.core.runs")
+
+
 class QueryMixin:
     state: StateDir
     store: Store
     reconciler: Reconciler
     admission: Admission
+    backends: Backends
     detail_extras: list[Callable[[RunDetail], None]]
 
     def files(self, run_id: str) -> JobFiles:
@@ -87,7 +93,7 @@ class QueryMixin:
     def _settle_first(self, run_ids: list[str] | None = None) -> bool:
         raise NotImplementedError
 
-    def known(self, run_id: str) -> None:
+    def known(self, run_id: str) -> Any:
         raise NotImplementedError
 
     def get(self, run_id: str) -> RunDetail:
@@ -114,6 +120,14 @@ class QueryMixin:
                 offset=offset,
             )  # fmt: skip
 
+    def _sync_output(self, run: Any, files: JobFiles) -> None:
+        """Let the run's backend bring its job's output into the run dir first (an engine whose
+        workers do not share this filesystem); a backend that cannot now leaves it as it is."""
+        try:
+            self.backends.get(run.backend).sync(run, files)
+        except Exception as err:  # reading what is there beats failing the read
+            log.warning("could not sync the output of %s from its backend: %s", run.id, err)
+
     def logs(
         self,
         run_id: str,
@@ -134,8 +148,10 @@ class QueryMixin:
         if not 1 <= max_bytes <= MAX_LOG_BYTES:
             raise InvalidInput(f"max_bytes={max_bytes} is out of range; give 1 to {MAX_LOG_BYTES}.")
         pattern = compile_filter(filter) if filter else None
-        self.known(run_id)  # one indexed read; the file is checked with one lstat (file_in)
+        run = self.known(run_id)  # one indexed read; the file is checked with one lstat (file_in)
         files = self.files(run_id)
+        if source == "output" and run.status not in ("ready",):
+            self._sync_output(run, files)
         path = self.state.file_in(files.output if source == "output" else files.sidecar_log)
         note = ""
         if offset is not None:

@@ -12,29 +12,25 @@ import shutil
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
 from mcp_server.core import lineage, staging
-from mcp_server.core.admission import POOL_GPU, Admission
-from mcp_server.core.backends.registry import BACKEND_NAMES, Backends
+from mcp_server.core.admission import Admission
+from mcp_server.core.backends import registry
+from mcp_server.core.backends.base import Plan
+from mcp_server.core.backends.registry import Backends
 from mcp_server.core.cluster import ClusterService
 from mcp_server.core.errors import Conflict, InvalidInput, NotFound, StoreError
-from mcp_server.core.gpuwrap import (
-    GpuwrapOptions,
-    Plan,
-    parse_options,
-    plan_admission,
-)
 from mcp_server.core.ids import new_id, validate_id, validate_name
 from mcp_server.core.jobfiles import JobFiles
 from mcp_server.core.launch import write_env, write_private
 from mcp_server.core.lifecycle import TERMINAL, RunStatus
 from mcp_server.core.models import Event, Run
 from mcp_server.core.paths import StateDir
-from mcp_server.core.probes import probe_gpus
 from mcp_server.core.reconcile import WATCHED, Reconciler, transition
 from mcp_server.core.run_inputs import (
     MAX_COMMAND_CHARS,
@@ -50,7 +46,6 @@ from mcp_server.core.run_inputs import (
     _validate_gpus,
     _validate_params,
     _validate_workdir,
-    validate_run_slurm,
 )
 from mcp_server.core.run_launch import LaunchMixin, launch_reason
 from mcp_server.core.run_queries import QueryMixin, to_record, to_row
@@ -61,10 +56,10 @@ from mcp_server.core.views import RunDetail, RunRecord
 __all__ = [
     "MAX_COMMAND_CHARS", "MAX_ENV_VALUE_CHARS", "MAX_GPUS", "MAX_LOG_BYTES", "MAX_LOG_LINES", "MAX_PAGE",
     "MAX_PARAMS_BYTES", "STATUS_CHOICES", "RunService", "launch_reason", "to_record", "to_row",
-    "validate_run_slurm",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
+
 
 class SweepGate(Protocol):
     """What runs need from sweeps: membership checks and the ``parallel`` cap (core.sweeps)."""
@@ -116,13 +111,18 @@ class RunService(LaunchMixin, QueryMixin):
             raise NotFound(f"no run with id {run_id!r}; use list_runs to see existing runs.")
         return run
 
-    def known(self, run_id: str) -> None:
-        """That ``run_id`` names a run (one indexed read, no row built), or NotFound as ``load`` says."""
+    def known(self, run_id: str) -> SimpleNamespace:
+        """The run's id, name, status, backend, backend_ref and workdir (one indexed read, no ORM
+        row built), or NotFound as ``load`` says."""
         validate_id(run_id, "run", "run_id")
         with self.store.sql.snapshot() as conn:
-            found = conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone()
+            found = conn.execute(
+                "SELECT id, name, status, backend, backend_ref, workdir FROM runs WHERE id = ?", (run_id,)
+            ).fetchone()
         if found is None:
             raise NotFound(f"no run with id {run_id!r}; use list_runs to see existing runs.")
+        names = ("id", "name", "status", "backend", "backend_ref", "workdir")
+        return SimpleNamespace(**dict(zip(names, found, strict=True)))
 
     def _fresh(self, run_id: str) -> Run:
         run = self.load(run_id)
@@ -154,12 +154,11 @@ class RunService(LaunchMixin, QueryMixin):
         parent_run_id: str | None = None,
         params: Mapping[str, Any] | None = None,
         backend: str = "auto",
-        slurm: Mapping[str, Any] | None = None,
-        gpuwrap: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> RunRecord:
         fields, clean_env = self.prepare(
             name=name, command=command, workdir=workdir, sweep_id=sweep_id, gpus=gpus, env=env,
-            parent_run_id=parent_run_id, params=params, backend=backend, slurm=slurm, gpuwrap=gpuwrap,
+            parent_run_id=parent_run_id, params=params, backend=backend, options=options,
         )  # fmt: skip
         run = self._insert(
             fields,
@@ -181,31 +180,28 @@ class RunService(LaunchMixin, QueryMixin):
         parent_run_id: str | None = None,
         params: Mapping[str, Any] | None = None,
         backend: str = "auto",
-        slurm: Mapping[str, Any] | None = None,
-        gpuwrap: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
         new_sweep: bool = False,
+        checked: bool = False,
     ) -> tuple[dict[str, Any], dict[str, str]]:
         """Validate a run's input (nothing is written); returns its row fields and clean env.
 
-        ``new_sweep``: the sweep is created in the same transaction, so it is not looked up."""
+        ``new_sweep``: the sweep is created in the same transaction, so it is not looked up.
+        ``checked``: ``backend`` is resolved and ``options`` validated already (a sweep's runs)."""
         validate_name(name, "run name")
         _validate_command(command)
         wd = _validate_workdir(workdir)
         _validate_gpus(gpus)
         clean_env = _validate_env(env)
         clean_params = _validate_params(params)
-        wrap = parse_options(gpuwrap)
         if sweep_id is not None and not new_sweep:
             validate_id(sweep_id, "sweep", "sweep_id")
             if self.sweeps is not None:
                 self.sweeps.check_accepts(sweep_id, new_run=True)
         if parent_run_id is not None:
             self.load(parent_run_id)
-        chosen = self.resolve_backend(backend)
-        options: dict[str, Any] = {}
-        if slurm:
-            options["slurm"] = validate_run_slurm(backend, slurm)
-        plan = self._plan(chosen, gpus, wrap, command, clean_env)
+        chosen, kept = (backend, dict(options or {})) if checked else self.backend_options(backend, options)
+        plan = self._plan(chosen, gpus, kept, command, clean_env)
         fields = dict(
             name=name,
             command=command,
@@ -214,41 +210,45 @@ class RunService(LaunchMixin, QueryMixin):
             gpus=gpus,
             params=clean_params,
             env_keys=sorted(clean_env),
-            options={**options, "gpuwrap": plan.record, "queue": plan.pool},
+            options={**({chosen: kept} if kept else {}), "gpuwrap": plan.record, "queue": plan.pool},
             parent_run_id=parent_run_id,
             backend=chosen,
         )
         return fields, clean_env
 
     def _plan(
-        self, backend: str, gpus: int, wrap: GpuwrapOptions, command: str, env: Mapping[str, str]
+        self, backend: str, gpus: int, options: Mapping[str, Any], command: str, env: Mapping[str, str]
     ) -> Plan:
-        """How the run will be admitted; refuses GPU counts this machine cannot ever provide."""
-        plan = plan_admission(
-            cluster_type=self.cluster.current_type(),
-            backend=backend,
-            gpus=gpus,
-            options=wrap,
-            command=command,
-            env=env,
+        """How the run will be admitted (the backend decides: gpuwrap for local runs)."""
+        return self.backends.get(backend).plan(
+            cluster_type=self.cluster.current_type(), gpus=gpus, options=options, command=command, env=env
         )
-        if plan.pool == POOL_GPU:
-            inventory = probe_gpus(self.settings.probe_timeout_s)
-            if inventory.ok and len(inventory.gpus) < gpus:
-                raise InvalidInput(
-                    f"gpus={gpus} but this machine has {len(inventory.gpus)} GPU(s) "
-                    f"({'; '.join(inventory.signals)}); ask for at most {len(inventory.gpus)}, "
-                    "or set gpuwrap.enabled=false to run without a GPU lease."
-                )
-        return plan
 
     def resolve_backend(self, backend: str) -> str:
-        """``auto`` follows the cluster: Slurm where the scheduler answers, else the local machine."""
-        if backend == "auto":
-            return "slurm" if self.cluster.current_type() == "slurm" else "local"
-        if backend not in BACKEND_NAMES:
-            raise InvalidInput(f"backend {backend!r} is not known; valid: auto, {', '.join(BACKEND_NAMES)}.")
+        """``auto`` is the registered backend whose affinity is highest here (Slurm on a Slurm
+        cluster, Ray where RAY_ADDRESS names a cluster, else this machine)."""
+        if backend == registry.AUTO:
+            return registry.choose(self.cluster.facts())
+        registry.backend_class(backend)  # an unknown name is refused with the valid ones
         return backend
+
+    def backend_options(self, backend: str, options: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]]:
+        """The backend ``backend`` means and ``options`` checked against it (nothing written)."""
+        chosen = self.resolve_backend(backend)
+        if options and (foreign := registry.foreign_keys(chosen, options)):
+            where = "; ".join(f"{k} is for backend {v!r}" for k, v in foreign.items())
+            picked = " (what 'auto' chose here)" if backend == registry.AUTO else ""
+            raise InvalidInput(
+                f"options for backend {chosen!r}{picked} cannot hold {', '.join(foreign)}: {where}. "
+                "Pass backend= the engine these options are for."
+            )
+        try:
+            return chosen, registry.backend_class(chosen).validate_options(options)
+        except InvalidInput as err:
+            if backend == registry.AUTO:
+                hint = f"backend 'auto' is {chosen!r} here; name the backend you meant"
+                raise InvalidInput(f"{err} ({hint})") from None
+            raise
 
     def _insert(
         self,

@@ -8,13 +8,10 @@ from pathlib import Path
 
 from mcp_server.core import provenance
 from mcp_server.core.admission import Admission
-from mcp_server.core.alert_specs import ending_alert
-from mcp_server.core.alerts import AlertService, open_alerts, raise_spec
+from mcp_server.core.alerts import AlertService, open_alerts
 from mcp_server.core.backends.registry import Backends
 from mcp_server.core.cluster import ClusterService
 from mcp_server.core.jobfiles import JobFiles
-from mcp_server.core.lifecycle import RunStatus
-from mcp_server.core.logs import tail_lines
 from mcp_server.core.memory import MemoryService
 from mcp_server.core.metrics import MetricsService, summaries
 from mcp_server.core.models import Run
@@ -54,7 +51,6 @@ class Services:
             self.cluster,
             self.admission,
         )
-        self.reconciler.on_terminal.append(self._release)
         self.sweeps = SweepService(self.state, self.store, self.runs, self.reconciler)
         # Runs of a sweep launch through it (parallel cap); a run's end admits the next one.
         self.runs.sweeps = self.sweeps
@@ -72,23 +68,12 @@ class Services:
         self.runs.before_submit.append(self.record_provenance)
         self.runs.detail_extras.append(self.add_provenance)
         self.reconciler.after_reconcile.append(self.sidecars.ensure)
-        self.reconciler.on_terminal.append(self.alert_on_ending)
 
     def recover(self) -> list[str]:
         """Complete creates and launches a killed server interrupted (see core.recovery)."""
         from mcp_server.core.recovery import Recovery
 
         return Recovery(self.runs).run()
-
-    def _release(self, run: Run) -> None:
-        """A run that ended gives up its GPU lease or run slot at once (the queue would reclaim it anyway).
-
-        Not a lost one: its job may still be running on the GPUs; the queue reclaims that lease
-        when the job's process group is gone."""
-        if run.status == RunStatus.LOST:
-            return
-        with self.store.write() as s:
-            self.admission.release(s, run.id)
 
     def add_monitoring(self, detail: RunDetail) -> None:
         """get_run's extra: metric summaries, open alerts and the sidecar's state.
@@ -105,16 +90,6 @@ class Services:
 
     def add_provenance(self, detail: RunDetail) -> None:
         detail.provenance = provenance.brief(provenance.load(Path(detail.run_dir)))
-
-    def alert_on_ending(self, run: Run) -> None:
-        """A failed or lost run gets its alert even when no sidecar saw the end (same signature)."""
-        tail = tail_lines(self.runs.files(run.id).output, 200, 64 * 1024).text
-        spec = ending_alert(
-            status=run.status, exit_code=run.exit_code, reason=run.status_reason, output_tail=tail
-        )
-        if spec is not None:
-            with self.store.write() as s:
-                raise_spec(s, run.id, spec)
 
     def close(self) -> None:
         self.runs.close()

@@ -78,17 +78,13 @@ class Settings:
     stop_grace_s: float = 10.0
     # A run whose launch never produced a backend job within this window is declared lost.
     launch_grace_s: float = 30.0
-    # At most one scheduler query per this many seconds, shared by all processes.
-    slurm_poll_s: float = 6.0
-    # A job the scheduler stops listing is declared lost only after this long (and two polls).
-    slurm_missing_grace_s: float = 60.0
     # A queued run's waiter checks for free GPUs / a run slot this often.
     queue_poll_s: float = 0.5
     # A GPU with more memory in use than this (MiB) is not free, whoever uses it.
     gpu_free_memory_mib: float = 1024.0
     # cpu_only machines: local runs at once.
     cpu_run_limit: int = field(default_factory=default_cpu_run_limit)
-    # Upper bound on each cluster probe (NVML, nvidia-smi, scontrol, sinfo).
+    # Upper bound on each cluster probe (NVML, nvidia-smi, an engine's probe).
     probe_timeout_s: float = 3.0
     # End the processes a command leaves behind (``sleep 600 &``, daemons) when it ends.
     end_leftovers: bool = False
@@ -98,8 +94,6 @@ class Settings:
         return cls(
             stop_grace_s=_float_env("RESEARCH_MCP_STOP_GRACE_S", cls.stop_grace_s),
             launch_grace_s=_float_env("RESEARCH_MCP_LAUNCH_GRACE_S", cls.launch_grace_s),
-            slurm_poll_s=_float_env("RESEARCH_MCP_SLURM_POLL_S", cls.slurm_poll_s),
-            slurm_missing_grace_s=_float_env("RESEARCH_MCP_SLURM_MISSING_GRACE_S", cls.slurm_missing_grace_s),
             queue_poll_s=max(0.05, _float_env(KNOBS["queue_poll_s"], cls.queue_poll_s)),
             gpu_free_memory_mib=_float_env(KNOBS["gpu_free_memory_mib"], cls.gpu_free_memory_mib),
             cpu_run_limit=_int_env(KNOBS["cpu_run_limit"], default_cpu_run_limit(), 1),

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlmodel import Session
 
+from mcp_server.core.backends import registry
 from mcp_server.core.jobfiles import JobFiles
 from mcp_server.core.lifecycle import ACTIVE, TERMINAL, RunStatus
 from mcp_server.core.metric_sources import sources_of
@@ -138,7 +139,7 @@ class SidecarSupervisor:
 
         Not while it waits in the admission queue: nothing is there to watch yet, and 200
         queued runs would cost 200 sidecars. The dispatcher starts it on admission."""
-        if not waits_for_admission(run):
+        if not waits_for_admission(run) and registry.monitored(run.backend):
             self.ensure([], also=[run.id])
 
     def ensure(self, runs: Iterable[Any], also: Iterable[str] = ()) -> list[str]:
@@ -149,6 +150,7 @@ class SidecarSupervisor:
         sidecar died before it finished (its row never got ``exited_at``), even if the run
         ended meanwhile: the new sidecar reads the lines its predecessor did not, then exits.
         """
+        runs = [r for r in runs if registry.monitored(r.backend)]
         live = [
             r.id
             for r in runs

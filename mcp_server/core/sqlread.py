@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from mcp_server.core.sqlite_open import connect_readonly
+
 BUSY_TIMEOUT_S = 30.0
 
 
@@ -32,14 +34,8 @@ class SqlReader:
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            # uri + mode=ro: reading never creates a store that is not there.
-            conn = sqlite3.connect(
-                f"file:{self.db_path}?mode=ro",
-                uri=True,
-                timeout=BUSY_TIMEOUT_S,
-                isolation_level=None,
-                check_same_thread=False,
-            )
+            # Read-only (mode=ro): reading never creates a store that is not there.
+            conn = connect_readonly(self.db_path, BUSY_TIMEOUT_S, check_same_thread=False)
             conn.execute("PRAGMA query_only=ON")
             self._local.conn = conn
             with self._lock:

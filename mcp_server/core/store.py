@@ -21,94 +21,28 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
-from sqlmodel import Session, SQLModel, select
+from sqlmodel import Session, select
 
-from mcp_server.core import models, schema
+from mcp_server.core import migrations, models
 from mcp_server.core.errors import StoreError
-from mcp_server.core.sqlread import SqlReader, driver_of
+from mcp_server.core.migrations import SCHEMA_VERSION
+from mcp_server.core.sqlite_open import configure
+from mcp_server.core.sqlread import SqlReader
 from mcp_server.core.store_health import check_file, translate
-from mcp_server.core.watched import CAN_CHANGE
+
+__all__ = ["SCHEMA_VERSION", "Store", "create_private", "now"]
 
 # One wait inside SQLite's busy handler; a claim that times out is retried (see write()).
 BUSY_TIMEOUT_MS = 30_000
 # How long a write waits for the lock in all before it is an error.
 WRITE_PATIENCE_S = 90.0
-
-
-def _add_column_if_missing(conn: Connection, table: str, column_ddl: str) -> None:
-    name = column_ddl.split()[0]
-    if name not in {c["name"] for c in inspect(conn).get_columns(table)}:
-        conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column_ddl}")
-
-
-def _create(*tables: type[SQLModel]) -> Callable[[Connection], None]:
-    def step(conn: Connection) -> None:
-        SQLModel.metadata.create_all(conn, tables=[t.__table__ for t in tables])  # type: ignore[attr-defined]
-
-    return step
-
-
-def _metric_sources(conn: Connection) -> None:
-    """Framework log files as metric sources; the printed-output parser's saved state."""
-    _add_column_if_missing(conn, "sidecars", "output_state VARCHAR NOT NULL DEFAULT ''")
-    _add_column_if_missing(conn, "sidecars", "duplicates INTEGER NOT NULL DEFAULT 0")
-    _add_column_if_missing(conn, "sidecars", "non_numeric_example VARCHAR NOT NULL DEFAULT ''")
-    _add_column_if_missing(conn, "metric_series", "exact_through INTEGER")
-    _create(models.MetricFile)(conn)
-
-
-def _metric_buckets(conn: Connection) -> None:
-    """Pre-aggregated buckets of every series (``core.metric_buckets``), built for the points an
-    older release stored, in the upgrade's transaction (a reader never sees half of them)."""
-    from mcp_server.core.metric_buckets import rebuild_all
-
-    _create(models.MetricBucket)(conn)
-    rebuild_all(driver_of(conn))
-
-
-def _read_indexes(conn: Connection) -> None:
-    """Indexes for what run queries filter on (declared on the models too): open alerts, a
-    sweep's runs by status, and the runs a reconcile looks at (``core.watched``)."""
-    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_alerts_status_pk ON alerts (status, pk)")
-    conn.exec_driver_sql(
-        "CREATE INDEX IF NOT EXISTS ix_runs_sweep_status ON runs (sweep_id, status, launched_at)"
-    )
-    conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS ix_runs_can_change ON runs (pk) WHERE {CAN_CHANGE}")
-
-
-def _sweep_search(conn: Connection) -> None:
-    """Adaptive sweeps: each sweep's search settings and budget; trials and pruner verdicts;
-    children of a run found without a scan (lineage)."""
-    _add_column_if_missing(conn, "sweeps", "search JSON NOT NULL DEFAULT '{}'")
-    _create(models.SweepTrial)(conn)
-    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_runs_parent_run_id ON runs (parent_run_id)")
-
-
-# Append-only: version N is reached by applying MIGRATIONS[:N] in order. A fresh store runs
-# all of them; an older one runs those it lacks. Steps must be idempotent.
-MIGRATIONS: list[Callable[[Connection], None]] = [
-    _create(models.Run, models.Event),
-    _create(models.Alert),
-    _create(models.ClusterState, models.QueueEntry, models.GpuLease),
-    _create(models.SlurmJob),
-    _create(models.Sweep, models.Plan, models.Memory),
-    _create(models.MetricSeries, models.MetricPoint, models.Sidecar),
-    _metric_sources,
-    _create(models.NotifyTarget, models.NotifyDelivery),
-    _metric_buckets,
-    _read_indexes,
-    _sweep_search,
-]
-SCHEMA_VERSION = len(MIGRATIONS)
-if SCHEMA_VERSION != schema.VERSION:  # the light read path refuses newer stores by this number
-    raise ImportError(f"core.schema.VERSION is {schema.VERSION}, MIGRATIONS has {SCHEMA_VERSION}: bump it")
 
 
 def _is_busy(err: BaseException) -> bool:
@@ -166,12 +100,7 @@ class Store:
     def _on_connect(self, dbapi_conn: sqlite3.Connection, _record: object) -> None:
         # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite would defer it).
         dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
+        configure(dbapi_conn, self.busy_timeout_ms / 1000)
 
     @staticmethod
     def _on_begin(conn: Connection) -> None:
@@ -184,24 +113,23 @@ class Store:
         create_private(self.db_path)
 
     def _migrate(self) -> None:
+        """Upgrade the store to this release's schema (``core.migrations``), all in one transaction."""
         with self._writer.begin() as conn:
-            conn.exec_driver_sql(
-                "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)"
-            )
+            conn.exec_driver_sql(migrations.META_DDL)
             row = conn.execute(text("SELECT value FROM meta WHERE key='schema_version'")).first()
+            latest = migrations.SCHEMA_VERSION
             current = int(row[0]) if row else 0
-            if current > SCHEMA_VERSION:
+            if current > latest:
                 raise StoreError(
                     f"the store {self.db_path} has schema version {current}, newer than this "
-                    f"research-mcp understands ({SCHEMA_VERSION}): a newer research-mcp wrote it; "
+                    f"research-mcp understands ({latest}): a newer research-mcp wrote it; "
                     "upgrade research-mcp (pip install -U research-mcp); the store was not changed."
                 )
-            for step in MIGRATIONS[current:]:
-                step(conn)
-            if current != SCHEMA_VERSION:
+            migrations.upgrade(conn.exec_driver_sql, current, conn)
+            if current != latest:
                 conn.execute(
                     text("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', :v)"),
-                    {"v": str(SCHEMA_VERSION)},
+                    {"v": str(latest)},
                 )
 
     def schema_version(self) -> int:

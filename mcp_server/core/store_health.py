@@ -16,6 +16,7 @@ import stat
 from pathlib import Path
 
 from mcp_server.core.errors import StoreError
+from mcp_server.core.sqlite_open import connect_readonly
 
 REPAIR = "run `research-mcp doctor --repair` to move it aside and rebuild it from the run dirs"
 
@@ -44,7 +45,7 @@ def not_a_database(db_path: Path) -> str | None:
     close keep them.
     """
     try:
-        con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
+        con = connect_readonly(db_path)
     except sqlite3.Error as err:
         return f"cannot be opened ({err})"
     try:

@@ -26,7 +26,6 @@ from mcp_server.core.runs import (
     _validate_command,
     _validate_env,
     _validate_workdir,
-    validate_run_slurm,
 )
 from mcp_server.core.store import now
 from mcp_server.core.sweep_search import validate_search
@@ -57,7 +56,7 @@ class SweepSpec:
     chosen_backend: str
     workdir: str
     env: dict[str, str]
-    slurm: dict[str, Any] | None
+    options: dict[str, Any]  # for chosen_backend, validated
     search: dict[str, Any]
     configs: list[dict[str, Any]] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
@@ -83,7 +82,7 @@ def validate(
     workdir: str | None = None,
     env: Mapping[str, str] | None = None,
     auto_start: bool = True,
-    slurm: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
     metric: str | None = None,
     direction: str = "min",
     pruner: str = "none",
@@ -127,9 +126,8 @@ def validate(
         _validate_command(base_command)
     wd = _validate_workdir(workdir)
     clean_env = _validate_env(env)
-    chosen_backend = service.runs.resolve_backend(backend)
     # Checked once here, so a bad option refuses the sweep before anything is written.
-    slurm_options = validate_run_slurm(backend, slurm) if slurm else None
+    chosen_backend, kept = service.runs.backend_options(backend, options)
     if method in ("random", "tpe") and space and seed is None:
         seed = secrets.randbelow(2**31)  # recorded, so the sweep can be reproduced
     configs = expand(space, method, max_runs, seed)
@@ -137,8 +135,8 @@ def validate(
     for command in commands:
         _validate_command(command)
     search["backend"] = chosen_backend
-    if slurm_options:
-        search["slurm"] = slurm_options
+    if kept:
+        search["options"] = kept  # for runs created later (adaptive asks, extend_sweep)
     return SweepSpec(
         name=name,
         goal=goal.strip(),
@@ -153,7 +151,7 @@ def validate(
         chosen_backend=chosen_backend,
         workdir=wd,
         env=clean_env,
-        slurm=slurm_options,
+        options=kept,
         search=search,
         configs=configs,
         commands=commands,
@@ -187,7 +185,7 @@ def create(service: SweepService, spec: SweepSpec, auto_start: bool) -> SweepDet
             fields, _env = service.runs.prepare(
                 name=run_name, command=command, workdir=spec.workdir, sweep_id=sweep.id,
                 gpus=spec.gpus_per_run, env=spec.env, params=values, backend=spec.chosen_backend,
-                slurm=spec.slurm, new_sweep=True,
+                options=spec.options, new_sweep=True, checked=True,
             )  # fmt: skip
             run = service.runs.new_run(fields)
             path = service.runs.stage(run, lambda f: write_env(f, spec.env), auto_start=auto_start)

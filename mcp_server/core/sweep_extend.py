@@ -122,7 +122,7 @@ def extend(
                 auto_start=False,
                 params=config,
                 backend=search.get("backend") or service.runs.resolve_backend(sweep.backend),
-                slurm=search.get("slurm"),
+                options=search.get("options"),
             )
             created.append(service.runs.load(detail.id))
         start_all(service, sweep, created)

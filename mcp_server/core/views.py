@@ -101,6 +101,7 @@ class LogChunk(BaseModel):
 
 # ---- cluster ---------------------------------------------------------------------------------
 
+# local_gpu and cpu_only describe this machine; an engine may claim the type (slurm).
 ClusterType = Literal["local_gpu", "slurm", "cpu_only"]
 
 
@@ -125,26 +126,6 @@ class GpuView(BaseModel):
     busy_reason: str | None = None
 
 
-class PartitionView(BaseModel):
-    name: str
-    default: bool
-    available: str
-    nodes: int
-    gres: list[str] = Field(default_factory=list, description="generic resources, e.g. gpu:a100:4")
-    cpus_per_node: str
-    memory_mb_per_node: str
-    time_limit: str
-    states: list[str] = Field(default_factory=list)
-
-
-class SlurmView(BaseModel):
-    answered: bool = Field(description="the Slurm controller answered (scontrol ping / sinfo)")
-    can_submit: bool = Field(description="answered and sbatch is on PATH")
-    controller: str | None = None
-    partitions: list[PartitionView] = Field(default_factory=list)
-    env: dict[str, str] = Field(default_factory=dict, description="SLURM_* variables of this process")
-
-
 class HostView(BaseModel):
     hostname: str
     cpus: int
@@ -167,7 +148,9 @@ class ClusterInfo(BaseModel):
     gpu_count: int
     gpu_source: str | None = Field(None, description="nvml, nvidia-smi or fake-nvml")
     gpus: list[GpuView] = Field(default_factory=list)
-    slurm: SlurmView
+    backends: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="what each engine's probe found (slurm, ray, ...)"
+    )
     host: HostView
     cpu_run_limit: int = Field(description="local runs at once on a cpu_only machine")
     queued_runs: list[str] = Field(default_factory=list, description="local runs waiting for GPUs or a slot")

@@ -4,13 +4,14 @@ from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import MCPServer
 from mcp_types import ToolAnnotations
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from mcp_server.app import App
 from mcp_server.core import run_list
 from mcp_server.core.compare_views import RunComparison
 from mcp_server.core.views import LogChunk, RunBrief, RunDetail, RunPage
 from mcp_server.tools import MAX_INT
+from mcp_server.tools.backend_options import BACKEND_HELP, BackendName, BackendOptions, options_dict
 from mcp_server.tools.surface import answer, fitting
 
 RunId = str
@@ -29,26 +30,6 @@ MAX_RUN_METRICS = 24
 DEFAULT_ROWS = 20
 
 
-class GpuwrapInput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool | None = Field(None, description="default: on if gpus ≥ 1 on local_gpu")
-    retries: int | None = Field(None, ge=0, le=1_000_000, description="default: no limit")
-    retry_delay_seconds: float = Field(10.0, gt=0, le=86400)
-
-
-class SlurmOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    partition: str | None = None
-    time: str | None = Field(None, description="minutes or [D-]HH:MM:SS")
-    account: str | None = None
-    qos: str | None = None
-    cpus_per_task: int | None = Field(None, ge=1, le=4096)
-    mem: str | None = Field(None, description="e.g. 32G")
-    extra_args: list[str] = Field(default_factory=list, description="--flag[=value]")
-
-
 def register(mcp: MCPServer, app: App) -> None:
     @mcp.tool(annotations=CREATES)
     @answer
@@ -62,11 +43,8 @@ def register(mcp: MCPServer, app: App) -> None:
         auto_start: bool = True,
         parent_run_id: str | None = None,
         params: Annotated[dict[str, Any] | None, Field(description="hyper-parameters, recorded")] = None,
-        backend: Annotated[
-            Literal["auto", "local", "slurm"], Field(description="auto: slurm on a Slurm cluster")
-        ] = "auto",
-        slurm: SlurmOptions | None = None,
-        gpuwrap: GpuwrapInput | None = None,
+        backend: Annotated[BackendName, Field(description=BACKEND_HELP)] = "auto",
+        options: BackendOptions | None = None,  # type: ignore[valid-type]
     ) -> RunBrief:
         """Launch a command as a tracked run that outlives this session; it may log metrics as JSON
         lines to $RESEARCH_METRICS_FILE."""
@@ -81,8 +59,7 @@ def register(mcp: MCPServer, app: App) -> None:
             parent_run_id=parent_run_id,
             params=params,
             backend=backend,
-            slurm=slurm.model_dump(exclude_none=True, exclude_defaults=True) if slurm else None,
-            gpuwrap=gpuwrap.model_dump() if gpuwrap is not None else None,
+            options=options_dict(options),
         )
 
     @mcp.tool(annotations=CREATES)

@@ -9,7 +9,8 @@ from mcp_server.app import App
 from mcp_server.core.workflow_views import PAGED, SweepDetail, SweepStopped
 from mcp_server.tools import MAX_INT
 from mcp_server.tools.apps import CHART_META
-from mcp_server.tools.runs import CREATES, READ_ONLY, STOPS, SlurmOptions
+from mcp_server.tools.backend_options import BackendName
+from mcp_server.tools.runs import CREATES, READ_ONLY, STOPS
 from mcp_server.tools.surface import answer, fitting
 
 ParamValues = list[str | int | float | bool] | dict[str, Any]
@@ -57,11 +58,11 @@ def register(mcp: MCPServer, app: App) -> None:
             int | None, Field(description="runs active at once; default: all", ge=1, le=256)
         ] = None,
         gpus_per_run: Annotated[int, Field(ge=0, le=64, strict=True)] = 0,
-        backend: Literal["auto", "local", "slurm"] = "auto",
+        backend: BackendName = "auto",
         workdir: str | None = None,
         env: Annotated[dict[str, str] | None, Field(description="values kept private")] = None,
         auto_start: bool = True,
-        slurm: SlurmOptions | None = None,
+        options: Annotated[dict[str, Any] | None, Field(description="create_run's, for every run")] = None,
         metric: Annotated[str | None, Field(max_length=128)] = None,
         direction: Literal["min", "max"] = "min",
         pruner: Literal["none", "median", "halving"] = "none",
@@ -84,7 +85,7 @@ def register(mcp: MCPServer, app: App) -> None:
             workdir=workdir,
             env=env,
             auto_start=auto_start,
-            slurm=slurm.model_dump(exclude_none=True, exclude_defaults=True) if slurm else None,
+            options=options,
             metric=metric,
             direction=direction,
             pruner=pruner,

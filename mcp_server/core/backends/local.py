@@ -13,19 +13,29 @@ import shlex
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-import libtmux
-
-from mcp_server.core.backends.base import Backend, observe_files
-from mcp_server.core.errors import BackendError
+from mcp_server.core.backends.base import (
+    AVAILABLE,
+    Backend,
+    BackendContext,
+    Facts,
+    Plan,
+    ScriptLines,
+    Watcher,
+    observe_files,
+)
+from mcp_server.core.backends.local_queue import LocalQueue
+from mcp_server.core.errors import BackendError, InvalidInput
 from mcp_server.core.jobfiles import JobFiles
 from mcp_server.core.lifecycle import Observation
-from mcp_server.core.paths import StateDir
 from mcp_server.core.procs import group_alive, job_lives
 
 if TYPE_CHECKING:
+    import libtmux
+    from pydantic import BaseModel
+
     from mcp_server.core.models import Run
 
 __all__ = ["LocalTmuxBackend", "escalate", "group_alive"]
@@ -59,12 +69,143 @@ def escalate(pgid: int, grace_s: float) -> str:
     raise BackendError(f"process group {pgid} survived SIGKILL for 10 s; check `ps -g {pgid}`.")
 
 
+def _options_model() -> type[BaseModel]:
+    from pydantic import BaseModel, ConfigDict, Field
+
+    class GpuwrapOptions(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        enabled: bool | None = Field(None, description="default: on if gpus ≥ 1 on local_gpu")
+        retries: int | None = Field(None, ge=0, le=1_000_000, description="tries for GPUs; default: no limit")
+        retry_delay_seconds: float = Field(10.0, gt=0, le=86400)
+
+    class LocalOptions(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        gpuwrap: GpuwrapOptions | None = Field(None, description="local: lease free GPUs")
+
+    return LocalOptions
+
+
+# How long after the job's process group ended a sidecar waits for the exit code file.
+EXIT_CODE_GRACE_S = 2.0
+
+
+class LocalWatcher(Watcher):
+    """The job is a process group on this host: its liveness is one kill(0) per poll."""
+
+    def __init__(self, backend: Backend, files: JobFiles, check_s: float) -> None:
+        super().__init__(backend, files, check_s)
+        self.pgid: int | None = None
+        self.gone_at: float | None = None
+
+    def look(self, run: Any, t: float) -> Observation | None:
+        if self.files.exit_code.exists():
+            obs = observe_files(self.files, present=None)
+            if obs.exit_code is not None:
+                return obs
+        if self.pgid is None:
+            self.pgid = self.files.read_pgid()
+        if self.pgid is not None:
+            if group_alive(self.pgid):
+                self.gone_at = None
+                return Observation(present=True, started_at=self.files.started_at())
+            if self.gone_at is None:
+                self.gone_at = t
+            self.pgid = None  # a requeued run gets a new group; read the file again next time
+            if t - self.gone_at < EXIT_CODE_GRACE_S:
+                return None
+        return self.ask(run, t)
+
+    def command_running(self, run: Any) -> bool:
+        return self.pgid is not None
+
+    def job_session(self) -> int | None:
+        return self.files.read_pgid()
+
+
 class LocalTmuxBackend(Backend):
     name = "local"
+    summary = "a tmux window per run on this machine (GPU leases by gpuwrap)"
+    local_processes = True
+    idempotent_submit = True  # recovery resubmits only runs tmux never saw (no trace in the run dir)
 
-    def __init__(self, state: StateDir) -> None:
-        self.socket = state.tmux_socket
-        self.server = libtmux.Server(socket_name=self.socket)
+    def __init__(self, ctx: BackendContext) -> None:
+        super().__init__(ctx)
+        self.socket = ctx.state.tmux_socket
+        self._server: libtmux.Server | None = None
+        self.queue = LocalQueue(ctx)
+
+    @property
+    def server(self) -> libtmux.Server:
+        """libtmux loads with the first tmux call, not with the module: a sidecar watches a run
+        through this backend and asks tmux only when the job's process group is gone."""
+        if self._server is None:
+            import libtmux
+
+            self._server = libtmux.Server(socket_name=self.socket)
+        return self._server
+
+    @classmethod
+    def affinity(cls, facts: Facts) -> int:
+        return AVAILABLE
+
+    @classmethod
+    def options_model(cls) -> type[BaseModel]:
+        return _options_model()
+
+    @classmethod
+    def validate_options(cls, raw: Mapping[str, Any] | None) -> dict[str, Any]:
+        from mcp_server.core.gpuwrap import parse_options
+
+        raw = dict(raw or {})
+        unknown = sorted(set(raw) - {"gpuwrap"})
+        if unknown:
+            raise InvalidInput(f"unknown option(s) {unknown} for backend 'local'; valid: gpuwrap.")
+        wrap = parse_options(raw.get("gpuwrap"))
+        return {"gpuwrap": dataclasses.asdict(wrap)} if raw.get("gpuwrap") is not None else {}
+
+    @classmethod
+    def options_of_run(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The options a run was created with (runs of older releases kept only gpuwrap's record)."""
+        if cls.name in options:
+            return dict(options[cls.name])
+        record = options.get("gpuwrap") or {}
+        if not record:
+            return {}
+        return {"gpuwrap": {"enabled": record.get("requested"), "retries": record.get("retries"),
+                            "retry_delay_seconds": record.get("retry_delay_seconds") or 10.0}}  # fmt: skip
+
+    def plan(
+        self,
+        *,
+        cluster_type: str,
+        gpus: int,
+        options: Mapping[str, Any],
+        command: str,
+        env: Mapping[str, str],
+    ) -> Plan:
+        return self.queue.plan(
+            cluster_type=cluster_type, gpus=gpus, options=options, command=command, env=env
+        )
+
+    def script_lines(self, run: Any, files: JobFiles, pool: str | None) -> ScriptLines:
+        return self.queue.script_lines(run, pool)
+
+    def ticket(self, run: Any, pool: str | None) -> Any | None:
+        return self.queue.ticket(run, pool)
+
+    def admit(self, session: Any, run: Any, ticket: Any) -> Any:
+        return self.queue.admit(session, run, ticket)
+
+    def admitted(self, files: JobFiles, outcome: Any) -> None:
+        self.queue.admitted(files, outcome)
+
+    def waiting(self, run_id: str) -> None:
+        self.queue.waiting(run_id)
+
+    def watcher(self, files: JobFiles, check_s: float) -> Watcher:
+        return LocalWatcher(self, files, check_s)
 
     def _tmux(self, *args: str) -> libtmux.common.tmux_cmd:
         return self.server.cmd(*args)
@@ -111,7 +252,7 @@ class LocalTmuxBackend(Backend):
             return set()
         return None
 
-    def observe(self, runs: Sequence[Run], files: dict[str, JobFiles]) -> dict[str, Observation]:
+    def observe(self, runs: Sequence[Run], files: Mapping[str, JobFiles]) -> dict[str, Observation]:
         # A run whose files settle it (an exit code, a job that lives, or a lost run that only an
         # exit code can bring back) costs no tmux process: list_runs and every run query look.
         # For the others, windows first, files second: a job that ends between the two reads

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mcp_server.core import sqlite_open
 from mcp_server.core.lifecycle import TERMINAL
 from mcp_server.core.notifications.settings import NotifySettings
 from mcp_server.core.notifications.targets import Target
@@ -40,9 +41,7 @@ _CANDIDATES = (
 
 
 def connect(db_path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-    return conn
+    return sqlite_open.connect(db_path, BUSY_TIMEOUT_S, check_same_thread=False)
 
 
 @contextmanager

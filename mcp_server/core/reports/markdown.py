@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from mcp_server.core.backends import registry
 from mcp_server.core.metric_keys import goal
 from mcp_server.core.reports.gather import ReportData
 from mcp_server.core.reports.ranking import Verdict, best_value, summary_of
@@ -64,10 +65,7 @@ def _compute(data: ReportData) -> list[str]:
             f"- Machine: `{c.type}` on {c.host.hostname} ({c.host.cpus} CPUs{mem}; {gpu_text}); "
             f"detected {c.detected_at}."
         )
-        if c.type == "slurm" and c.slurm.partitions:
-            parts = ", ".join(f"{p.name} ({p.nodes} nodes{', ' + '/'.join(p.gres) if p.gres else ''})"
-                              for p in c.slurm.partitions[:6])  # fmt: skip
-            lines.append(f"- Slurm partitions: {parts}.")
+        lines += [f"- {line}" for line in registry.describe(c.backends)]
     else:
         lines.append("- Machine: not detected yet (`detect_cluster` was never run here).")
     backends = Counter(r.backend for r in data.runs)

@@ -1,4 +1,4 @@
-"""Slurm backend: the run's launch script becomes an sbatch job.
+"""The Slurm backend's engine room: sbatch, the shared squeue poll, sacct, scancel.
 
 The scheduler is polled sparingly: at most one ``squeue`` for *all* active jobs per
 ``slurm_poll_s`` across every process sharing the state dir (the claim and the answers
@@ -14,7 +14,6 @@ the Slurm this targets, so the CLI is the API.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -24,13 +23,15 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from mcp_server.core.backends.base import Backend, observe_files
-from mcp_server.core.errors import BackendError, InvalidInput
+from mcp_server.core.backends.base import observe_files
+from mcp_server.core.backends.slurm.jobs import SlurmJob
+from mcp_server.core.backends.slurm.options import validate_slurm_options
+from mcp_server.core.errors import BackendError
 from mcp_server.core.jobfiles import JobFiles
 from mcp_server.core.lifecycle import ACTIVE as ACTIVE_RUNS
 from mcp_server.core.lifecycle import Observation, RunStatus, describe_exit
-from mcp_server.core.models import Meta, Run, SlurmJob
-from mcp_server.core.settings import Settings
+from mcp_server.core.models import Meta, Run
+from mcp_server.core.settings import _float_env
 from mcp_server.core.store import Store, now
 
 CLI_TIMEOUT_S = 20.0
@@ -60,74 +61,6 @@ ENDINGS: dict[str, tuple[RunStatus, str]] = {
 # Endings the exit code alone explains; any other one (TIMEOUT, OUT_OF_MEMORY, PREEMPTED...)
 # is how the scheduler killed the command, and the run's reason says so next to the code.
 PLAIN_ENDINGS = {"COMPLETED", "FAILED"}
-
-# ---- options ---------------------------------------------------------------------------------
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_TIME = re.compile(r"^(\d+|\d+:\d{2}|\d+:\d{2}:\d{2}|\d+-\d+|\d+-\d+:\d{2}|\d+-\d+:\d{2}:\d{2})$")
-_MEM = re.compile(r"^\d+[KMGT]?$")
-_FLAG = re.compile(r"^--[a-z][a-z0-9-]*(=[A-Za-z0-9._,:=/@%+-]+)?$")
-# Flags research-mcp sets itself; letting extra_args override them would break tracking.
-_RESERVED_FLAGS = {
-    "output", "error", "input", "job-name", "chdir", "wrap", "parsable", "export", "open-mode", "comment",
-    "gres", "gpus", "array", "wait", "test-only", "uid", "gid", "get-user-env",
-}  # fmt: skip
-OPTION_KEYS = ("partition", "time", "account", "qos", "cpus_per_task", "mem", "extra_args")
-
-
-def validate_slurm_options(raw: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Check scheduler options; every value ends up on sbatch's command line, so be strict."""
-    opts = dict(raw or {})
-    unknown = sorted(set(opts) - set(OPTION_KEYS))
-    if unknown:
-        raise InvalidInput(f"unknown slurm option(s) {unknown}; valid: {', '.join(OPTION_KEYS)}.")
-    out: dict[str, Any] = {}
-    for key in ("partition", "account", "qos"):
-        value = opts.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, str) or not _NAME.match(value):
-            raise InvalidInput(f"slurm.{key}={value!r} is not a valid name (letters, digits, '.', '_', '-').")
-        out[key] = value
-    if (value := opts.get("time")) is not None:
-        if not isinstance(value, str) or not _TIME.match(value):
-            raise InvalidInput(
-                f"slurm.time={value!r} is not a Slurm time limit; use minutes, 'HH:MM:SS' or 'D-HH:MM:SS'."
-            )
-        out["time"] = value
-    if (value := opts.get("mem")) is not None:
-        if not isinstance(value, str) or not _MEM.match(value):
-            raise InvalidInput(f"slurm.mem={value!r} is not a memory size; use e.g. '16G' or '4000M'.")
-        out["mem"] = value
-    if (value := opts.get("cpus_per_task")) is not None:
-        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 4096:
-            raise InvalidInput(f"slurm.cpus_per_task={value!r} must be a whole number from 1 to 4096.")
-        out["cpus_per_task"] = value
-    extra = opts.get("extra_args") or []
-    if not isinstance(extra, list) or len(extra) > 32:
-        raise InvalidInput(
-            "slurm.extra_args must be a list of at most 32 '--flag' or '--flag=value' strings."
-        )
-    for flag in extra:
-        if not isinstance(flag, str) or not _FLAG.match(flag):
-            raise InvalidInput(
-                f"slurm.extra_args item {flag!r} is not allowed: use '--flag' or '--flag=value' with "
-                "letters, digits and . _ , : = / @ % + - only (no spaces or shell characters)."
-            )
-        name = flag[2:].split("=", 1)[0]
-        # sbatch (getopt_long) takes any unambiguous prefix of a long option: --outp is --output.
-        hits = sorted(r for r in _RESERVED_FLAGS if r.startswith(name))
-        if hits:
-            spelled = "" if hits == [name] else f" (sbatch reads it as {' or '.join('--' + h for h in hits)})"
-            raise InvalidInput(
-                f"slurm.extra_args may not set --{name}{spelled}: research-mcp sets "
-                f"{', '.join('--' + r for r in sorted(_RESERVED_FLAGS))} itself "
-                "(use the gpus, slurm.* options or env instead; spell other sbatch flags out in full)."
-            )
-    if extra:
-        out["extra_args"] = list(extra)
-    return out
-
 
 # ---- scheduler CLI --------------------------------------------------------------------------
 
@@ -162,11 +95,25 @@ def job_id_of(run: Run) -> str | None:
     return ref.split(":", 1)[1] if ref.startswith("slurm:") else None
 
 
-class SlurmBackend(Backend):
-    name = "slurm"
-    echo_output = False
+@dataclass(frozen=True)
+class SlurmSettings:
+    # At most one scheduler query per this many seconds, shared by all processes.
+    poll_s: float = 6.0
+    # A job the scheduler stops listing is declared lost only after this long (and two polls).
+    missing_grace_s: float = 60.0
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    @classmethod
+    def from_env(cls) -> SlurmSettings:
+        return cls(
+            poll_s=_float_env("RESEARCH_MCP_SLURM_POLL_S", cls.poll_s),
+            missing_grace_s=_float_env("RESEARCH_MCP_SLURM_MISSING_GRACE_S", cls.missing_grace_s),
+        )
+
+
+class SlurmScheduler:
+    name = "slurm"
+
+    def __init__(self, store: Store, settings: SlurmSettings) -> None:
         self.store = store
         self.settings = settings
         self.calls = 0  # scheduler CLI calls made by this process (for benches and logs)
@@ -224,7 +171,7 @@ class SlurmBackend(Backend):
         t = now()
         with self.store.write() as s:
             row = s.get(Meta, POLL_CLAIM_KEY)
-            if row is not None and t - float(row.value) < self.settings.slurm_poll_s:
+            if row is not None and t - float(row.value) < self.settings.poll_s:
                 return False
             s.merge(Meta(key=POLL_CLAIM_KEY, value=repr(t)))
         return True
@@ -232,7 +179,7 @@ class SlurmBackend(Backend):
     def _gone(self, job: SlurmJob, t: float) -> bool:
         """Missing from the scheduler for two polls and the grace period: given up as lost."""
         gone_for = t - job.missing_since if job.missing_since is not None else 0.0
-        return job.missing_polls >= 2 and gone_for >= self.settings.slurm_missing_grace_s
+        return job.missing_polls >= 2 and gone_for >= self.settings.missing_grace_s
 
     def _jobs_to_ask(self, t: float) -> tuple[dict[str, str], dict[str, SlurmJob]]:
         """Jobs of active runs whose state may still change, and what the cache says of them.
@@ -296,7 +243,7 @@ class SlurmBackend(Backend):
         if row is None or row.missing_since is None:
             return True  # first time missing
         gone_for = t - row.missing_since
-        return gone_for >= self.settings.slurm_missing_grace_s and not self._gone(row, t)
+        return gone_for >= self.settings.missing_grace_s and not self._gone(row, t)
 
     def _sacct(self, job_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         """Final states of jobs the controller forgot, where accounting exists.
@@ -316,7 +263,7 @@ class SlurmBackend(Backend):
                 out[parts[0]] = (parts[1].split()[0], parts[2] if len(parts) > 2 else "")
         return out
 
-    def observe(self, runs: Sequence[Run], files: dict[str, JobFiles]) -> dict[str, Observation]:
+    def observe(self, runs: Sequence[Any], files: Mapping[str, JobFiles]) -> dict[str, Observation]:
         if self._claim_poll():
             self.poll()
         with self.store.read() as s:
