@@ -110,7 +110,7 @@ def main(n: int, notify_hang: bool = False) -> int:
     # Local tmux runs, admitted at once (no cpu_only run cap, whatever this machine detects).
     os.environ.setdefault("RESEARCH_MCP_CLUSTER_TYPE", "cpu_only")
     os.environ.setdefault("RESEARCH_MCP_CPU_RUN_LIMIT", "4")
-    from mcp_server.core.monitor_settings import MonitorSettings
+    from mcp_server.core.monitoring.monitor_settings import MonitorSettings
     from mcp_server.core.services import Services
 
     poll_s = MonitorSettings.from_env().poll_s
@@ -139,7 +139,7 @@ def main(n: int, notify_hang: bool = False) -> int:
                 floor.append(floor_trial(poll_s, workdir))
         finally:
             sv.close()
-            for pid in pids_with("mcp_server.core.notifications.sender", str(state)):
+            for pid in pids_with("mcp_server.core.workflow.notifications.sender", str(state)):
                 with contextlib.suppress(ProcessLookupError):  # it would wait out its timeouts on the hang
                     os.kill(pid, signal.SIGKILL)
     print(f"NaN written by the job → alert visible to list_alerts; {n} trials, sidecar poll {poll_s} s")

@@ -51,9 +51,9 @@ class Burst:
 
 def _kind(argv: list[str]) -> str:
     text = " ".join(argv)
-    if "mcp_server.core.dispatch" in text:
+    if "mcp_server.core.scheduling.dispatch" in text:
         return "dispatcher"
-    if "mcp_server.core.admit" in text:
+    if "mcp_server.core.scheduling.gpu_attempt" in text:
         return "python waiters"
     if "sidecar" in text:
         return "sidecars"

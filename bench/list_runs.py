@@ -147,8 +147,8 @@ def ms(values: list[float]) -> float:
 async def main(n_runs: int, n_alerts: int, rounds: int) -> int:
     os.environ.setdefault("RESEARCH_MCP_CLUSTER_TYPE", "cpu_only")
     os.environ.setdefault("RESEARCH_MCP_CPU_RUN_LIMIT", str(ACTIVE + 2))
-    from mcp_server.core.plans import REQUIRED_SECTIONS
     from mcp_server.core.services import Services
+    from mcp_server.core.workflow.plans import REQUIRED_SECTIONS
 
     ok = True
     with temp_state_dir() as state, tempfile.TemporaryDirectory() as work:

@@ -93,7 +93,7 @@ def main(seconds: float, runs: int, window: float) -> int:
     # Local tmux runs, admitted at once (no cpu_only run cap, whatever this machine detects).
     os.environ.setdefault("RESEARCH_MCP_CLUSTER_TYPE", "cpu_only")
     os.environ.setdefault("RESEARCH_MCP_CPU_RUN_LIMIT", str(runs + 2))
-    from mcp_server.core.monitor_settings import MonitorSettings
+    from mcp_server.core.monitoring.monitor_settings import MonitorSettings
     from mcp_server.core.services import Services
 
     poll_s = MonitorSettings.from_env().poll_s

@@ -30,14 +30,14 @@ import anyio.to_thread
 from mcp.server.mcpserver.exceptions import ToolError
 
 from mcp_server.core.errors import ResearchError
-from mcp_server.core.migrations import SCHEMA_VERSION
 from mcp_server.core.paths import resolve_state_dir
-from mcp_server.core.sqlread import SqlReader
-from mcp_server.core.store_health import run_dirs
+from mcp_server.core.storage.migrations import SCHEMA_VERSION
+from mcp_server.core.storage.sqlread import SqlReader
+from mcp_server.core.storage.store_health import run_dirs
 
 if TYPE_CHECKING:
-    from mcp_server.core.notifications.watch import NotifyWatch
     from mcp_server.core.services import Services
+    from mcp_server.core.workflow.notifications.watch import NotifyWatch
     from mcp_server.notify import Notifier
 
 log = logging.getLogger("research_mcp")
@@ -117,7 +117,7 @@ class App:
         try:
             services = self.services()
             services.recover()  # first: a launch a killed server interrupted is submitted, not lost
-            from mcp_server.core.notifications.watch import NotifyWatch
+            from mcp_server.core.workflow.notifications.watch import NotifyWatch
 
             self.notify_watch = NotifyWatch(services.state.root).start()
             services.reconciler.reconcile()
@@ -161,7 +161,7 @@ def _as_tool_error(err: Exception, tool: str) -> ToolError:
         return err
     if isinstance(err, ResearchError):
         return ToolError(str(err))
-    from mcp_server.core.store_health import translate  # an SQLite error that escaped the store
+    from mcp_server.core.storage.store_health import translate  # an SQLite error that escaped the store
 
     translated = translate(err, None)
     if translated is not None:

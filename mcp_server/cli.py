@@ -307,14 +307,14 @@ def cmd_logs(args: argparse.Namespace) -> int:
     if not args.follow:
         return 0
     sys.stdout.flush()
-    from mcp_server.core.log_follow import follow
+    from mcp_server.core.execution.log_follow import follow
 
     return follow(sv, args.run_id, source, chunk.end_offset, sys.stdout, sys.stderr)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from mcp_server.core.doctor import check, repair
     from mcp_server.core.paths import StateDir
+    from mcp_server.core.storage.doctor import check, repair
 
     state = StateDir.open(args.state_dir)
     print(f"state dir: {state.root}")

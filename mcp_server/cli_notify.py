@@ -59,11 +59,11 @@ def _read_url(arg: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mcp_server.core.notifications import outbox
-    from mcp_server.core.notifications.settings import NotifySettings
-    from mcp_server.core.notifications.targets import NotifyConfig
     from mcp_server.core.paths import StateDir
-    from mcp_server.core.store import Store
+    from mcp_server.core.storage.store import Store
+    from mcp_server.core.workflow.notifications import outbox
+    from mcp_server.core.workflow.notifications.settings import NotifySettings
+    from mcp_server.core.workflow.notifications.targets import NotifyConfig
 
     state = StateDir.open(args.state_dir)
     Store(state.db_path).close()  # create or migrate the store, so the outbox tables exist
@@ -116,8 +116,8 @@ def _list(config, stats) -> int:  # type: ignore[no-untyped-def]
 
 
 def _test(config, ident: str | None, root) -> int:  # type: ignore[no-untyped-def]
-    from mcp_server.core.notifications.deliver import send
-    from mcp_server.core.notifications.settings import NotifySettings
+    from mcp_server.core.workflow.notifications.deliver import send
+    from mcp_server.core.workflow.notifications.settings import NotifySettings
 
     targets = [config.find(ident)] if ident else config.targets()
     if not targets:

@@ -21,8 +21,8 @@ def add_parser(sub: argparse._SubParsersAction, state_dir_arg) -> None:  # type:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mcp_server.core.reports.service import write_report
     from mcp_server.core.services import Services
+    from mcp_server.core.workflow.reports.service import write_report
 
     services = Services(args.state_dir)
     try:

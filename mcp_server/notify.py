@@ -30,8 +30,8 @@ from mcp.server.session import ServerSession
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
 from mcp_types import EmptyResult, SubscribeRequestParams, UnsubscribeRequestParams
 
-from mcp_server.core.events import EventFeed
-from mcp_server.core.workflow_views import EventRow
+from mcp_server.core.monitoring.events import EventFeed
+from mcp_server.core.workflow.workflow_views import EventRow
 
 if TYPE_CHECKING:
     from mcp_server.app import App

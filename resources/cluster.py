@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from mcp_server.core.run_views import ClusterInfo, GpuView
     from mcp_server.core.services import Services
-    from mcp_server.core.views import ClusterInfo, GpuView
 
 CLUSTER_TYPES: tuple[str, ...] = ("local_gpu", "slurm", "cpu_only")
 MAX_GPU_ROWS = 16

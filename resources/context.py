@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from mcp_server.core import run_list
+from mcp_server.core.execution import run_list
 from resources.cluster import ClusterSection, cluster_section, current_cluster
 
 if TYPE_CHECKING:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from mcp_server.core.metrics import recent_points, summaries
-from mcp_server.core.sidecars import wait_drained
-from mcp_server.core.sqlread import driver_of
+from mcp_server.core.execution.sidecars import wait_drained
+from mcp_server.core.monitoring.metrics import recent_points, summaries
+from mcp_server.core.storage.sqlread import driver_of
 
 if TYPE_CHECKING:
     from mcp_server.core.services import Services
@@ -42,7 +42,7 @@ def run_metrics(services: Services, run_id: str) -> str:
 
 
 def run_provenance(services: Services, run_id: str) -> str:
-    from mcp_server.core.provenance import load
+    from mcp_server.core.execution.provenance import load
 
     services.runs.load(run_id)
     doc = load(services.runs.files(run_id).run_dir)

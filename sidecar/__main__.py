@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from mcp_server.core.errors import ResearchError
     from mcp_server.core.ids import validate_id
-    from mcp_server.core.monitor_settings import MonitorSettings
+    from mcp_server.core.monitoring.monitor_settings import MonitorSettings
     from mcp_server.core.paths import StateDir
     from mcp_server.core.settings import Settings
 
@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.ERROR)
     signal.signal(signal.SIGTERM, _stop)
 
-    from mcp_server.core.notifications.watch import NotifyWatch
+    from mcp_server.core.workflow.notifications.watch import NotifyWatch
     from sidecar.monitor import Monitor
 
     monitor = Monitor(state, args.run_id, settings, launch_grace_s)

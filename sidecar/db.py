@@ -1,8 +1,8 @@
 """The sidecar's connection to the store: the standard library's sqlite3, same tables.
 
-The schema is declared in ``mcp_server.core.models`` and created by the store's
+The schema is declared in ``mcp_server.core.storage.models`` and created by the store's
 migrations; shared writes (status transitions, alerts, events) go through
-``mcp_server.core.sqlwrites`` so they are the same statements the server runs. Only the
+``mcp_server.core.storage.sqlwrites`` so they are the same statements the server runs. Only the
 sidecar's own rows (its progress, metric series and points) are written here.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mcp_server.core import sqlite_open
+from mcp_server.core.storage import sqlite_open
 
 BUSY_TIMEOUT_S = 60.0
 REQUIRED_TABLES = (
@@ -84,7 +84,7 @@ def ensure_schema(db_path: Path) -> None:
     finally:
         conn.close()
     if not set(REQUIRED_TABLES) <= have:
-        from mcp_server.core.store import Store  # heavy; only for a store that predates the sidecar
+        from mcp_server.core.storage.store import Store  # heavy; only for a store that predates the sidecar
 
         Store(db_path).close()
 

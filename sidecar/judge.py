@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from mcp_server.core.alert_specs import DEFAULT_CHOICES, SEVERITIES, AlertSpec
+from mcp_server.core.monitoring.alert_specs import DEFAULT_CHOICES, SEVERITIES, AlertSpec
 
 MAX_MESSAGE = 500
 MAX_CHOICES = 5

@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from mcp_server.core.alert_specs import AlertSpec
-from mcp_server.core.logs import tail_lines
+from mcp_server.core.execution.logs import tail_lines
+from mcp_server.core.monitoring.alert_specs import AlertSpec
 
 if TYPE_CHECKING:
-    from mcp_server.core.jobfiles import JobFiles
-    from mcp_server.core.monitor_settings import MonitorSettings
+    from mcp_server.core.execution.jobfiles import JobFiles
+    from mcp_server.core.monitoring.monitor_settings import MonitorSettings
     from sidecar.db import RunState, SidecarDB
     from sidecar.writer import Writer
 

@@ -22,16 +22,16 @@ import socket
 import time
 from typing import Any
 
-from mcp_server.core import ending
-from mcp_server.core.alert_specs import AlertSpec, ending_alert
-from mcp_server.core.jobfiles import JobFiles
-from mcp_server.core.lifecycle import TERMINAL, RunStatus
-from mcp_server.core.logs import tail_lines
-from mcp_server.core.monitor_settings import MonitorSettings
+from mcp_server.core.execution import ending
+from mcp_server.core.execution.jobfiles import JobFiles
+from mcp_server.core.execution.logs import tail_lines
+from mcp_server.core.execution.provenance_probe import wait_for_probe
+from mcp_server.core.execution.run_status import TERMINAL, RunStatus
+from mcp_server.core.execution.sidecar_proc import is_sidecar
+from mcp_server.core.monitoring.alert_specs import AlertSpec, ending_alert
+from mcp_server.core.monitoring.monitor_settings import MonitorSettings
 from mcp_server.core.paths import StateDir
-from mcp_server.core.provenance_probe import wait_for_probe
-from mcp_server.core.sidecar_proc import is_sidecar
-from mcp_server.core.sqlwrites import raise_alert_sql
+from mcp_server.core.storage.sqlwrites import raise_alert_sql
 from sidecar.batch import Batch, Progress
 from sidecar.db import RunState, SidecarDB
 from sidecar.judging import JudgeMixin
@@ -314,7 +314,7 @@ class Monitor(StatusMixin, JudgeMixin, PruneMixin):
         run = self.run
         if run is None:
             return
-        # Raised already by whoever recorded the ending (core.ending), unless the run was ended
+        # Raised already by whoever recorded the ending (core.execution.ending), unless the run was ended
         # another way (stopped while queued, out of gpuwrap retries): the signature dedups it.
         tail = tail_lines(self.files.output, ending.TAIL_LINES, ending.TAIL_BYTES).text
         spec = ending_alert(

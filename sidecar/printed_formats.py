@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from mcp_server.core.metric_keys import goal
+from mcp_server.core.monitoring.metric_keys import goal
 
 NUM = r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf(?:inity)?)"
 _NUM_ONLY = re.compile(NUM + r"\Z", re.IGNORECASE)

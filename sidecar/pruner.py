@@ -1,6 +1,6 @@
 """The sidecar's side of early stopping: ask the sweep's pruner as the run's metric advances.
 
-A run of a sweep with a pruner asks ``core.pruning`` at most every
+A run of a sweep with a pruner asks ``core.search.pruning`` at most every
 ``RESEARCH_MCP_PRUNE_CHECK_S`` and only when the sweep's metric reached a new step. A
 pruned run gets its reason written to ``stop_reason`` (so whoever records its end says
 why), its verdict and a stop request in one transaction, and is stopped the way stop_run
@@ -14,13 +14,13 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from mcp_server.core import pruning
-from mcp_server.core.launch import write_private
-from mcp_server.core.lifecycle import RunStatus
+from mcp_server.core.execution.launch import write_private
+from mcp_server.core.execution.run_status import RunStatus
+from mcp_server.core.search import pruning
 
 if TYPE_CHECKING:
-    from mcp_server.core.jobfiles import JobFiles
-    from mcp_server.core.monitor_settings import MonitorSettings
+    from mcp_server.core.execution.jobfiles import JobFiles
+    from mcp_server.core.monitoring.monitor_settings import MonitorSettings
     from sidecar.db import RunState, SidecarDB
     from sidecar.writer import Writer
 

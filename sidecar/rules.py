@@ -12,7 +12,7 @@ import math
 from collections import deque
 from collections.abc import Sequence
 
-from mcp_server.core.alert_specs import DEFAULT_CHOICES, FOREVER_S, AlertSpec
+from mcp_server.core.monitoring.alert_specs import DEFAULT_CHOICES, FOREVER_S, AlertSpec
 
 SPIKE_FACTOR = 3.0
 TREND_WINDOW = 30  # divergence looks at this many latest points; a spike is judged against their median

@@ -12,17 +12,17 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from mcp_server.core import ending
-from mcp_server.core.alert_specs import AlertSpec
 from mcp_server.core.backends.base import observe_files
-from mcp_server.core.lifecycle import TERMINAL, Observation, RunStatus, decide_for
+from mcp_server.core.execution import ending
+from mcp_server.core.execution.run_status import TERMINAL, Observation, RunStatus, decide_for
+from mcp_server.core.monitoring.alert_specs import AlertSpec
 from sidecar import rules
 from sidecar.sources.io import stat_of
 
 if TYPE_CHECKING:
     from mcp_server.core.backends.base import Backend, Watcher
-    from mcp_server.core.jobfiles import JobFiles
-    from mcp_server.core.monitor_settings import MonitorSettings
+    from mcp_server.core.execution.jobfiles import JobFiles
+    from mcp_server.core.monitoring.monitor_settings import MonitorSettings
     from mcp_server.core.paths import StateDir
     from sidecar.db import RunState, SidecarDB
 

@@ -21,10 +21,10 @@ import sqlite3
 from collections import deque
 from typing import Any
 
-from mcp_server.core import metric_buckets as buckets
-from mcp_server.core.alert_specs import AlertSpec
-from mcp_server.core.metric_keys import is_loss_like
-from mcp_server.core.sqlwrites import raise_alert_sql
+from mcp_server.core.monitoring import metric_buckets as buckets
+from mcp_server.core.monitoring.alert_specs import AlertSpec
+from mcp_server.core.monitoring.metric_keys import is_loss_like
+from mcp_server.core.storage.sqlwrites import raise_alert_sql
 from sidecar import rules
 from sidecar.batch import FILE_KINDS, RANK, Batch, FileProgress, Progress
 from sidecar.db import SeriesState, SidecarDB
@@ -249,7 +249,8 @@ class Writer:
         rows: list[tuple[SeriesState, int, float]],
         trimmed: dict[int, tuple[SeriesState, int | None, int]],
     ) -> None:
-        """Keep each series' buckets in step with its points (core.metric_buckets), in this transaction."""
+        """Keep each series' buckets in step with its points (core.monitoring.metric_buckets), in
+        this transaction."""
         by_series: dict[int, list[tuple[int, float]]] = {}
         for s, step, value in rows:
             pts = by_series.get(s.id)

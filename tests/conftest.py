@@ -60,7 +60,7 @@ def sidecar_pids(root: Path) -> list[int]:
 def kill_state_dir_jobs(root: Path) -> None:
     """Kill the sidecars, notification senders, every job process group and the private tmux
     server of a state dir."""
-    for pid in sidecar_pids(root) + pids_with("mcp_server.core.notifications.sender", str(root)):
+    for pid in sidecar_pids(root) + pids_with("mcp_server.core.workflow.notifications.sender", str(root)):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     for pgid_file in root.glob("runs/*/pgid"):

@@ -22,9 +22,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from mcp_server.core.backends.base import ON_REQUEST, Backend, Facts, observe_files
-from mcp_server.core.jobfiles import JobFiles
-from mcp_server.core.launch import write_private
-from mcp_server.core.lifecycle import Observation
+from mcp_server.core.execution.jobfiles import JobFiles
+from mcp_server.core.execution.launch import write_private
+from mcp_server.core.execution.run_status import Observation
 
 _WRAPPER = 'if [ -f "$RESEARCH_RUN_DIR/env.sh" ]; then . "$RESEARCH_RUN_DIR/env.sh"; fi; exec bash "$1"'
 

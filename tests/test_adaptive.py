@@ -11,8 +11,8 @@ import pytest
 from sqlmodel import col, select
 
 from mcp_server.core.errors import InvalidInput
-from mcp_server.core.models import Event, Run, SweepTrial
 from mcp_server.core.services import Services
+from mcp_server.core.storage.models import Event, Run, SweepTrial
 from tests.helpers import PYTHON
 from tests.test_sweeps import max_concurrency, settle_until_done
 

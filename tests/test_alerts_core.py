@@ -2,9 +2,9 @@ from pathlib import Path
 
 from sqlmodel import select
 
-from mcp_server.core.alerts import raise_alert
-from mcp_server.core.models import Alert, Event
-from mcp_server.core.store import Store
+from mcp_server.core.monitoring.alerts import raise_alert
+from mcp_server.core.storage.models import Alert, Event
+from mcp_server.core.storage.store import Store
 
 
 def test_same_signature_raises_once_within_its_ttl(tmp_path: Path) -> None:

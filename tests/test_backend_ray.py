@@ -27,7 +27,7 @@ from mcp_server.core.backends import registry
 from mcp_server.core.backends.base import EXPLICIT, UNAVAILABLE, Facts
 from mcp_server.core.backends.ray_jobs import RayBackend, api, parse_ref
 from mcp_server.core.errors import InvalidInput
-from mcp_server.core.lifecycle import decide_for
+from mcp_server.core.execution.run_status import decide_for
 from mcp_server.core.services import Services
 from tests.helpers import wait_for
 from tests.procs import pids_with

@@ -19,11 +19,11 @@ from mcp_server.core.backends.slurm import SlurmBackend, validate_slurm_options
 from mcp_server.core.backends.slurm.jobs import SlurmJob
 from mcp_server.core.backends.slurm.scheduler import EXIT_FILE_GRACE_S
 from mcp_server.core.errors import BackendError, InvalidInput
-from mcp_server.core.jobfiles import JobFiles
-from mcp_server.core.lifecycle import decide_for
-from mcp_server.core.models import Run
+from mcp_server.core.execution.jobfiles import JobFiles
+from mcp_server.core.execution.run_status import decide_for
 from mcp_server.core.services import Services
-from mcp_server.core.store import now
+from mcp_server.core.storage.models import Run
+from mcp_server.core.storage.store import now
 from tests.helpers import wait_for
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from mcp_server.cli import build_parser, format_table, main
+from mcp_server.core.run_views import RunRow
 from mcp_server.core.services import Services
-from mcp_server.core.views import RunRow
 from tests.helpers import wait_for
 
 

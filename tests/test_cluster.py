@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from mcp_server.core import nvml, probes
 from mcp_server.core.backends.slurm.probe import parse_sinfo, probe_slurm
-from mcp_server.core.cluster import ClusterService
 from mcp_server.core.errors import InvalidInput
-from mcp_server.core.probes import ProbeTimeout, bounded, parse_nvidia_smi
+from mcp_server.core.scheduling import nvml, probes
+from mcp_server.core.scheduling.cluster import ClusterService
+from mcp_server.core.scheduling.probes import ProbeTimeout, bounded, parse_nvidia_smi
 from mcp_server.core.services import Services
 from tests.fakegpus import FakeGpus
 from tests.helpers import wait_for

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mcp_server.core.compare import compare_runs
 from mcp_server.core.errors import InvalidInput
 from mcp_server.core.services import Services
+from mcp_server.core.workflow.compare import compare_runs
 from tests.helpers import PYTHON, wait_for
 from tests.test_provenance import ended, git
 

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from mcp_server.core.alerts import raise_alert
+from mcp_server.core.monitoring.alerts import raise_alert
 from mcp_server.core.services import Services
 from resources.context import MAX_CHARS, experiment_context
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from mcp_server.core.models import Run, Sweep
 from mcp_server.core.services import Services
+from mcp_server.core.storage.models import Run, Sweep
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.serial  # kill -9 at set moments: timed alone

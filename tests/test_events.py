@@ -7,9 +7,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from mcp_server.core.alerts import raise_alert
 from mcp_server.core.errors import InvalidInput
-from mcp_server.core.events import EventFeed, wait_for_events
+from mcp_server.core.monitoring.alerts import raise_alert
+from mcp_server.core.monitoring.events import EventFeed, wait_for_events
 from mcp_server.core.services import Services
 from tests.helpers import PYTHON
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.anyio
 _ALERT_FROM_ANOTHER_PROCESS = textwrap.dedent(
     """
     import sys
-    from mcp_server.core.alerts import raise_alert
+    from mcp_server.core.monitoring.alerts import raise_alert
     from mcp_server.core.services import Services
     sv = Services(sys.argv[1])
     with sv.store.write() as s:

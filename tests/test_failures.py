@@ -1,4 +1,4 @@
-from mcp_server.core.failures import classify
+from mcp_server.core.monitoring.failures import classify
 
 OOM = """step 10 loss=2.3
 Traceback (most recent call last):

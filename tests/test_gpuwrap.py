@@ -19,9 +19,9 @@ import pytest
 from sqlmodel import col, select
 
 from mcp_server.core.errors import InvalidInput
-from mcp_server.core.models import Alert, Event, GpuLease, QueueEntry, Run
 from mcp_server.core.services import Services
 from mcp_server.core.settings import Settings
+from mcp_server.core.storage.models import Alert, Event, GpuLease, QueueEntry, Run
 from tests.fakegpus import FakeGpus
 from tests.helpers import wait_for
 

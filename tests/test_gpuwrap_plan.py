@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mcp_server.core.errors import InvalidInput
-from mcp_server.core.gpuwrap import (
+from mcp_server.core.scheduling.gpuwrap import (
     GpuwrapOptions,
     give_up_at,
     parse_options,

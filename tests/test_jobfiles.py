@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_server.core.jobfiles import JobFiles
+from mcp_server.core.execution.jobfiles import JobFiles
 from mcp_server.core.services import Services
 from tests.helpers import wait_for
 

@@ -5,8 +5,13 @@ import subprocess
 import time
 from pathlib import Path
 
-from mcp_server.core.jobfiles import JobFiles
-from mcp_server.core.launch import render_launch_script, write_command, write_env, write_launch_script
+from mcp_server.core.execution.jobfiles import JobFiles
+from mcp_server.core.execution.launch import (
+    render_launch_script,
+    write_command,
+    write_env,
+    write_launch_script,
+)
 from tests.helpers import wait_for
 from tests.procs import pids_mentioning
 

@@ -43,7 +43,8 @@ def test_core_resources_prompts_and_sidecar_import_no_mcp_sdk_and_no_litellm() -
     report = json.loads(proc.stdout)
     imported = set(report["imported"])
     # The walk really covered the layers (a broken walk must not pass vacuously).
-    assert {"mcp_server.core.events", "mcp_server.core.backends.local", "resources.context"} <= imported
+    walked = {"mcp_server.core.monitoring.events", "mcp_server.core.backends.local", "resources.context"}
+    assert walked <= imported
     assert {"prompts.render", "sidecar.monitor", "sidecar.judge", "sidecar.__main__"} <= imported
     assert [m for m in report["loaded"] if m in FORBIDDEN] == []
 

@@ -81,8 +81,8 @@ def test_a_stop_asked_after_the_command_ended_keeps_its_clean_exit(services: Ser
     wait_for(lambda: files.read_exit_code() is not None, what="the exit code")
     from sqlalchemy import update
 
-    from mcp_server.core.models import Run
-    from mcp_server.core.store import now
+    from mcp_server.core.storage.models import Run
+    from mcp_server.core.storage.store import now
 
     # What a stop arriving between the exit code and the settle leaves in the store.
     with services.store.write() as s:

@@ -1,4 +1,4 @@
-from mcp_server.core.lifecycle import Observation, RunStatus, can_transition, decide, describe_exit
+from mcp_server.core.execution.run_status import Observation, RunStatus, can_transition, decide, describe_exit
 
 KW = dict(stop_requested=False, launched_at=100.0, now=200.0, launch_grace_s=30.0)
 

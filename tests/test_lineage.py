@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from mcp_server.core.errors import InvalidInput
-from mcp_server.core.lineage import describe, lineage, set_option
 from mcp_server.core.services import Services
+from mcp_server.core.workflow.lineage import describe, lineage, set_option
 from tests.helpers import wait_for
 from tests.test_provenance import ended
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_server.core.follow import DirWatch
+from mcp_server.core.execution.follow import DirWatch
 from mcp_server.core.services import Services
 from tests.helpers import wait_for
 

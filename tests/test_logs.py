@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from mcp_server.core import logs
-from mcp_server.core.logs import compile_filter, read_window, tail_lines
+from mcp_server.core.execution import logs
+from mcp_server.core.execution.logs import compile_filter, read_window, tail_lines
 
 
 @pytest.fixture

@@ -20,12 +20,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mcp_server.core import metric_buckets as mb
-from mcp_server.core.downsample import downsample
-from mcp_server.core.metrics import SeriesRow, series_of
-from mcp_server.core.monitor_settings import MonitorSettings
+from mcp_server.core.monitoring import metric_buckets as mb
+from mcp_server.core.monitoring.downsample import downsample
+from mcp_server.core.monitoring.metrics import SeriesRow, series_of
+from mcp_server.core.monitoring.monitor_settings import MonitorSettings
 from mcp_server.core.services import Services
-from mcp_server.core.store import Store
+from mcp_server.core.storage.store import Store
 from sidecar.monitor import Monitor
 from tests.test_monitor import points as stored_points
 

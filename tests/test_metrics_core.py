@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from mcp_server.core.errors import InvalidInput, NotFound
-from mcp_server.core.metric_buckets import add_points
-from mcp_server.core.metric_keys import goal, similar_keys
+from mcp_server.core.monitoring.metric_buckets import add_points
+from mcp_server.core.monitoring.metric_keys import goal, similar_keys
 from mcp_server.core.services import Services
 
 

@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from sqlmodel import SQLModel
 
-from mcp_server.core import migrations, models
 from mcp_server.core.backends.slurm import jobs as slurm_jobs
-from mcp_server.core.metric_buckets import SHIFTS
+from mcp_server.core.monitoring.metric_buckets import SHIFTS
 from mcp_server.core.services import Services
-from mcp_server.core.store import SCHEMA_VERSION, Store
+from mcp_server.core.storage import migrations, models
+from mcp_server.core.storage.store import SCHEMA_VERSION, Store
 from tests.test_metric_buckets import assert_buckets_match_points
 
 FIXTURES = Path(__file__).parent / "fixtures" / "stores"

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from mcp_server.core.backends.slurm.jobs import SlurmJob
-from mcp_server.core.models import Run
-from mcp_server.core.monitor_settings import MonitorSettings
+from mcp_server.core.monitoring.monitor_settings import MonitorSettings
 from mcp_server.core.services import Services
-from mcp_server.core.store import now
+from mcp_server.core.storage.models import Run
+from mcp_server.core.storage.store import now
 from sidecar.lines import MAX_LINE
 from sidecar.monitor import Monitor
 

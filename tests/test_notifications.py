@@ -10,12 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from mcp_server.core.alerts import raise_alert
 from mcp_server.core.errors import InvalidInput
-from mcp_server.core.notifications import outbox
-from mcp_server.core.notifications.settings import NotifySettings
-from mcp_server.core.notifications.targets import EventFilter, NotifyConfig, Target, mask, scrub, split_urls
-from mcp_server.core.sqlwrites import insert_event
+from mcp_server.core.monitoring.alerts import raise_alert
+from mcp_server.core.storage.sqlwrites import insert_event
+from mcp_server.core.workflow.notifications import outbox
+from mcp_server.core.workflow.notifications.settings import NotifySettings
+from mcp_server.core.workflow.notifications.targets import (
+    EventFilter,
+    NotifyConfig,
+    Target,
+    mask,
+    scrub,
+    split_urls,
+)
 
 SECRET = "T0K3NsecretABCDEF"
 SLACK = f"slack://TA1B2C3D4/B0E1F2G3H/{SECRET}/#runs"

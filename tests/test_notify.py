@@ -15,7 +15,7 @@ import pytest
 from mcp import Client
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
 
-from mcp_server.core.alerts import raise_alert
+from mcp_server.core.monitoring.alerts import raise_alert
 from mcp_server.core.services import Services
 from mcp_server.notify import CONTEXT_URI
 from mcp_server.server import create_server

@@ -55,7 +55,7 @@ OK_JOB = (
 
 
 def senders(state_dir: Path) -> list[int]:
-    return pids_with("mcp_server.core.notifications.sender", str(state_dir))
+    return pids_with("mcp_server.core.workflow.notifications.sender", str(state_dir))
 
 
 def by_run(hook: Webhook) -> Counter[tuple[str, str]]:
@@ -154,7 +154,7 @@ def fast(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_failing_endpoint_is_retried_then_shown_in_get_run_and_notify_list_without_its_secret(
     services, state_dir: Path, workdir: Path, fast: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
-    from mcp_server.core.notifications.watch import NotifyWatch
+    from mcp_server.core.workflow.notifications.watch import NotifyWatch
 
     with Webhook() as hook:
         hook.status = 503
@@ -187,7 +187,7 @@ def test_a_failing_endpoint_is_retried_then_shown_in_get_run_and_notify_list_wit
 def test_a_finished_sweep_is_one_message_naming_its_best_run(
     services, state_dir: Path, workdir: Path, fast: None
 ) -> None:  # type: ignore[no-untyped-def]
-    from mcp_server.core.notifications.watch import NotifyWatch
+    from mcp_server.core.workflow.notifications.watch import NotifyWatch
 
     with Webhook() as hook:
         cli("notify", "add", "-", "--events", "sweep_done", cwd=workdir, stdin=hook.url)

@@ -3,8 +3,8 @@
 import pytest
 
 from mcp_server.core.errors import Conflict, InvalidInput, NotFound
-from mcp_server.core.plans import REQUIRED_SECTIONS, check_structure, sections
 from mcp_server.core.services import Services
+from mcp_server.core.workflow.plans import REQUIRED_SECTIONS, check_structure, sections
 
 SECTION_TEXT = {
     "Objective": "Find the lr that converges fastest.",

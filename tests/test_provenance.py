@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mcp_server.core.provenance import load, seeds_of
-from mcp_server.core.provenance_git import snapshot
+from mcp_server.core.execution.provenance import load, seeds_of
+from mcp_server.core.execution.provenance_git import snapshot
 from mcp_server.core.services import Services
 from tests.helpers import PYTHON, wait_for
 

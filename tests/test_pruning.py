@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_server.core import pruning
+from mcp_server.core.search import pruning
 from mcp_server.core.services import Services
 from tests.helpers import PYTHON
 from tests.test_sweeps import settle_until_done

@@ -1,9 +1,10 @@
 """The hot read paths in plain SQL: the same answers the ORM gave, at the cost of what is live.
 
 list_runs, list_alerts, get_sweep and experiment://context read the store with plain
-sqlite3 (core.run_list, core.alert_list, core.sweep_list, core.sweep_detail); these tests
-pin that their rows are the ones the ORM models give, that filters use indexes, and that a
-long history of ended runs adds no per-row work to the liveness check.
+sqlite3 (core.execution.run_list, core.monitoring.alert_list, core.search.sweep_list,
+core.search.sweep_detail); these tests pin that their rows are the ones the ORM models
+give, that filters use indexes, and that a long history of ended runs adds no per-row work
+to the liveness check.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from mcp_server.core.models import Alert, Run
-from mcp_server.core.runs import to_row
+from mcp_server.core.execution.runs import to_row
+from mcp_server.core.execution.watched import CAN_CHANGE
 from mcp_server.core.services import Services
-from mcp_server.core.watched import CAN_CHANGE
+from mcp_server.core.storage.models import Alert, Run
 
 
 def bulk_runs(state_dir: Path, n: int, sweep_id: str | None = None, status: str = "finished") -> None:
@@ -73,7 +74,7 @@ def test_a_page_of_alerts_is_what_the_orm_rows_give(services: Services, state_di
     with services.store.read() as s:
         from sqlmodel import col, select
 
-        from mcp_server.core.alerts import to_view
+        from mcp_server.core.monitoring.alerts import to_view
 
         rows = s.exec(select(Alert).order_by(col(Alert.pk).desc())).all()
     expected = [to_view(a) for a in rows if a.severity in ("warning", "critical")]

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from mcp_server.core import gpuwrap  # the local backend writes the admission env through it
 from mcp_server.core.errors import ResearchError
-from mcp_server.core.events import EventFeed, wait_for_events
-from mcp_server.core.jobfiles import JobFiles
-from mcp_server.core.lifecycle import TERMINAL
-from mcp_server.core.models import Event, GpuLease, QueueEntry, Run
+from mcp_server.core.execution.jobfiles import JobFiles
+from mcp_server.core.execution.run_status import TERMINAL
+from mcp_server.core.monitoring.events import EventFeed, wait_for_events
+from mcp_server.core.scheduling import gpuwrap  # the local backend writes the admission env through it
 from mcp_server.core.services import Services
+from mcp_server.core.storage.models import Event, GpuLease, QueueEntry, Run
 from tests.fakegpus import path_without
 from tests.helpers import wait_for
 

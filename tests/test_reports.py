@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 from mcp_server.core.errors import InvalidInput
-from mcp_server.core.reports.location import report_path
-from mcp_server.core.reports.service import write_report
+from mcp_server.core.workflow.reports.location import report_path
+from mcp_server.core.workflow.reports.service import write_report
 from tests.helpers import PYTHON
 
 TRAIN = """

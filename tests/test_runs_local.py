@@ -11,8 +11,8 @@ from sqlmodel import col, select
 
 from mcp_server.core.backends.local import group_alive
 from mcp_server.core.errors import Conflict, InvalidInput, NotFound
-from mcp_server.core.models import Event
 from mcp_server.core.services import Services
+from mcp_server.core.storage.models import Event
 from tests.helpers import wait_for
 from tests.procs import pids_mentioning, pids_with
 

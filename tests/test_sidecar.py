@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from mcp_server.core.run_views import RunDetail
 from mcp_server.core.services import Services
-from mcp_server.core.views import RunDetail
 from tests.helpers import PYTHON, sidecar_pids, wait_for
 
 

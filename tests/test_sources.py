@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_server.core.monitor_settings import MonitorSettings
+from mcp_server.core.monitoring.monitor_settings import MonitorSettings
 from mcp_server.core.services import Services
 from sidecar.monitor import Monitor
 from sidecar.sources.tfevents import event_scalars, key_for, split_records

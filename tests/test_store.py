@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from mcp_server.core import migrations
 from mcp_server.core.errors import ResearchError
-from mcp_server.core.models import Event, Run
-from mcp_server.core.store import SCHEMA_VERSION, Store
+from mcp_server.core.storage import migrations
+from mcp_server.core.storage.models import Event, Run
+from mcp_server.core.storage.store import SCHEMA_VERSION, Store
 
 
 def test_store_is_wal_with_a_busy_timeout_and_private(tmp_path: Path) -> None:
@@ -56,8 +56,8 @@ def test_a_newer_store_is_refused_rather_than_damaged(tmp_path: Path) -> None:
 WRITER = textwrap.dedent(
     """
     import sys, time
-    from mcp_server.core.store import Store
-    from mcp_server.core.models import Run, Event
+    from mcp_server.core.storage.store import Store
+    from mcp_server.core.storage.models import Run, Event
     s = Store(__import__("pathlib").Path(sys.argv[1]))
     tag = sys.argv[2]
     for i in range(60):

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mcp_server.core.errors import InvalidInput
-from mcp_server.core.sweep_space import expand, grid_size, render_command, validate_space
+from mcp_server.core.search.sweep_space import expand, grid_size, render_command, validate_space
 
 
 def test_a_grid_is_the_product_in_the_order_given() -> None:

@@ -9,9 +9,9 @@ import pytest
 from sqlmodel import col, select
 
 from mcp_server.core.errors import Conflict, InvalidInput, NotFound
-from mcp_server.core.models import Event, Run
+from mcp_server.core.search.sweeps import derive_status
 from mcp_server.core.services import Services
-from mcp_server.core.sweeps import derive_status
+from mcp_server.core.storage.models import Event, Run
 from tests.helpers import PYTHON, wait_for
 
 

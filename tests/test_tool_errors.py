@@ -8,7 +8,7 @@ import pytest
 from mcp import Client
 
 from mcp_server.app import UNEXPECTED
-from mcp_server.core.runs import RunService
+from mcp_server.core.execution.runs import RunService
 from mcp_server.server import create_server
 
 pytestmark = pytest.mark.anyio

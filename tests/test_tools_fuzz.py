@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from mcp import Client
 
 from mcp_server.app import UNEXPECTED
-from mcp_server.core.alerts import raise_alert
+from mcp_server.core.monitoring.alerts import raise_alert
 from mcp_server.core.services import Services
 from mcp_server.server import create_server
 from tests.helpers import kill_state_dir_jobs, sidecar_pids, wait_for

@@ -16,7 +16,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from mcp_server.core.overview import glance, metric_keys
+from mcp_server.core.workflow.overview import glance, metric_keys
 from mcp_server.demo import train
 from mcp_server.ui.feed import Broadcaster
 from tests.helpers import wait_for

@@ -36,7 +36,7 @@ def world(services: Services, workdir: Path) -> dict[str, str]:
     run = services.runs.create(
         name="secret-project-run", command="true", workdir=str(workdir), auto_start=False
     )
-    from mcp_server.core.alerts import raise_alert
+    from mcp_server.core.monitoring.alerts import raise_alert
 
     with services.store.write() as s:
         alert = raise_alert(

@@ -273,7 +273,7 @@ async def subscribed(state_dir: Path, mode: str, uri: str) -> AsyncIterator[tupl
 _RAISE_ALERT = "\n".join(
     [
         "import sys",
-        "from mcp_server.core.alerts import raise_alert",
+        "from mcp_server.core.monitoring.alerts import raise_alert",
         "from mcp_server.core.services import Services",
         "sv = Services(sys.argv[1])",
         "with sv.store.write() as s:",

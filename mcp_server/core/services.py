@@ -6,26 +6,26 @@ import logging
 import os
 from pathlib import Path
 
-from mcp_server.core import provenance
-from mcp_server.core.admission import Admission
-from mcp_server.core.alerts import AlertService, open_alerts
 from mcp_server.core.backends.registry import Backends
-from mcp_server.core.cluster import ClusterService
-from mcp_server.core.jobfiles import JobFiles
-from mcp_server.core.memory import MemoryService
-from mcp_server.core.metrics import MetricsService, summaries
-from mcp_server.core.models import Run
-from mcp_server.core.monitor_settings import MonitorSettings
+from mcp_server.core.execution import provenance
+from mcp_server.core.execution.jobfiles import JobFiles
+from mcp_server.core.execution.reconcile import Reconciler
+from mcp_server.core.execution.runs import RunService
+from mcp_server.core.execution.settler import ExitSettler
+from mcp_server.core.execution.sidecars import SidecarSupervisor, monitor_info, wait_drained
+from mcp_server.core.monitoring.alerts import AlertService, open_alerts
+from mcp_server.core.monitoring.metrics import MetricsService, summaries
+from mcp_server.core.monitoring.monitor_settings import MonitorSettings
 from mcp_server.core.paths import StateDir
-from mcp_server.core.plans import PlanService
-from mcp_server.core.reconcile import Reconciler
-from mcp_server.core.runs import RunService
+from mcp_server.core.run_views import RunDetail
+from mcp_server.core.scheduling.admission import Admission
+from mcp_server.core.scheduling.cluster import ClusterService
+from mcp_server.core.search.sweeps import SweepService
 from mcp_server.core.settings import Settings
-from mcp_server.core.settle import ExitSettler
-from mcp_server.core.sidecars import SidecarSupervisor, monitor_info, wait_drained
-from mcp_server.core.store import Store
-from mcp_server.core.sweeps import SweepService
-from mcp_server.core.views import RunDetail
+from mcp_server.core.storage.models import Run
+from mcp_server.core.storage.store import Store
+from mcp_server.core.workflow.memory import MemoryService
+from mcp_server.core.workflow.plans import PlanService
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,8 @@ class Services:
         self.reconciler.after_reconcile.append(self.sidecars.ensure)
 
     def recover(self) -> list[str]:
-        """Complete creates and launches a killed server interrupted (see core.recovery)."""
-        from mcp_server.core.recovery import Recovery
+        """Complete creates and launches a killed server interrupted (see core.storage.recovery)."""
+        from mcp_server.core.storage.recovery import Recovery
 
         return Recovery(self.runs).run()
 

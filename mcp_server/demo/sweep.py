@@ -13,9 +13,9 @@ import shlex
 import sys
 import time
 
-from mcp_server.core.lifecycle import TERMINAL
-from mcp_server.core.overview import glance
+from mcp_server.core.execution.run_status import TERMINAL
 from mcp_server.core.services import Services
+from mcp_server.core.workflow.overview import glance
 from mcp_server.demo import train
 
 LEARNING_RATES = [0.03, 0.3, 1.6]  # 1.6 is past 2/λmax of this problem: it diverges

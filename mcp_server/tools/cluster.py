@@ -6,7 +6,7 @@ from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
 from mcp_server.app import App
-from mcp_server.core.views import ClusterInfo
+from mcp_server.core.run_views import ClusterInfo
 from mcp_server.tools.runs import EDITS, READ_ONLY
 from mcp_server.tools.surface import answer
 from resources.cluster import cluster_state_json

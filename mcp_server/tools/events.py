@@ -6,8 +6,8 @@ from mcp.server.mcpserver import Context, MCPServer
 from pydantic import Field
 
 from mcp_server.app import App
-from mcp_server.core import events as feed
-from mcp_server.core.workflow_views import EventBatch
+from mcp_server.core.monitoring import events as feed
+from mcp_server.core.workflow.workflow_views import EventBatch
 from mcp_server.tools.runs import READ_ONLY
 from mcp_server.tools.surface import answer, fitting
 

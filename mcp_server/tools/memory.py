@@ -6,7 +6,7 @@ from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
 from mcp_server.app import App
-from mcp_server.core.workflow_views import MemoryList, MemoryRow
+from mcp_server.core.workflow.workflow_views import MemoryList, MemoryRow
 from mcp_server.tools import MAX_INT
 from mcp_server.tools.runs import CREATES, DEFAULT_ROWS, EDITS, READ_ONLY
 from mcp_server.tools.surface import answer, fitting

@@ -6,8 +6,8 @@ from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
 from mcp_server.app import App
-from mcp_server.core import alert_list
-from mcp_server.core.views import AlertPage, AlertResolution, MetricsAnswer
+from mcp_server.core.monitoring import alert_list
+from mcp_server.core.run_views import AlertPage, AlertResolution, MetricsAnswer
 from mcp_server.tools import MAX_INT
 from mcp_server.tools.apps import CHART_META
 from mcp_server.tools.runs import DEFAULT_ROWS, READ_ONLY, STOPS

@@ -1,4 +1,4 @@
-"""The report tool: thin wiring over ``core.reports``."""
+"""The report tool: thin wiring over ``core.workflow.reports``."""
 
 from typing import Annotated, Literal
 
@@ -6,7 +6,7 @@ from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
 from mcp_server.app import App
-from mcp_server.core.reports.answer import ReportAnswer
+from mcp_server.core.workflow.reports.answer import ReportAnswer
 from mcp_server.tools.runs import EDITS
 from mcp_server.tools.surface import answer
 
@@ -25,7 +25,7 @@ def register(mcp: MCPServer, app: App) -> None:
     ) -> ReportAnswer:
         """Markdown report (runs, best and margin, curves, alerts, rules) of a sweep, run_ids or a
         plan; answers its path."""
-        from mcp_server.core.reports.service import write_report as write
+        from mcp_server.core.workflow.reports.service import write_report as write
 
         return write(
             app.services(),

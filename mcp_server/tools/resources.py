@@ -107,7 +107,7 @@ def register(mcp: MCPServer, app: App) -> None:
     )
     @resource_errors
     def run_lineage(run_id: str) -> str:
-        from mcp_server.core.lineage import lineage
+        from mcp_server.core.workflow.lineage import lineage
 
         return lineage(app.services().runs, run_id).model_dump_json(indent=1, exclude_defaults=True)
 

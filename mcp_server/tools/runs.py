@@ -7,9 +7,9 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from mcp_server.app import App
-from mcp_server.core import run_list
-from mcp_server.core.compare_views import RunComparison
-from mcp_server.core.views import LogChunk, RunBrief, RunDetail, RunPage
+from mcp_server.core.execution import run_list
+from mcp_server.core.run_views import LogChunk, RunBrief, RunDetail, RunPage
+from mcp_server.core.workflow.compare_views import RunComparison
 from mcp_server.tools import MAX_INT
 from mcp_server.tools.backend_options import BACKEND_HELP, BackendName, BackendOptions, options_dict
 from mcp_server.tools.surface import answer, fitting
@@ -96,7 +96,7 @@ def register(mcp: MCPServer, app: App) -> None:
     ) -> RunComparison:
         """What differs between runs: params, code (patch: the diff), settings; each run's best/last
         metric."""
-        from mcp_server.core.compare import compare_runs as compare
+        from mcp_server.core.workflow.compare import compare_runs as compare
 
         return compare(app.services().runs, run_ids, metric=metric, patch=patch)
 

@@ -6,7 +6,7 @@ from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
 from mcp_server.app import App
-from mcp_server.core.workflow_views import PAGED, SweepDetail, SweepStopped
+from mcp_server.core.workflow.workflow_views import PAGED, SweepDetail, SweepStopped
 from mcp_server.tools import MAX_INT
 from mcp_server.tools.apps import CHART_META
 from mcp_server.tools.backend_options import BackendName
@@ -31,7 +31,7 @@ def page_of(detail: SweepDetail, offset: int, limit: int) -> SweepDetail:
     return detail
 
 
-# {"gpu_hours": …, "hours": …}: checked by core.sweep_search (the listing stays short).
+# {"gpu_hours": …, "hours": …}: checked by core.search.sweep_search (the listing stays short).
 Budget = dict[str, float]
 
 

@@ -7,7 +7,7 @@ cursors, and hands each subscriber the part it asked for. A message is serialise
 per distinct subscription, so identical tabs share the work too. The task runs only
 while someone listens.
 
-Logs are followed by file events (``core.follow``): one thread watches the run dirs of the
+Logs are followed by file events (``core.execution.follow``): one thread watches the run dirs of the
 runs pages watch, and an output.log that grows is told to its pages at once (a tick with
 its new size only), not at the next poll of the store.
 """
@@ -28,9 +28,9 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from mcp_server.core.events import EventFeed
-from mcp_server.core.follow import follow_dirs
-from mcp_server.core.live import LivePoint, PointFeed, active_run_ids, file_size
+from mcp_server.core.execution.follow import follow_dirs
+from mcp_server.core.monitoring.events import EventFeed
+from mcp_server.core.monitoring.live import LivePoint, PointFeed, active_run_ids, file_size
 
 log = logging.getLogger("research_mcp.ui")
 

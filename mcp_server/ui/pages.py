@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 
 from mcp_server.core.errors import InvalidInput
-from mcp_server.core.metrics import MAX_POINTS, MAX_RUNS
-from mcp_server.core.overview import run_names
+from mcp_server.core.monitoring.metrics import MAX_POINTS, MAX_RUNS
+from mcp_server.core.workflow.overview import run_names
 from mcp_server.ui.render import render
 from mcp_server.ui.views import STATUSES, compare_view, runs_view
 
@@ -65,7 +65,7 @@ class Pages:
         run_id = request.path_params["run_id"]
         detail = self.sv.runs.get(run_id)
         logs = self.sv.runs.logs(run_id, lines=LOG_LINES)
-        from mcp_server.core.lineage import lineage
+        from mcp_server.core.workflow.lineage import lineage
 
         family = lineage(self.sv.runs, run_id)
         return self._page(

@@ -12,10 +12,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from mcp_server.core.metric_keys import goal
-from mcp_server.core.overview import MetricGlance, glance, metric_keys, run_params
+from mcp_server.core.monitoring.metric_keys import goal
+from mcp_server.core.run_views import RunRow
 from mcp_server.core.services import Services
-from mcp_server.core.views import RunRow
+from mcp_server.core.workflow.overview import MetricGlance, glance, metric_keys, run_params
 
 RUN_PAGE = 200
 SORTS = ("newest", "name", "status", "best", "last")

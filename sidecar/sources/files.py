@@ -23,7 +23,7 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from mcp_server.core.procs import session_of
+from mcp_server.core.scheduling.procs import session_of
 from sidecar.batch import Batch, FileProgress
 from sidecar.sources import tfevents
 from sidecar.sources.csvlog import read_csv

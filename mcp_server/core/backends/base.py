@@ -24,15 +24,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from mcp_server.core.errors import InvalidInput
-from mcp_server.core.jobfiles import JobFiles
-from mcp_server.core.lifecycle import Observation
+from mcp_server.core.execution.jobfiles import JobFiles
+from mcp_server.core.execution.run_status import Observation
 
 if TYPE_CHECKING:
     from pydantic import BaseModel, ValidationError
 
     from mcp_server.core.paths import StateDir
     from mcp_server.core.settings import Settings
-    from mcp_server.core.store import Store
+    from mcp_server.core.storage.store import Store
 
 log = logging.getLogger("sidecar")
 
@@ -73,7 +73,7 @@ class Probe:
     claims_type: str | None = None
     confidence: float = 0.0
     # Why the engine did not answer, when asking again soon would cost the same wait (a
-    # controller that is down): detections skip this probe for a while (``core.cluster``).
+    # controller that is down): detections skip this probe for a while (``core.scheduling.cluster``).
     remember_failure: str | None = None
 
 
@@ -108,7 +108,7 @@ class BackendContext:
     def store(self) -> Store:
         with self._lock:
             if self._store is None:
-                from mcp_server.core.store import Store
+                from mcp_server.core.storage.store import Store
 
                 self._store = Store(self.state.db_path)
             return self._store

@@ -28,15 +28,15 @@ from mcp_server.core.backends.base import (
 )
 from mcp_server.core.backends.local_queue import LocalQueue
 from mcp_server.core.errors import BackendError, InvalidInput
-from mcp_server.core.jobfiles import JobFiles
-from mcp_server.core.lifecycle import Observation
-from mcp_server.core.procs import group_alive, job_lives
+from mcp_server.core.execution.jobfiles import JobFiles
+from mcp_server.core.execution.run_status import Observation
+from mcp_server.core.scheduling.procs import group_alive, job_lives
 
 if TYPE_CHECKING:
     import libtmux
     from pydantic import BaseModel
 
-    from mcp_server.core.models import Run
+    from mcp_server.core.storage.models import Run
 
 __all__ = ["LocalTmuxBackend", "escalate", "group_alive"]
 
@@ -156,7 +156,7 @@ class LocalTmuxBackend(Backend):
 
     @classmethod
     def validate_options(cls, raw: Mapping[str, Any] | None) -> dict[str, Any]:
-        from mcp_server.core.gpuwrap import parse_options
+        from mcp_server.core.scheduling.gpuwrap import parse_options
 
         raw = dict(raw or {})
         unknown = sorted(set(raw) - {"gpuwrap"})

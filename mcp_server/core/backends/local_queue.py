@@ -3,7 +3,7 @@
 A local run that needs admission is planned into a pool at create time (``plan``), its launch
 script waits for admission (``script_lines``), and its launch is admitted at once when nobody
 waits ahead and its resources are free, or queued for the state dir's dispatcher (``ticket``,
-``admit``, ``admitted``, ``waiting``). The store's queue and lease tables (``core.admission``)
+``admit``, ``admitted``, ``waiting``). The store's queue and lease tables (``core.scheduling.admission``)
 are the rendezvous; everything heavy is imported inside the calls (a sidecar imports the local
 backend's module for its watcher).
 """
@@ -21,12 +21,12 @@ from mcp_server.core.errors import InvalidInput
 if TYPE_CHECKING:
     from sqlmodel import Session
 
-    from mcp_server.core.admission import Admission, Outcome
-    from mcp_server.core.jobfiles import JobFiles
-    from mcp_server.core.models import Run
-    from mcp_server.core.probes import GpuProbe
+    from mcp_server.core.execution.jobfiles import JobFiles
+    from mcp_server.core.scheduling.admission import Admission, Outcome
+    from mcp_server.core.scheduling.probes import GpuProbe
+    from mcp_server.core.storage.models import Run
 
-log = logging.getLogger("mcp_server.core.runs")
+log = logging.getLogger("mcp_server.core.execution.runs")
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class LocalQueue:
     @property
     def admission(self) -> Admission:
         if self._admission is None:
-            from mcp_server.core.admission import Admission
+            from mcp_server.core.scheduling.admission import Admission
 
             self._admission = Admission(self.ctx.state, self.ctx.settings)
         return self._admission
@@ -63,9 +63,9 @@ class LocalQueue:
         env: Mapping[str, str],
     ) -> Plan:
         """gpuwrap's decision; refuses GPU counts this machine can never provide."""
-        from mcp_server.core.admission import POOL_GPU
-        from mcp_server.core.gpuwrap import parse_options, plan_admission
-        from mcp_server.core.probes import probe_gpus
+        from mcp_server.core.scheduling.admission import POOL_GPU
+        from mcp_server.core.scheduling.gpuwrap import parse_options, plan_admission
+        from mcp_server.core.scheduling.probes import probe_gpus
 
         wrap = parse_options(options.get("gpuwrap"))
         plan = plan_admission(cluster_type=cluster_type, gpus=gpus, options=wrap, command=command, env=env)
@@ -82,8 +82,8 @@ class LocalQueue:
     def script_lines(self, run: Run, pool: str | None) -> ScriptLines:
         if not pool:
             return ScriptLines()
-        from mcp_server.core import gpuwrap
-        from mcp_server.core.admission import POOL_GPU
+        from mcp_server.core.scheduling import gpuwrap
+        from mcp_server.core.scheduling.admission import POOL_GPU
 
         root = str(self.ctx.state.root)
         settings = self.ctx.settings
@@ -98,8 +98,8 @@ class LocalQueue:
         """A cheap read first: the write claim is taken only when the run may be admitted now."""
         if not pool:
             return None
-        from mcp_server.core.admission import POOL_GPU
-        from mcp_server.core.probes import probe_gpus
+        from mcp_server.core.scheduling.admission import POOL_GPU
+        from mcp_server.core.scheduling.probes import probe_gpus
 
         try_now = self._may_admit_now(run.id, pool)
         inventory = probe_gpus(self.ctx.settings.probe_timeout_s) if try_now and pool == POOL_GPU else None
@@ -108,8 +108,8 @@ class LocalQueue:
     def admit(self, s: Session, run: Run, ticket: Ticket) -> Outcome:
         """Inside the launch transaction: take the run's place in the queue, and its resources now
         when every gate agrees."""
-        from mcp_server.core.admission import Outcome
-        from mcp_server.core.store import now
+        from mcp_server.core.scheduling.admission import Outcome
+        from mcp_server.core.storage.store import now
 
         entry = self.admission.enqueue(s, run, ticket.pool)
         entry.enqueued_at = now()  # its launch starts now: the grace runs from here
@@ -122,14 +122,14 @@ class LocalQueue:
         return outcome
 
     def admitted(self, files: JobFiles, outcome: Outcome) -> None:
-        from mcp_server.core.gpuwrap import write_admission_env
+        from mcp_server.core.scheduling.gpuwrap import write_admission_env
 
         write_admission_env(files, outcome.gpu_indices)
 
     def waiting(self, run_id: str) -> None:
         """A queued run's launch script waits for the dispatcher: make sure one runs."""
-        from mcp_server.core import dispatch
-        from mcp_server.core.gpuwrap import knobs
+        from mcp_server.core.scheduling import dispatch
+        from mcp_server.core.scheduling.gpuwrap import knobs
 
         try:
             dispatch.ensure_running(self.ctx.state.root, knobs(self.ctx.settings))
@@ -140,8 +140,8 @@ class LocalQueue:
         """Nobody waits ahead in the pool, and (CPU) a run slot looks free."""
         from sqlmodel import col, func, select
 
-        from mcp_server.core.admission import POOL_CPU
-        from mcp_server.core.models import QueueEntry
+        from mcp_server.core.scheduling.admission import POOL_CPU
+        from mcp_server.core.storage.models import QueueEntry
 
         with self.ctx.store.read() as s:
             if self.admission.ahead_of(s, run_id):
@@ -158,8 +158,8 @@ class LocalQueue:
     def _queued_reason(self, s: Session, run_id: str) -> str:
         from sqlmodel import col, select
 
-        from mcp_server.core.admission import POOL_CPU, slot_reason
-        from mcp_server.core.models import QueueEntry
+        from mcp_server.core.scheduling.admission import POOL_CPU, slot_reason
+        from mcp_server.core.storage.models import QueueEntry
 
         ahead = self.admission.ahead_of(s, run_id)
         if ahead:

@@ -23,7 +23,7 @@ from mcp_server.core.errors import InvalidInput
 if TYPE_CHECKING:
     from mcp_server.core.paths import StateDir
     from mcp_server.core.settings import Settings
-    from mcp_server.core.store import Store
+    from mcp_server.core.storage.store import Store
 
 log = logging.getLogger(__name__)
 

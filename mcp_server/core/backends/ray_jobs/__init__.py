@@ -36,8 +36,8 @@ from mcp_server.core.backends.base import (
 from mcp_server.core.backends.ray_jobs import api, bundle, frames
 from mcp_server.core.backends.ray_jobs.bundle import BUNDLE
 from mcp_server.core.errors import BackendError, InvalidInput
-from mcp_server.core.jobfiles import JobFiles
-from mcp_server.core.lifecycle import Observation, RunStatus
+from mcp_server.core.execution.jobfiles import JobFiles
+from mcp_server.core.execution.run_status import Observation, RunStatus
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -191,7 +191,7 @@ class RayBackend(Backend):
         return f"{PREFIX}{submission_id(run.id)}@{api.resolve_address()}"
 
     def submit(self, run: Any, files: JobFiles) -> str:
-        from mcp_server.core.launch import render_launch_script
+        from mcp_server.core.execution.launch import render_launch_script
 
         address = api.resolve_address()
         opts = self.options_of_run(run.options or {})

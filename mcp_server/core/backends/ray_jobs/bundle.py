@@ -19,8 +19,8 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
-from mcp_server.core.jobfiles import JobFiles
-from mcp_server.core.launch import q, write_private
+from mcp_server.core.execution.jobfiles import JobFiles
+from mcp_server.core.execution.launch import q, write_private
 
 BUNDLE = "ray-job"  # in the run dir
 TOKEN = "ray.token"  # in the run dir: proves a worker sees this very run dir

@@ -16,8 +16,8 @@ import contextlib
 import os
 from dataclasses import dataclass, field
 
-from mcp_server.core.jobfiles import JobFiles
-from mcp_server.core.launch import write_private
+from mcp_server.core.execution.jobfiles import JobFiles
+from mcp_server.core.execution.launch import write_private
 
 PREFIX = "@@rmcp "
 STARTED = "ray.started"  # when the shipped command started (the launch script's pgid time there)

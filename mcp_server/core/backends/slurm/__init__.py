@@ -23,8 +23,8 @@ from mcp_server.core.backends.base import (
 )
 from mcp_server.core.backends.slurm import probe as slurm_probe
 from mcp_server.core.backends.slurm.options import options_model, validate_slurm_options
-from mcp_server.core.jobfiles import JobFiles
-from mcp_server.core.lifecycle import Observation
+from mcp_server.core.execution.jobfiles import JobFiles
+from mcp_server.core.execution.run_status import Observation
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -79,7 +79,7 @@ class SlurmBackend(Backend):
         found = slurm_probe.probe_slurm(timeout_s)
         confidence = 0.95 if found.controller == "UP" and found.partitions else 0.8
         # A controller that is down holds every probe for its timeout: remembered (see
-        # ``core.cluster``), unless Slurm's commands are simply not here.
+        # ``core.scheduling.cluster``), unless Slurm's commands are simply not here.
         no_commands = any(line.startswith("Slurm commands") for line in found.signals)
         down = "the controller is DOWN" if found.controller == "DOWN" else "no partition listed"
         return Probe(

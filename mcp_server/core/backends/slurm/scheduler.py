@@ -27,12 +27,12 @@ from mcp_server.core.backends.base import observe_files
 from mcp_server.core.backends.slurm.jobs import SlurmJob
 from mcp_server.core.backends.slurm.options import validate_slurm_options
 from mcp_server.core.errors import BackendError
-from mcp_server.core.jobfiles import JobFiles
-from mcp_server.core.lifecycle import ACTIVE as ACTIVE_RUNS
-from mcp_server.core.lifecycle import Observation, RunStatus, describe_exit
-from mcp_server.core.models import Meta, Run
+from mcp_server.core.execution.jobfiles import JobFiles
+from mcp_server.core.execution.run_status import ACTIVE as ACTIVE_RUNS
+from mcp_server.core.execution.run_status import Observation, RunStatus, describe_exit
 from mcp_server.core.settings import _float_env
-from mcp_server.core.store import Store, now
+from mcp_server.core.storage.models import Meta, Run
+from mcp_server.core.storage.store import Store, now
 
 CLI_TIMEOUT_S = 20.0
 # How long a job Slurm calls finished may lack its exit_code file (shared filesystems lag).

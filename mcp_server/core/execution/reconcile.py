@@ -1,0 +1,147 @@
+"""Settle runs from what their backends observe; the single place a run's end is decided.
+
+Server processes call ``Reconciler.reconcile`` at start and before answering run
+queries; the sidecar applies the same ``decide`` to its own run and records it the same
+way (``core.execution.ending``: plain SQL, so it stays free of SQLAlchemy). Every status change goes
+through a compare-and-set on the run's current status plus an event row, in one write
+transaction, so concurrent lookers cannot record an ending twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from sqlmodel import Session
+
+from mcp_server.core.backends.registry import Backends
+from mcp_server.core.errors import ResearchError
+from mcp_server.core.execution import ending
+from mcp_server.core.execution.jobfiles import JobFiles
+from mcp_server.core.execution.run_status import TERMINAL, Decision, RunStatus, decide_for
+from mcp_server.core.execution.watched import CAN_CHANGE, WATCHED, LiveRun, anything_to_watch, watched
+from mcp_server.core.paths import StateDir
+from mcp_server.core.settings import Settings
+from mcp_server.core.storage.models import Run
+from mcp_server.core.storage.sqlwrites import transition_sql
+from mcp_server.core.storage.store import Store, now
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CAN_CHANGE", "WATCHED", "Reconciler", "transition"]
+
+
+def transition(
+    session: Session,
+    run: Run | LiveRun,
+    new: RunStatus,
+    reason: str,
+    *,
+    expected: RunStatus | None = None,
+    **fields: Any,
+) -> bool:
+    """Move ``run`` from ``expected`` (default: its status as read) to ``new``; False if it had moved on."""
+    session.flush()  # keep event ids in call order when the ORM has pending rows
+    values = transition_sql(
+        session.connection().exec_driver_sql,
+        run_id=run.id,
+        run_name=run.name,
+        current=RunStatus(expected or run.status),
+        new=new,
+        reason=reason,
+        fields=fields,
+    )
+    if values is None:
+        return False
+    for key, value in values.items():
+        setattr(run, key, value)
+    return True
+
+
+class Reconciler:
+    def __init__(self, state: StateDir, store: Store, backends: Backends, settings: Settings) -> None:
+        self.state = state
+        self.store = store
+        self.backends = backends
+        self.settings = settings
+        # Called with each run that reached a terminal status (queues use it to admit the next).
+        self.on_terminal: list[Callable[[Run], None]] = []
+        # Called after every reconcile with the runs it looked at, as they are now (the sidecar
+        # supervisor restarts missing sidecars from here).
+        self.after_reconcile: list[Callable[[list[Any]], object]] = []
+
+    def files(self, run_id: str) -> JobFiles:
+        return JobFiles(self.state.run_dir(run_id))
+
+    def watched_runs(self, run_ids: Iterable[str] | None = None) -> list[LiveRun]:
+        """The runs a reconcile would look at (all that can still change, or ``run_ids``)."""
+        with self.store.sql.snapshot() as conn:
+            return watched(conn, run_ids)
+
+    def reconcile(self, run_ids: Iterable[str] | None = None) -> list[Any]:
+        """Observe watched runs (all that can still change, or ``run_ids``) and apply what they
+        imply; returns the runs whose status changed (as read, with the new values set)."""
+        with self.store.sql.snapshot() as conn:
+            if run_ids is None and not anything_to_watch(conn):
+                return []
+            runs = watched(conn, run_ids)
+        changed = self._settle(runs) if runs else []
+        for hook in self.after_reconcile:
+            try:
+                hook(runs)
+            except Exception:  # watching must never break settling
+                log.exception("after_reconcile hook failed")
+        return changed
+
+    def _settle(self, runs: list[LiveRun]) -> list[Any]:
+        by_backend: dict[str, list[Any]] = defaultdict(list)
+        for run in runs:
+            by_backend[run.backend].append(run)
+        decisions: list[tuple[Any, Decision]] = []
+        t = now()
+        for name, group in by_backend.items():
+            files = {r.id: self.files(r.id) for r in group}
+            try:
+                observed = self.backends.get(name).observe(group, files)
+            except ResearchError as err:
+                log.warning("could not observe %d %s run(s): %s", len(group), name, err)
+                continue
+            for run in group:
+                obs = observed.get(run.id)
+                if obs is None:
+                    continue
+                d = decide_for(run, obs, now=t, launch_grace_s=self.settings.launch_grace_s)
+                if d is not None:
+                    decisions.append((run, d))
+        return self.apply(decisions)
+
+    def apply(self, decisions: list[tuple[Any, Decision]]) -> list[Any]:
+        """Record decisions the way a sidecar does (``core.execution.ending``; a ``Run`` or a ``LiveRun``
+        gets what changed set on it), then follow up on endings."""
+        changed: list[Any] = []
+        if not decisions:
+            return changed
+        endings = [(run, ending.prepare(run, d, self.files(run.id))) for run, d in decisions]
+        with self.store.write() as s:
+            execute = s.connection().exec_driver_sql
+            for run, e in endings:
+                values = ending.record(execute, e)
+                if values is not None:
+                    for key, value in values.items():
+                        setattr(run, key, value)
+                    changed.append(run)
+        for run in changed:
+            if RunStatus(run.status) in TERMINAL:
+                self.follow_up(run)
+        return changed
+
+    def follow_up(self, run: Any) -> None:
+        """What an ending sets off once it is recorded (a sweep's next run): the same for an ending
+        a server recorded and one a sidecar did."""
+        for hook in self.on_terminal:
+            try:
+                hook(run)
+            except Exception:  # a follow-up must never break settling
+                log.exception("on_terminal hook failed for %s", run.id)

@@ -1,0 +1,343 @@
+"""Reading metrics back: summaries per key and series downsampled to a point budget.
+
+Downsampling keeps extremes (``core.monitoring.downsample``): each step bucket contributes its min
+and its max point, plus the first, the last and the first NaN/Inf point, so a spike or a
+NaN never disappears from a plot. It reads the pre-aggregated buckets the sidecar keeps
+(``core.monitoring.metric_buckets``), so a default answer about a 10M-point run costs about what one
+about a 1k-point run does.
+
+Reads go through plain sqlite3 (``Store.sql``): every call here is on an agent's or a
+dashboard's hot path, and the ORM used to cost more than the queries.
+
+A key that does not exist is never answered with a silent empty list: the answer names
+the keys that do exist and the ones that look like it ("loss" → "train/loss").
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from sqlmodel import Session
+
+from mcp_server.core.errors import InvalidInput, NotFound
+from mcp_server.core.execution.run_status import TERMINAL
+from mcp_server.core.execution.sidecars import ingest_stats, wait_drained
+from mcp_server.core.ids import validate_id
+from mcp_server.core.monitoring.downsample import downsample, finite
+from mcp_server.core.monitoring.metric_keys import goal, similar_keys
+from mcp_server.core.monitoring.metric_sources import describe, sources_of
+from mcp_server.core.run_views import MetricsAnswer, MetricSeriesOut, MetricSummary, MissingKey, RunMetrics
+from mcp_server.core.storage.sqlread import driver_of
+from mcp_server.core.storage.store import Store
+
+if TYPE_CHECKING:
+    from mcp_server.core.execution.runs import RunService
+
+__all__ = ["MetricsService", "SeriesRow", "best_of", "downsample", "finite", "series_of", "summarize"]
+
+MAX_RUNS = 20
+TERMINAL_STATUSES = frozenset(s.value for s in TERMINAL)
+MAX_KEYS = 50
+MIN_POINTS_PER_SERIES = 4
+MAX_POINTS = 20_000
+# Without max_points a series gets a sketch: up to 20 points, fewer when many series share
+# the answer (about 120 in all), so a default answer about a few runs stays a few KB.
+SKETCH_POINTS = 20
+SKETCH_TOTAL = 120
+
+
+@dataclass(slots=True)
+class SeriesRow:
+    """A metric_series row (the summary the sidecar keeps current), read without the ORM (not
+    frozen: a frozen dataclass sets each field through object.__setattr__, and one is built
+    per series on every read)."""
+
+    id: int
+    run_id: str
+    key: str
+    source: str
+    count: int
+    nonfinite: int
+    first_nonfinite_step: int | None
+    first_step: int | None
+    last_step: int | None
+    last_value: float | None
+    min_value: float | None
+    min_step: int | None
+    max_value: float | None
+    max_step: int | None
+
+
+SERIES_SQL = f"SELECT {', '.join(SeriesRow.__dataclass_fields__)} FROM metric_series"
+
+
+class SidecarProgress(NamedTuple):
+    """What get_metrics reads of a run's sidecar row: its ingest counters and whether it is done."""
+
+    run_id: str
+    exited_at: float | None
+    metrics_offset: int
+    metrics_records: int
+    output_records: int
+    log_parsing: bool
+    points: int
+    bad_lines: int
+    non_numeric: int
+    non_numeric_example: str
+    huge_lines: int
+    partial_lines: int
+    duplicates: int
+
+
+SIDECAR_FIELDS = SidecarProgress._fields
+SIDECAR_COLUMNS = ", ".join(SIDECAR_FIELDS)
+
+
+def summary_fields(s: Any) -> dict[str, Any]:
+    """A series summary's fields (``MetricSummary``'s), from a metric_series row."""
+    direction = goal(s.key)
+    best, best_step = None, None
+    if direction == "min":
+        best, best_step = s.min_value, s.min_step
+    elif direction == "max":
+        best, best_step = s.max_value, s.max_step
+    return {
+        "key": s.key,
+        "source": s.source,
+        "count": s.count,
+        "first_step": s.first_step,
+        "last_step": s.last_step,
+        "last": finite(s.last_value),
+        "min": finite(s.min_value),
+        "max": finite(s.max_value),
+        "best": finite(best),
+        "best_step": best_step,
+        "nonfinite": s.nonfinite,
+        "first_nonfinite_step": s.first_nonfinite_step,
+    }
+
+
+def summarize(s: Any) -> MetricSummary:
+    return MetricSummary(**summary_fields(s))
+
+
+def best_of(series: Any, direction: str) -> tuple[float, int | None] | None:
+    """A series' best finite value and its step, for the given direction ('min' or 'max')."""
+    value, step = (
+        (series.min_value, series.min_step) if direction == "min" else (series.max_value, series.max_step)
+    )
+    value = finite(value)
+    return None if value is None else (value, step)
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def series_of(conn: sqlite3.Connection, run_ids: list[str], key: str | None = None) -> list[SeriesRow]:
+    """The runs' series (only ``key``'s when given), by key."""
+    if not run_ids:
+        return []
+    where = f"run_id IN ({_marks(len(run_ids))})" + (" AND key = ?" if key is not None else "")
+    params = [*run_ids, key] if key is not None else run_ids
+    rows = conn.execute(f"{SERIES_SQL} WHERE {where} ORDER BY key, run_id", params)
+    return [SeriesRow(*r) for r in rows]
+
+
+def recent_points(conn: sqlite3.Connection, run_id: str, n: int) -> list[dict[str, Any]]:
+    """The last ``n`` points the sidecar stored for a run, newest last, any key.
+
+    Each series' latest ``n`` by step (one indexed read each), the newest ``n`` of those by
+    storage order: a long run is not scanned for its tail."""
+    rows: list[tuple[int, str, int, float | None]] = []
+    for sid, key in conn.execute("SELECT id, key FROM metric_series WHERE run_id = ?", (run_id,)).fetchall():
+        rows += [
+            (pid, key, step, value)
+            for pid, step, value in conn.execute(
+                "SELECT id, step, value FROM metric_points WHERE series_id = ? ORDER BY step DESC, id DESC "
+                "LIMIT ?",
+                (sid, n),
+            )
+        ]
+    rows = sorted(rows)[-n:] if n > 0 else []
+    return [{"key": key, "step": int(step), "value": finite(value)} for _, key, step, value in rows]
+
+
+def summaries(session: Session, run_id: str) -> list[MetricSummary]:
+    return [summarize(s) for s in series_of(driver_of(session.connection()), [run_id])]
+
+
+class MetricsService:
+    def __init__(self, store: Store, runs: RunService) -> None:
+        self.store = store
+        self.runs = runs
+
+    def get(
+        self,
+        run_ids: list[str],
+        keys: list[str] | None = None,
+        max_points: int | None = None,
+        max_keys: int | None = None,
+    ) -> MetricsAnswer:
+        """Summaries and downsampled series; ``max_keys`` caps the keys per run when ``keys`` is
+        None (the rest are listed by name, so an answer about a run with hundreds of keys
+        stays small)."""
+        ids = list(dict.fromkeys(run_ids or []))
+        if not 1 <= len(ids) <= MAX_RUNS:
+            raise InvalidInput(f"give 1 to {MAX_RUNS} run ids in run_ids (got {len(ids)}).")
+        if keys is not None:
+            keys = list(dict.fromkeys(keys))
+            if not 1 <= len(keys) <= MAX_KEYS:
+                raise InvalidInput(f"give 1 to {MAX_KEYS} keys, or leave keys out for every key.")
+            for key in keys:
+                if not isinstance(key, str) or not key.strip() or len(key) > 200:
+                    raise InvalidInput(f"key {key!r} is not valid: give a metric name such as 'loss'.")
+        if max_points is not None and not MIN_POINTS_PER_SERIES <= max_points <= MAX_POINTS:
+            raise InvalidInput(
+                f"max_points={max_points} is out of range; give {MIN_POINTS_PER_SERIES} to {MAX_POINTS}."
+            )
+        for run_id in ids:
+            validate_id(run_id, "run", "run_id")
+        still_reading: list[str] = []
+        drained = False
+        while True:
+            with self.store.sql.snapshot() as conn:
+                answer = self._answer(conn, ids, keys, max_points, max_keys, still_reading, drained)
+            if answer is not None:
+                return answer
+            # An ended run's sidecar is still storing its last lines: let it (at most a few s).
+            still_reading, drained = wait_drained(self.store, ids), True
+
+    def _answer(
+        self,
+        conn: sqlite3.Connection,
+        ids: list[str],
+        keys: list[str] | None,
+        max_points: int | None,
+        max_keys: int | None,
+        still_reading: list[str],
+        drained: bool,
+    ) -> MetricsAnswer | None:
+        """The answer from one snapshot; None when a run's last lines are still being stored."""
+        marks = _marks(len(ids))
+        found = {
+            r[0]: r for r in conn.execute(f"SELECT id, name, status FROM runs WHERE id IN ({marks})", ids)
+        }
+        for run_id in ids:
+            if run_id not in found:
+                raise NotFound(f"no run with id {run_id!r}; use list_runs to see existing runs.")
+        cur = conn.execute(f"SELECT {SIDECAR_COLUMNS} FROM sidecars WHERE run_id IN ({marks})", ids)
+        progress = {r[0]: SidecarProgress._make(r) for r in cur}
+        if not drained and any(
+            found[r][2] in TERMINAL_STATUSES and r in progress and progress[r].exited_at is None for r in ids
+        ):
+            return None
+        by_run: dict[str, list[SeriesRow]] = {run_id: [] for run_id in ids}
+        for series in series_of(conn, ids):
+            by_run[series.run_id].append(series)
+        plan: list[tuple[str, list[SeriesRow], list[MissingKey]]] = []
+        for run_id in ids:
+            existing = by_run[run_id]
+            names = [x.key for x in existing]
+            if keys is None:
+                plan.append((run_id, existing[:max_keys] if max_keys else existing, []))
+                continue
+            wanted = [x for x in existing if x.key in keys]
+            missing = []
+            if any(k not in names for k in keys):
+                ended = found[run_id][2] in TERMINAL_STATUSES and run_id not in still_reading
+                missing = [
+                    self._missing(k, names, ended, self._read(progress.get(run_id)) if ended else "")
+                    for k in keys
+                    if k not in names
+                ]
+            plan.append((run_id, wanted, missing))
+        total = sum(len(chosen) for _, chosen, _ in plan)
+        if max_points is None:
+            budget = max(MIN_POINTS_PER_SERIES, min(SKETCH_POINTS, SKETCH_TOTAL // max(1, total)))
+        else:
+            budget = max(MIN_POINTS_PER_SERIES, max_points // max(1, total))
+        answers = []
+        for run_id, chosen, missing in plan:
+            series_out = []
+            for series in chosen:
+                points, reduced = downsample(conn, series, budget)
+                out = MetricSeriesOut(**summary_fields(series), points=[], downsampled=reduced)
+                out.points = points  # made here from stored numbers: not validated again one by one
+                series_out.append(out)
+            row = progress.get(run_id)
+            names = [x.key for x in by_run[run_id]]
+            note = self._note(by_run[run_id], row, run_id in still_reading)
+            if len(names) > MAX_KEYS and (keys is not None or len(chosen) < len(names)):
+                note = "; ".join(
+                    [*filter(None, [note]), f"the first {MAX_KEYS} of {len(names)} keys are listed"]
+                )
+            if keys is None and len(chosen) < len(names):
+                note = "; ".join(
+                    [
+                        *filter(None, [note]),
+                        f"{len(chosen)} of {len(names)} keys shown: name the keys you want",
+                    ]
+                )
+            answer = RunMetrics(
+                run_id=run_id,
+                name=found[run_id][1],
+                status=found[run_id][2],
+                keys=None if keys is None and len(chosen) == len(names) else names[:MAX_KEYS],
+                series=[],
+                missing=missing,
+                ingest=ingest_stats(row) if row is not None else None,
+                note=note,
+            )
+            answer.series = series_out  # (as above: already models, not validated again)
+            answers.append(answer)
+        result = MetricsAnswer(runs=[], points_per_series=budget)
+        result.runs = answers
+        return result
+
+    def _read(self, row: Any) -> str:
+        """What an ended run's sidecar read, for a "never logged" hint (a rare path: the ORM is fine)."""
+        if row is None:
+            return "no sidecar has read this run yet"
+        with self.store.read() as s:
+            return describe(sources_of(s, row))
+
+    @staticmethod
+    def _missing(key: str, names: list[str], ended: bool = False, read: str = "") -> MissingKey:
+        """Why ``key`` is absent: an ended run *never logged* it (and we say what was read)."""
+        said = f"this run never logged {key!r} (read: {read})" if ended else f"no key {key!r} in this run yet"
+        if not names:
+            hint = said if ended else f"no key {key!r}: this run has no metrics yet"
+            return MissingKey(key=key, hint=hint)
+        similar = similar_keys(key, names)
+        if similar:
+            hint = f"{said}; did you mean {', '.join(repr(x) for x in similar)}?"
+        else:
+            shown = ", ".join(repr(x) for x in names[:20]) + (" ..." if len(names) > 20 else "")
+            hint = f"{said}; its keys are: {shown}"
+        return MissingKey(key=key, hint=hint, similar=similar)
+
+    @staticmethod
+    def _note(series: list[SeriesRow], row: Any, reading: bool = False) -> str:
+        notes = []
+        if reading:
+            notes.append("the run ended but its sidecar is still storing its last lines; ask again shortly")
+        if not series:
+            if row is None:
+                notes.append("no metrics: no sidecar has read this run's files yet")
+            else:
+                notes.append(
+                    "no metrics: metrics.jsonl is empty, no metric lines were printed and no framework log "
+                    "file (TensorBoard events, metrics.csv, trainer_state.json) was found under the workdir; "
+                    "have the job append one JSON object per line to $RESEARCH_METRICS_FILE"
+                )
+        if row is not None and row.bad_lines:
+            notes.append(f"{row.bad_lines} metrics.jsonl line(s) were not JSON objects and were skipped")
+        if row is not None and row.non_numeric:
+            example = f" (e.g. {row.non_numeric_example})" if row.non_numeric_example else ""
+            notes.append(f"{row.non_numeric} non-numeric value(s) were skipped{example}")
+        if row is not None and row.huge_lines:
+            notes.append(f"{row.huge_lines} line(s) over 1 MiB were skipped")
+        return "; ".join(notes)

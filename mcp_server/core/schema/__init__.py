@@ -1,1 +1,0 @@
-"""Frozen DDL of each schema step (read by ``core.migrations``; never edit a released file)."""

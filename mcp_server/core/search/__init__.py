@@ -1,0 +1,1 @@
+"""Sweeps: grid and random spaces, adaptive asks (Optuna), pruning, budgets, previews, progress."""
