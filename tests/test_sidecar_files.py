@@ -43,6 +43,7 @@ def db(state_dir: Path) -> sqlite3.Connection:
     return sqlite3.connect(state_dir / "research.db")
 
 
+@pytest.mark.serial  # kills the sidecar three times while the run writes: timed alone
 def test_kill_9_while_reading_an_event_file_loses_and_repeats_nothing(
     services: Services, workdir: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
