@@ -187,6 +187,7 @@ after_exit() {{
 # Bounded, as a background child the job left may hold the pipe (and tee) open for hours.
 output_written() {{
     local st i
+    [ -n "$1" ] || return 0
     for ((i = 0; i < 100; i++)); do
         st=gone
         {{ read -r _ _ st _ < "/proc/$1/stat"; }} 2>/dev/null
@@ -211,7 +212,7 @@ while :; do
 # session and never sees it. Before the job starts a hang-up still ends a waiting script.
 trap : HUP
 exec {{job_out}}> >(trap '' HUP; exec tee -i -a "$RUN_DIR/output.log"{sink})
-tee_pid=$!
+tee_pid=${{!:-}}  # an older bash may not set it for a process substitution
 {JOB_WRAPPER} \\
     research-job "$RUN_DIR" "$RUN_ID" < /dev/null >&"$job_out" {{job_out}}>&- 2>&1
 code=$?
