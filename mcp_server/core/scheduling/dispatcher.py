@@ -88,16 +88,21 @@ class Dispatcher:
             runs = {r.id: r for r in s.exec(sql_select(Run).where(col(Run.id).in_(ids))).all()} if ids else {}
             queued = s.exec(
                 sql_select(Run).where(
-                    col(Run.status) == RunStatus.QUEUED.value,
+                    col(Run.status).in_((RunStatus.QUEUED.value, RunStatus.LAUNCHING.value)),
                     col(Run.launched_at).is_not(None),
                 )
             ).all()
         entered = set(ids)
-        # An entry reclaimed while its launch was slow: its launch script still waits.
+        # An entry reclaimed while its launch was slow: its launch script still waits. A
+        # launching one too when the server that admitted it was killed before writing
+        # admission.env (and its script started after the launch grace): nobody else would.
         out.orphans = [
             r.id
             for r in queued
-            if r.id not in entered and (r.options or {}).get("queue") and self._waits(r.id)
+            if r.id not in entered
+            and (r.options or {}).get("queue")
+            and (r.status == RunStatus.QUEUED.value or not self.files(r.id).admission_env.exists())
+            and self._waits(r.id)
         ]
         admitted: dict[str, int] = {}
         for entry in entries:
@@ -148,6 +153,8 @@ class Dispatcher:
         with self.store.write() as s:
             for run_id in look.orphans:
                 run = s.exec(sql_select(Run).where(Run.id == run_id)).first()
+                if run is not None and run.status == RunStatus.LAUNCHING.value:
+                    transition(s, run, RunStatus.QUEUED, "its admission was lost in a crash; queued again")
                 if run is not None and run.status == RunStatus.QUEUED.value:
                     self.admission.enqueue(s, run, str((run.options or {}).get("queue")))
                     log.info("%s: its queue entry was gone; queued it again", run_id)
