@@ -38,20 +38,26 @@ START_GRACE_S = 15.0
 ALIVE_TTL_S = 1.0
 
 
+def ingest_fields(row: Any) -> dict[str, Any]:
+    """A sidecars row's counters, as ``IngestStats``' fields (an ORM ``Sidecar`` or a plain
+    row with the same names)."""
+    return {
+        "metrics_records": row.metrics_records,
+        "log_records": row.output_records,
+        "points": row.points,
+        "bad_lines": row.bad_lines,
+        "non_numeric": row.non_numeric,
+        "non_numeric_example": row.non_numeric_example,
+        "huge_lines": row.huge_lines,
+        "partial_lines": row.partial_lines,
+        "duplicates": row.duplicates,
+        "log_parsing": row.log_parsing,
+    }
+
+
 def ingest_stats(row: Any) -> IngestStats:
     """A sidecars row's counters (an ORM ``Sidecar`` or a plain row with the same names)."""
-    return IngestStats(
-        metrics_records=row.metrics_records,
-        log_records=row.output_records,
-        points=row.points,
-        bad_lines=row.bad_lines,
-        non_numeric=row.non_numeric,
-        non_numeric_example=row.non_numeric_example,
-        huge_lines=row.huge_lines,
-        partial_lines=row.partial_lines,
-        duplicates=row.duplicates,
-        log_parsing=row.log_parsing,
-    )
+    return IngestStats(**ingest_fields(row))
 
 
 def monitor_info(session: Session, run_id: str, settings: MonitorSettings) -> MonitorInfo | None:

@@ -69,11 +69,20 @@ def downsample(conn: sqlite3.Connection, series: SeriesLike, budget: int) -> tup
         points = _extremes(_level_rows(conn, sid, level), pairs, clean=not series.nonfinite)
     else:  # finer than the buckets, or points stored without them
         points = _extremes(_from_points(conn, sid, lo, span, buckets), False)
-    ends = [(lo, finite(first)), (hi, finite(last))]
-    if series.first_nonfinite_step is not None:
-        ends.append((series.first_nonfinite_step, None))
-    for p in ends:  # the bucket points are in step order already
+    # The bucket points are in step order already. The first and last points go at the ends
+    # when their steps are outside the buckets' points (the usual case: no search).
+    p = (lo, finite(first))
+    if points and lo < points[0][0]:
+        points.insert(0, p)
+    else:
         _place(points, p)
+    p = (hi, finite(last))
+    if hi > points[-1][0]:
+        points.append(p)
+    else:
+        _place(points, p)
+    if series.first_nonfinite_step is not None:
+        _place(points, (series.first_nonfinite_step, None))
     return points, True
 
 

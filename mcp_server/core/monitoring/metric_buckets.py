@@ -17,6 +17,7 @@ Stdlib only: the sidecar's writer, the store's migration and the readers share i
 
 from __future__ import annotations
 
+import functools
 import itertools
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -219,6 +220,7 @@ def rebuild_all(conn: sqlite3.Connection) -> int:
 # ---- reading -------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1024)  # on every read's path; a dashboard asks the same few again
 def choose_level(span: int, buckets: int) -> tuple[int, bool] | None:
     """The level to read for ``buckets`` buckets over ``span`` steps, and whether to merge its
     rows in aligned pairs.

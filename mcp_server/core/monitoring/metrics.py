@@ -23,12 +23,12 @@ from sqlmodel import Session
 
 from mcp_server.core.errors import InvalidInput, NotFound
 from mcp_server.core.execution.run_status import TERMINAL
-from mcp_server.core.execution.sidecars import ingest_stats, wait_drained
+from mcp_server.core.execution.sidecars import ingest_fields, wait_drained
 from mcp_server.core.ids import validate_id
-from mcp_server.core.monitoring.downsample import downsample, finite
+from mcp_server.core.monitoring.downsample import Point, downsample, finite
 from mcp_server.core.monitoring.metric_keys import goal, similar_keys
 from mcp_server.core.monitoring.metric_sources import describe, sources_of
-from mcp_server.core.run_views import MetricsAnswer, MetricSeriesOut, MetricSummary, MissingKey, RunMetrics
+from mcp_server.core.run_views import MetricsAnswer, MetricSummary, MissingKey
 from mcp_server.core.storage.sqlread import driver_of
 from mcp_server.core.storage.store import Store
 
@@ -92,7 +92,12 @@ class SidecarProgress(NamedTuple):
 
 
 SIDECAR_FIELDS = SidecarProgress._fields
-SIDECAR_COLUMNS = ", ".join(SIDECAR_FIELDS)
+# The runs asked about and their sidecar rows (NULLs when none), in one statement: the
+# caller appends "(?, ...)" with one mark per run id.
+RUNS_SQL = (
+    f"SELECT r.id, r.name, r.status, {', '.join('s.' + f for f in SIDECAR_FIELDS)} "
+    "FROM runs r LEFT JOIN sidecars s ON s.run_id = r.id WHERE r.id IN "
+)
 
 
 def summary_fields(s: Any) -> dict[str, Any]:
@@ -221,28 +226,30 @@ class MetricsService:
         drained: bool,
     ) -> MetricsAnswer | None:
         """The answer from one snapshot; None when a run's last lines are still being stored."""
-        marks = _marks(len(ids))
-        found = {
-            r[0]: r for r in conn.execute(f"SELECT id, name, status FROM runs WHERE id IN ({marks})", ids)
-        }
+        found: dict[str, tuple[Any, ...]] = {}
+        progress: dict[str, SidecarProgress] = {}
+        for r in conn.execute(f"{RUNS_SQL}({_marks(len(ids))})", ids):
+            found[r[0]] = r
+            if r[3] is not None:  # the sidecar's run_id: NULL when the run has no sidecar row
+                progress[r[0]] = SidecarProgress._make(r[3:])
         for run_id in ids:
             if run_id not in found:
                 raise NotFound(f"no run with id {run_id!r}; use list_runs to see existing runs.")
-        cur = conn.execute(f"SELECT {SIDECAR_COLUMNS} FROM sidecars WHERE run_id IN ({marks})", ids)
-        progress = {r[0]: SidecarProgress._make(r) for r in cur}
-        if not drained and any(
-            found[r][2] in TERMINAL_STATUSES and r in progress and progress[r].exited_at is None for r in ids
-        ):
-            return None
+        if not drained:
+            for run_id in ids:
+                if found[run_id][2] in TERMINAL_STATUSES:
+                    row = progress.get(run_id)
+                    if row is not None and row.exited_at is None:
+                        return None
         by_run: dict[str, list[SeriesRow]] = {run_id: [] for run_id in ids}
         for series in series_of(conn, ids):
             by_run[series.run_id].append(series)
-        plan: list[tuple[str, list[SeriesRow], list[MissingKey]]] = []
+        plan: list[tuple[str, list[SeriesRow], list[MissingKey], list[str]]] = []
         for run_id in ids:
             existing = by_run[run_id]
             names = [x.key for x in existing]
             if keys is None:
-                plan.append((run_id, existing[:max_keys] if max_keys else existing, []))
+                plan.append((run_id, existing[:max_keys] if max_keys else existing, [], names))
                 continue
             wanted = [x for x in existing if x.key in keys]
             missing = []
@@ -253,49 +260,60 @@ class MetricsService:
                     for k in keys
                     if k not in names
                 ]
-            plan.append((run_id, wanted, missing))
-        total = sum(len(chosen) for _, chosen, _ in plan)
+            plan.append((run_id, wanted, missing, names))
+        total = sum(len(p[1]) for p in plan)
         if max_points is None:
             budget = max(MIN_POINTS_PER_SERIES, min(SKETCH_POINTS, SKETCH_TOTAL // max(1, total)))
         else:
             budget = max(MIN_POINTS_PER_SERIES, max_points // max(1, total))
-        answers = []
-        for run_id, chosen, missing in plan:
+        # The answer is validated in one call from plain dicts (one pydantic call rather than
+        # one per model); the points, made here from stored numbers, are set afterwards rather
+        # than validated one by one.
+        runs_out: list[dict[str, Any]] = []
+        points_out: list[list[Point]] = []
+        for run_id, chosen, missing, names in plan:
             series_out = []
             for series in chosen:
                 points, reduced = downsample(conn, series, budget)
-                out = MetricSeriesOut(**summary_fields(series), points=[], downsampled=reduced)
-                out.points = points  # made here from stored numbers: not validated again one by one
-                series_out.append(out)
+                fields = summary_fields(series)
+                fields["points"] = []
+                fields["downsampled"] = reduced
+                series_out.append(fields)
+                points_out.append(points)
             row = progress.get(run_id)
-            names = [x.key for x in by_run[run_id]]
             note = self._note(by_run[run_id], row, run_id in still_reading)
-            if len(names) > MAX_KEYS and (keys is not None or len(chosen) < len(names)):
-                note = "; ".join(
-                    [*filter(None, [note]), f"the first {MAX_KEYS} of {len(names)} keys are listed"]
-                )
-            if keys is None and len(chosen) < len(names):
-                note = "; ".join(
-                    [
-                        *filter(None, [note]),
-                        f"{len(chosen)} of {len(names)} keys shown: name the keys you want",
-                    ]
-                )
-            answer = RunMetrics(
-                run_id=run_id,
-                name=found[run_id][1],
-                status=found[run_id][2],
-                keys=None if keys is None and len(chosen) == len(names) else names[:MAX_KEYS],
-                series=[],
-                missing=missing,
-                ingest=ingest_stats(row) if row is not None else None,
-                note=note,
+            every = len(chosen) == len(names)
+            if not every or keys is not None:
+                note = self._key_note(note, len(chosen), len(names), keys is None)
+            run = found[run_id]
+            runs_out.append(
+                {
+                    "run_id": run_id,
+                    "name": run[1],
+                    "status": run[2],
+                    "keys": None if keys is None and every else names[:MAX_KEYS],
+                    "series": series_out,
+                    "missing": missing,
+                    "ingest": ingest_fields(row) if row is not None else None,
+                    "note": note,
+                }
             )
-            answer.series = series_out  # (as above: already models, not validated again)
-            answers.append(answer)
-        result = MetricsAnswer(runs=[], points_per_series=budget)
-        result.runs = answers
+        result = MetricsAnswer.model_validate({"runs": runs_out, "points_per_series": budget})
+        placed = iter(points_out)
+        for answer in result.runs:
+            for out in answer.series:
+                out.points = next(placed)
         return result
+
+    @staticmethod
+    def _key_note(note: str, shown: int, existing: int, every_key_asked: bool) -> str:
+        """``note`` with what it says when not every key of a run is in its answer."""
+        if existing > MAX_KEYS and (not every_key_asked or shown < existing):
+            note = "; ".join([*filter(None, [note]), f"the first {MAX_KEYS} of {existing} keys are listed"])
+        if every_key_asked and shown < existing:
+            shown_note = f"{shown} of {existing} keys shown: name the keys you want"
+            note = "; ".join([*filter(None, [note]), shown_note])
+        return note
 
     def _read(self, row: Any) -> str:
         """What an ended run's sidecar read, for a "never logged" hint (a rare path: the ORM is fine)."""

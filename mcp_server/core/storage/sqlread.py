@@ -14,14 +14,29 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from mcp_server.core.storage.sqlite_open import connect_readonly
 
 BUSY_TIMEOUT_S = 30.0
+
+
+class Snapshot:
+    """A read transaction on ``conn`` for a ``with`` block (a class rather than a generator-based
+    context manager: it is entered on every read, and costs about a third as much)."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN")
+        return self.conn
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.execute("COMMIT")
 
 
 class SqlReader:
@@ -45,15 +60,9 @@ class SqlReader:
     def exists(self) -> bool:
         return self.db_path.is_file()
 
-    @contextmanager
-    def snapshot(self) -> Iterator[sqlite3.Connection]:
-        """One consistent read of the store (a read transaction)."""
-        conn = self._conn()
-        conn.execute("BEGIN")
-        try:
-            yield conn
-        finally:
-            conn.execute("COMMIT")
+    def snapshot(self) -> Snapshot:
+        """One consistent read of the store (a read transaction): ``with reader.snapshot() as conn``."""
+        return Snapshot(self._conn())
 
     def close(self) -> None:
         with self._lock:
