@@ -13,10 +13,11 @@ Figures, each measured interleaved with its baseline (median of --rounds):
    run, for the default answer (a sketch) and for the dashboard's read (2000 points a
    series). Target ≤ 2: what an answer costs depends on the budget, not on what is stored.
 2. MetricsService.get (the code behind the tool and the dashboard's charts) on the 10M-point
-   run / a raw sqlite3 read of the same data in one snapshot: the run row, its sidecar row
-   (the answer's ingest counters), the series row, its first and last point and the bucket
-   rows the answer is built from (the same level, the same columns). Target ≤ 1.5: no more
-   than half again over reading those rows.
+   run / a raw sqlite3 read of the same data in one snapshot, with the statements the answer
+   runs: the run row joined to its sidecar row (the answer's ingest counters), the series
+   row, its first and last point with the number of points its coarsest bucket level holds
+   (whether the buckets can be used), and the bucket rows the answer is built from (the same
+   level, the same columns). Target ≤ 1.5: no more than half again over reading those rows.
 3. For reference: the MCP round trip of a tool that does nothing, and get_metrics' time
    above it.
 """
@@ -81,21 +82,22 @@ def generate(db: Path, run_id: str, n: int) -> None:
 
 
 def raw_read(con: sqlite3.Connection, run_id: str, budget: int) -> list[Any]:
-    """What the answer is made of, read with plain SQL: no validation, no models, no JSON."""
-    from mcp_server.core.monitoring.metric_buckets import choose_level
-    from mcp_server.core.monitoring.metrics import SERIES_SQL, SIDECAR_COLUMNS
+    """What the answer is made of, read with plain SQL: no validation, no models, no JSON.
+
+    The same statements the answer needs: the run and its sidecar row in one join, the
+    series rows, each series' first and last point with how many points its coarsest bucket
+    level accounts for (the answer uses the buckets only when they cover every point), and
+    the bucket rows of the chosen level."""
+    from mcp_server.core.monitoring.downsample import ENDS
+    from mcp_server.core.monitoring.metric_buckets import SHIFTS, choose_level
+    from mcp_server.core.monitoring.metrics import RUNS_SQL, SERIES_SQL
 
     con.execute("BEGIN")
-    out: list[Any] = [con.execute("SELECT id, name, status FROM runs WHERE id = ?", (run_id,)).fetchone()]
-    out.append(con.execute(f"SELECT {SIDECAR_COLUMNS} FROM sidecars WHERE run_id = ?", (run_id,)).fetchone())
+    out: list[Any] = [con.execute(f"{RUNS_SQL}(?)", (run_id,)).fetchone()]
     for row in con.execute(f"{SERIES_SQL} WHERE run_id = ?", (run_id,)).fetchall():
         sid = row[0]
-        end = "(SELECT step, value FROM metric_points WHERE series_id = ?1 ORDER BY {} LIMIT 1)"
-        lo, _, hi, _ = con.execute(
-            "SELECT f.step, f.value, l.step, l.value FROM "
-            f"{end.format('step, id')} f, {end.format('step DESC, id DESC')} l",
-            (sid,),
-        ).fetchone()
+        lo, _, hi, _, bucketed = con.execute(ENDS, (sid, len(SHIFTS))).fetchone()
+        assert bucketed == row[4]  # every point is in the buckets (row[4]: the series' count)
         choice = choose_level(hi - lo + 1, (budget - 3) // 2)
         assert choice is not None
         out.append(
