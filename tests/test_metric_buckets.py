@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mcp_server.core.monitoring import metric_buckets as mb
@@ -180,12 +180,17 @@ def test_the_writer_keeps_buckets_exact_through_metrics_jsonl_and_a_log_file_tak
 # ---- reading ---------------------------------------------------------------------------------
 
 
+NONFINITE = "(value IS NULL OR value IN (9e999, -9e999))"  # SQLite stores NaN as NULL; 9e999 is inf
+
+
 def series(con: sqlite3.Connection, series_id: int = 1) -> SeriesRow:
+    """The series' summary row as the sidecar keeps it (the parts a read uses), from its points."""
     con.execute(
-        "UPDATE metric_series SET count = (SELECT COUNT(*) FROM metric_points WHERE series_id = ?), "
-        "first_nonfinite_step = (SELECT MIN(step) FROM metric_points WHERE series_id = ? AND value IS NULL) "
-        "WHERE id = ?",
-        (series_id, series_id, series_id),
+        "UPDATE metric_series SET count = (SELECT COUNT(*) FROM metric_points WHERE series_id = ?1), "
+        f"nonfinite = (SELECT COUNT(*) FROM metric_points WHERE series_id = ?1 AND {NONFINITE}), "
+        f"first_nonfinite_step = (SELECT MIN(step) FROM metric_points WHERE series_id = ?1 AND {NONFINITE}) "
+        "WHERE id = ?1",
+        (series_id,),
     )
     (row,) = [r for r in series_of(con, ["run-x"]) if r.id == series_id]
     return row
@@ -211,6 +216,35 @@ def test_a_downsampled_read_touches_about_as_many_rows_as_it_returns(con: sqlite
         assert values[123_456] == 50.0 and values[250_000] == -3.0 and values[200_001] is None
         assert got[0][0] == 0 and got[-1][0] == 299_999
         assert [p[0] for p in got] == sorted(p[0] for p in got)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=batches, budget=st.integers(4, 300))
+# The first NaN at the step of a bucket's max, stored after it and before it.
+@example(batches=[[(s, 1.0) for s in range(2000)] + [(500, 100.0), (500, math.nan)]], budget=20)
+@example(batches=[[(500, math.nan)] + [(s, 1.0) for s in range(2000)] + [(500, 100.0)]], budget=20)
+def test_a_read_is_in_step_order_with_both_ends_the_first_nan_and_only_stored_points(
+    con: sqlite3.Connection, batches: list[list[tuple[int, float]]], budget: int
+) -> None:
+    """Whatever was stored (ties, NaN and ±Inf at the same step as finite values), a read is
+    a step-ordered subset of the points, nulls for NaN/Inf after the finite values of their
+    step, holding the first and last points and the first NaN/Inf."""
+    con.execute("DELETE FROM metric_points")
+    con.execute("DELETE FROM metric_buckets")
+    for batch in batches:
+        store_batch(con, batch)
+    s = series(con)
+    got, reduced = downsample(con, s, budget)
+    stored = con.execute("SELECT step, value FROM metric_points ORDER BY step, id").fetchall()
+    drawn = [(step, v if v is not None and math.isfinite(v) else None) for step, v in stored]
+    if not reduced:
+        assert got == drawn
+        return
+    assert got == sorted(set(got), key=lambda p: (p[0], p[1] is None, p[1] or 0.0))  # ordered, no repeats
+    assert drawn[0] in got and got[0][0] == drawn[0][0] and got[-1][0] == drawn[-1][0]
+    assert set(got) <= set(drawn)
+    if s.first_nonfinite_step is not None:
+        assert (s.first_nonfinite_step, None) in got
 
 
 def test_a_budget_finer_than_the_buckets_reads_the_points_and_keeps_the_same_extremes(

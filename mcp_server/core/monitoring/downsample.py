@@ -48,41 +48,50 @@ __all__ = ["downsample", "finite"]
 
 
 def downsample(conn: sqlite3.Connection, series: SeriesLike, budget: int) -> tuple[list[Point], bool]:
-    """Up to ``budget`` [step, value] points of a series, extremes kept; True when reduced."""
+    """Up to ``budget`` [step, value] points of a series, extremes kept; True when reduced.
+
+    On every metrics read's path (once per series): plain arithmetic and one loop over the
+    rows, no helper calls where the usual case does not need them."""
     sid = series.id
     if series.count <= budget:
-        rows = conn.execute(
-            "SELECT step, value FROM metric_points WHERE series_id = ? ORDER BY step, id", (sid,)
-        ).fetchall()
+        rows = conn.execute(POINTS_SQL, (sid,)).fetchall()
         return [(int(step), finite(value)) for step, value in rows], False
-    row = conn.execute(ENDS, (sid, len(mb.SHIFTS))).fetchone()
+    row = conn.execute(ENDS, (sid, LEVELS)).fetchone()
     if row is None:  # the summary was ahead of a snapshot: nothing to draw
         return [], False
     lo, first, hi, last, bucketed = row
-    buckets = max(1, (budget - 3) // 2)
-    span = max(1, hi - lo + 1)
+    buckets = (budget - 3) // 2 or 1
+    span = hi - lo + 1  # first and last by step: hi >= lo
     choice = mb.choose_level(span, buckets)
     # Buckets that do not account for every point (an older sidecar still writing after an
     # upgrade stores points without them) are not used: the points are read instead.
     if choice is not None and bucketed == series.count:
         level, pairs = choice
-        points = _extremes(_level_rows(conn, sid, level), pairs, clean=not series.nonfinite)
+        level_rows = conn.execute(LEVEL_SQL, (sid, level))
+        points = _extremes(_paired(level_rows) if pairs else level_rows, clean=not series.nonfinite)
     else:  # finer than the buckets, or points stored without them
-        points = _extremes(_from_points(conn, sid, lo, span, buckets), False)
+        points = _extremes(_from_points(conn, sid, lo, span, buckets))
     # The bucket points are in step order already. The first and last points go at the ends
     # when their steps are outside the buckets' points (the usual case: no search).
-    p = (lo, finite(first))
+    p = (lo, first if first is not None and -INF < first < INF else None)
     if points and lo < points[0][0]:
         points.insert(0, p)
     else:
         _place(points, p)
-    p = (hi, finite(last))
+    p = (hi, last if last is not None and -INF < last < INF else None)
     if hi > points[-1][0]:
         points.append(p)
     else:
         _place(points, p)
-    if series.first_nonfinite_step is not None:
-        _place(points, (series.first_nonfinite_step, None))
+    step = series.first_nonfinite_step
+    if step is not None:
+        # After the finite points at its step (the order _place keeps), unless it is there.
+        at = bisect.bisect_left(points, (step,))
+        end = len(points)
+        while at < end and points[at][0] == step and points[at][1] is not None:
+            at += 1
+        if at == end or points[at] != (step, None):
+            points.insert(at, (step, None))
     return points, True
 
 
@@ -100,6 +109,13 @@ def _place(points: list[Point], p: Point) -> None:
 
 
 Row = tuple[Any, ...]  # (bucket, min_step, min_value, max_step, max_value)
+INF = math.inf
+LEVELS = len(mb.SHIFTS)
+POINTS_SQL = "SELECT step, value FROM metric_points WHERE series_id = ? ORDER BY step, id"
+LEVEL_SQL = (
+    "SELECT bucket, min_step, min_value, max_step, max_value FROM metric_buckets "
+    "WHERE series_id = ? AND level = ? ORDER BY bucket"
+)
 
 # The series' first and last points and how many points its coarsest level accounts for, in
 # one statement (each part an indexed lookup of a row or two).
@@ -111,25 +127,14 @@ ENDS = (
 )
 
 
-def _level_rows(conn: sqlite3.Connection, sid: Any, level: int) -> Iterable[Row]:
-    return conn.execute(
-        "SELECT bucket, min_step, min_value, max_step, max_value FROM metric_buckets "
-        "WHERE series_id = ? AND level = ? ORDER BY bucket",
-        (sid, level),
-    )
-
-
-def _extremes(rows: Iterable[Row], pairs: bool, clean: bool = False) -> list[Point]:
-    """Each bucket's min and max point (one when they are the same point), in step order;
-    with ``pairs``, of each aligned pair of buckets (the level below the one asked for).
+def _extremes(rows: Iterable[Row], clean: bool = False) -> list[Point]:
+    """Each bucket's min and max point (one when they are the same point), in step order.
     ``clean``: the series has no NaN/Inf, so no value needs mapping to null.
 
     The one loop over the rows a read touches, kept tight (no call per row): it should cost
     about what fetching them does."""
     out: list[Point] = []
     add = out.append
-    if pairs:
-        rows = _paired(rows)
     if clean:
         for _, mns, mnv, mxs, mxv in rows:
             if mns < mxs:
@@ -141,7 +146,7 @@ def _extremes(rows: Iterable[Row], pairs: bool, clean: bool = False) -> list[Poi
             else:
                 add((mns, mnv))
         return out
-    inf = math.inf
+    inf = INF
     for _, mns, mnv, mxs, mxv in rows:
         if mns is None:  # only NaN in this bucket
             continue
@@ -179,9 +184,7 @@ def _paired(rows: Iterable[Row]) -> Iterable[Row]:
 def _from_points(conn: sqlite3.Connection, sid: Any, lo: int, span: int, buckets: int) -> list[Row]:
     out: dict[int, mb.Agg] = {}
     get = out.get
-    for step, value in conn.execute(
-        "SELECT step, value FROM metric_points WHERE series_id = ? ORDER BY step, id", (sid,)
-    ):
+    for step, value in conn.execute(POINTS_SQL, (sid,)):
         k = (step - lo) * buckets // span
         a = get(k)
         if a is None:

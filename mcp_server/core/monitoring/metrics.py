@@ -15,6 +15,7 @@ the keys that do exist and the ones that look like it ("loss" → "train/loss").
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -23,9 +24,9 @@ from sqlmodel import Session
 
 from mcp_server.core.errors import InvalidInput, NotFound
 from mcp_server.core.execution.run_status import TERMINAL
-from mcp_server.core.execution.sidecars import ingest_fields, wait_drained
+from mcp_server.core.execution.sidecars import wait_drained
 from mcp_server.core.ids import validate_id
-from mcp_server.core.monitoring.downsample import Point, downsample, finite
+from mcp_server.core.monitoring.downsample import downsample, finite
 from mcp_server.core.monitoring.metric_keys import goal, similar_keys
 from mcp_server.core.monitoring.metric_sources import describe, sources_of
 from mcp_server.core.run_views import MetricsAnswer, MetricSummary, MissingKey
@@ -74,14 +75,14 @@ SERIES_SQL = f"SELECT {', '.join(SeriesRow.__dataclass_fields__)} FROM metric_se
 
 
 class SidecarProgress(NamedTuple):
-    """What get_metrics reads of a run's sidecar row: its ingest counters and whether it is done."""
+    """What get_metrics reads of a run's sidecar row: whether it is done, and its ingest
+    counters (from ``metrics_records`` on, in ``IngestStats``' order)."""
 
     run_id: str
     exited_at: float | None
     metrics_offset: int
     metrics_records: int
     output_records: int
-    log_parsing: bool
     points: int
     bad_lines: int
     non_numeric: int
@@ -89,15 +90,32 @@ class SidecarProgress(NamedTuple):
     huge_lines: int
     partial_lines: int
     duplicates: int
+    log_parsing: bool
 
 
 SIDECAR_FIELDS = SidecarProgress._fields
+# IngestStats' fields, named as the answer names them, and where they start in a RUNS_SQL row.
+INGEST_KEYS = ("metrics_records", "log_records", *SIDECAR_FIELDS[5:])
+INGEST_AT = 3 + SIDECAR_FIELDS.index("metrics_records")
 # The runs asked about and their sidecar rows (NULLs when none), in one statement: the
 # caller appends "(?, ...)" with one mark per run id.
 RUNS_SQL = (
     f"SELECT r.id, r.name, r.status, {', '.join('s.' + f for f in SIDECAR_FIELDS)} "
     "FROM runs r LEFT JOIN sidecars s ON s.run_id = r.id WHERE r.id IN "
 )
+# The statements for 1 to MAX_RUNS run ids, built once (they run on every call).
+_RUNS_FOR = [""] + [f"{RUNS_SQL}({', '.join('?' * n)})" for n in range(1, MAX_RUNS + 1)]
+_SERIES_FOR = [""] + [
+    f"{SERIES_SQL} WHERE run_id IN ({', '.join('?' * n)}) ORDER BY key, run_id"
+    for n in range(1, MAX_RUNS + 1)
+]
+INF = math.inf
+VALIDATE_ANSWER = MetricsAnswer.__pydantic_validator__.validate_python
+
+
+def progress_of(run: tuple[Any, ...]) -> SidecarProgress | None:
+    """A RUNS_SQL row's sidecar part; None when the run has no sidecar row (its run_id is NULL)."""
+    return SidecarProgress._make(run[3:]) if run[3] is not None else None
 
 
 def summary_fields(s: Any) -> dict[str, Any]:
@@ -114,10 +132,10 @@ def summary_fields(s: Any) -> dict[str, Any]:
         "count": s.count,
         "first_step": s.first_step,
         "last_step": s.last_step,
-        "last": finite(s.last_value),
-        "min": finite(s.min_value),
-        "max": finite(s.max_value),
-        "best": finite(best),
+        "last": s.last_value if s.last_value is not None and -INF < s.last_value < INF else None,
+        "min": s.min_value if s.min_value is not None and -INF < s.min_value < INF else None,
+        "max": s.max_value if s.max_value is not None and -INF < s.max_value < INF else None,
+        "best": best if best is not None and -INF < best < INF else None,
         "best_step": best_step,
         "nonfinite": s.nonfinite,
         "first_nonfinite_step": s.first_nonfinite_step,
@@ -208,8 +226,12 @@ class MetricsService:
         still_reading: list[str] = []
         drained = False
         while True:
-            with self.store.sql.snapshot() as conn:
+            conn = self.store.sql.connection()
+            conn.execute("BEGIN")  # one snapshot per answer
+            try:
                 answer = self._answer(conn, ids, keys, max_points, max_keys, still_reading, drained)
+            finally:
+                conn.execute("COMMIT")
             if answer is not None:
                 return answer
             # An ended run's sidecar is still storing its last lines: let it (at most a few s).
@@ -225,85 +247,69 @@ class MetricsService:
         still_reading: list[str],
         drained: bool,
     ) -> MetricsAnswer | None:
-        """The answer from one snapshot; None when a run's last lines are still being stored."""
-        found: dict[str, tuple[Any, ...]] = {}
-        progress: dict[str, SidecarProgress] = {}
-        for r in conn.execute(f"{RUNS_SQL}({_marks(len(ids))})", ids):
-            found[r[0]] = r
-            if r[3] is not None:  # the sidecar's run_id: NULL when the run has no sidecar row
-                progress[r[0]] = SidecarProgress._make(r[3:])
-        for run_id in ids:
-            if run_id not in found:
-                raise NotFound(f"no run with id {run_id!r}; use list_runs to see existing runs.")
+        """The answer from one snapshot; None when a run's last lines are still being stored.
+
+        On every call an agent or a dashboard makes, so kept to one pass over plain rows,
+        building plain dicts that are validated in one pydantic call (points excepted: see
+        MetricSeriesOut)."""
+        found = {r[0]: r for r in conn.execute(_RUNS_FOR[len(ids)], ids)}
+        if len(found) < len(ids):
+            absent = next(run_id for run_id in ids if run_id not in found)
+            raise NotFound(f"no run with id {absent!r}; use list_runs to see existing runs.")
         if not drained:
-            for run_id in ids:
-                if found[run_id][2] in TERMINAL_STATUSES:
-                    row = progress.get(run_id)
-                    if row is not None and row.exited_at is None:
-                        return None
+            for r in found.values():
+                # An ended run whose sidecar row (r[3]: its run_id) has not exited (r[4]).
+                if r[2] in TERMINAL_STATUSES and r[3] is not None and r[4] is None:
+                    return None
         by_run: dict[str, list[SeriesRow]] = {run_id: [] for run_id in ids}
-        for series in series_of(conn, ids):
-            by_run[series.run_id].append(series)
-        plan: list[tuple[str, list[SeriesRow], list[MissingKey], list[str]]] = []
-        for run_id in ids:
-            existing = by_run[run_id]
-            names = [x.key for x in existing]
-            if keys is None:
-                plan.append((run_id, existing[:max_keys] if max_keys else existing, [], names))
-                continue
-            wanted = [x for x in existing if x.key in keys]
-            missing = []
-            if any(k not in names for k in keys):
-                ended = found[run_id][2] in TERMINAL_STATUSES and run_id not in still_reading
-                missing = [
-                    self._missing(k, names, ended, self._read(progress.get(run_id)) if ended else "")
-                    for k in keys
-                    if k not in names
-                ]
-            plan.append((run_id, wanted, missing, names))
-        total = sum(len(p[1]) for p in plan)
-        if max_points is None:
-            budget = max(MIN_POINTS_PER_SERIES, min(SKETCH_POINTS, SKETCH_TOTAL // max(1, total)))
+        for r in conn.execute(_SERIES_FOR[len(ids)], ids):
+            by_run[r[1]].append(SeriesRow(*r))
+        if keys is not None:
+            chosen = {run_id: [x for x in existing if x.key in keys] for run_id, existing in by_run.items()}
+        elif max_keys:
+            chosen = {run_id: existing[:max_keys] for run_id, existing in by_run.items()}
         else:
-            budget = max(MIN_POINTS_PER_SERIES, max_points // max(1, total))
-        # The answer is validated in one call from plain dicts (one pydantic call rather than
-        # one per model); the points, made here from stored numbers, are set afterwards rather
-        # than validated one by one.
+            chosen = by_run
+        total = sum(map(len, chosen.values())) or 1
+        if max_points is None:
+            budget = SKETCH_TOTAL // total
+            budget = SKETCH_POINTS if budget > SKETCH_POINTS else max(MIN_POINTS_PER_SERIES, budget)
+        else:
+            budget = max(MIN_POINTS_PER_SERIES, max_points // total)
         runs_out: list[dict[str, Any]] = []
-        points_out: list[list[Point]] = []
-        for run_id, chosen, missing, names in plan:
+        for run_id, existing in by_run.items():
+            run, shown = found[run_id], chosen[run_id]
             series_out = []
-            for series in chosen:
-                points, reduced = downsample(conn, series, budget)
+            for series in shown:
                 fields = summary_fields(series)
-                fields["points"] = []
-                fields["downsampled"] = reduced
+                fields["points"], fields["downsampled"] = downsample(conn, series, budget)
                 series_out.append(fields)
-                points_out.append(points)
-            row = progress.get(run_id)
-            note = self._note(by_run[run_id], row, run_id in still_reading)
-            every = len(chosen) == len(names)
-            if not every or keys is not None:
-                note = self._key_note(note, len(chosen), len(names), keys is None)
-            run = found[run_id]
+            ingest = dict(zip(INGEST_KEYS, run[INGEST_AT:], strict=True)) if run[3] is not None else None
+            note = self._note(existing, ingest, run_id in still_reading)
+            listed: list[str] | None = None
+            missing: list[MissingKey] = []
+            if keys is not None or len(shown) < len(existing):
+                names = [x.key for x in existing]
+                listed = names[:MAX_KEYS]
+                note = self._key_note(note, len(shown), len(names), keys is None)
+                if keys is not None and len(shown) < len(keys):
+                    ended = run[2] in TERMINAL_STATUSES and run_id not in still_reading
+                    read = self._read(progress_of(run)) if ended else ""
+                    missing = [self._missing(k, names, ended, read) for k in keys if k not in names]
             runs_out.append(
                 {
                     "run_id": run_id,
                     "name": run[1],
                     "status": run[2],
-                    "keys": None if keys is None and every else names[:MAX_KEYS],
+                    "keys": listed,
                     "series": series_out,
                     "missing": missing,
-                    "ingest": ingest_fields(row) if row is not None else None,
+                    "ingest": ingest,
                     "note": note,
                 }
             )
-        result = MetricsAnswer.model_validate({"runs": runs_out, "points_per_series": budget})
-        placed = iter(points_out)
-        for answer in result.runs:
-            for out in answer.series:
-                out.points = next(placed)
-        return result
+        # The model's validator called directly (what model_validate calls, less its argument checks).
+        return VALIDATE_ANSWER({"runs": runs_out, "points_per_series": budget})  # type: ignore[no-any-return]
 
     @staticmethod
     def _key_note(note: str, shown: int, existing: int, every_key_asked: bool) -> str:
@@ -338,12 +344,20 @@ class MetricsService:
         return MissingKey(key=key, hint=hint, similar=similar)
 
     @staticmethod
-    def _note(series: list[SeriesRow], row: Any, reading: bool = False) -> str:
+    def _note(series: list[SeriesRow], ingest: dict[str, Any] | None, reading: bool = False) -> str:
+        """What the reader should know about a run's metrics; ``ingest``: its IngestStats fields."""
+        if (
+            not reading
+            and series
+            and ingest is not None
+            and not (ingest["bad_lines"] or ingest["non_numeric"] or ingest["huge_lines"])
+        ):
+            return ""  # the usual answer: nothing to say (checked first: this is on every read's path)
         notes = []
         if reading:
             notes.append("the run ended but its sidecar is still storing its last lines; ask again shortly")
         if not series:
-            if row is None:
+            if ingest is None:
                 notes.append("no metrics: no sidecar has read this run's files yet")
             else:
                 notes.append(
@@ -351,11 +365,14 @@ class MetricsService:
                     "file (TensorBoard events, metrics.csv, trainer_state.json) was found under the workdir; "
                     "have the job append one JSON object per line to $RESEARCH_METRICS_FILE"
                 )
-        if row is not None and row.bad_lines:
-            notes.append(f"{row.bad_lines} metrics.jsonl line(s) were not JSON objects and were skipped")
-        if row is not None and row.non_numeric:
-            example = f" (e.g. {row.non_numeric_example})" if row.non_numeric_example else ""
-            notes.append(f"{row.non_numeric} non-numeric value(s) were skipped{example}")
-        if row is not None and row.huge_lines:
-            notes.append(f"{row.huge_lines} line(s) over 1 MiB were skipped")
+        if ingest is None:
+            return "; ".join(notes)
+        if ingest["bad_lines"]:
+            bad = ingest["bad_lines"]
+            notes.append(f"{bad} metrics.jsonl line(s) were not JSON objects and were skipped")
+        if ingest["non_numeric"]:
+            example = f" (e.g. {ingest['non_numeric_example']})" if ingest["non_numeric_example"] else ""
+            notes.append(f"{ingest['non_numeric']} non-numeric value(s) were skipped{example}")
+        if ingest["huge_lines"]:
+            notes.append(f"{ingest['huge_lines']} line(s) over 1 MiB were skipped")
         return "; ".join(notes)

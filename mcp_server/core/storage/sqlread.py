@@ -46,7 +46,9 @@ class SqlReader:
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
 
-    def _conn(self) -> sqlite3.Connection:
+    def connection(self) -> sqlite3.Connection:
+        """This thread's read connection, for a caller that runs its own ``BEGIN`` … ``COMMIT``
+        (the hottest reads: it saves the snapshot object)."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             # Read-only (mode=ro): reading never creates a store that is not there.
@@ -62,7 +64,7 @@ class SqlReader:
 
     def snapshot(self) -> Snapshot:
         """One consistent read of the store (a read transaction): ``with reader.snapshot() as conn``."""
-        return Snapshot(self._conn())
+        return Snapshot(self.connection())
 
     def close(self) -> None:
         with self._lock:
