@@ -168,6 +168,35 @@ def test_a_held_back_run_can_be_stopped_and_is_never_launched(
     assert max_concurrency(services, sweep.id) == 1
 
 
+def test_a_plain_sweep_is_read_and_listed_from_counts_without_loading_its_runs(
+    fake_backend: object, services: Services, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """get_sweep and the sweep list of experiment://context count a grid sweep's runs in SQL; only
+    an adaptive or budgeted sweep reads them as rows (spent GPU-hours, trials asked). Loading
+    them for every sweep made the context 30x its raw SQL with 10,000 runs (bench.list_runs)."""
+    sweep = services.sweeps.create(
+        name="plain", goal="g", base_command="echo {i}", parameters={"i": [1, 2, 3]}, metric="loss",
+        workdir=str(workdir), backend="fake", auto_start=False,
+    )  # fmt: skip
+    budgeted = services.sweeps.create(
+        name="budgeted", goal="g", base_command="echo {i}", parameters={"i": [1, 2]},
+        budget={"gpu_hours": 5}, workdir=str(workdir), backend="fake", auto_start=False,
+    )  # fmt: skip
+    loaded: list[str] = []
+    runs_of = services.sweeps.runs_of
+
+    def counted(sweep_id: str) -> list[Run]:
+        loaded.append(sweep_id)
+        return runs_of(sweep_id)
+
+    monkeypatch.setattr(services.sweeps, "runs_of", counted)
+    assert services.sweeps.get(sweep.id).progress.total == 3
+    assert {row.id: row.progress.total for row in services.sweeps.list()} == {sweep.id: 3, budgeted.id: 2}
+    assert sweep.id not in loaded
+    assert services.sweeps.get(budgeted.id).budget == {"gpu_hours": 5, "gpu_hours_spent": 0.0}
+    assert budgeted.id in loaded
+
+
 def test_unknown_sweeps_are_refused_before_anything_is_written(services: Services, workdir: Path) -> None:
     with pytest.raises(NotFound, match="no sweep with id"):
         services.runs.create(

@@ -289,10 +289,13 @@ class SweepService:
         with self.store.sql.snapshot() as conn:
             rows = newest(conn, limit)
             ids = [r.id for r in rows]
+            # Only an adaptive or budgeted sweep can be paused by its budget or between asks
+            # (every sweep's search holds its direction and backend).
             searching = {
                 r[0]
                 for r in conn.execute(
-                    f"SELECT id FROM sweeps WHERE search != '{{}}' AND id IN ({', '.join('?' * len(ids))})",
+                    "SELECT id FROM sweeps WHERE (method = 'tpe' OR json_extract(search, '$.budget') "
+                    f"IS NOT NULL) AND id IN ({', '.join('?' * len(ids))})",
                     ids,
                 )
             }
