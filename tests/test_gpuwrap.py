@@ -408,3 +408,31 @@ def test_a_queue_entry_whose_creator_died_before_launching_stops_blocking_after_
         assert services.runs.get(orphan.id).status == "ready"  # untouched: start_run can still start it
     finally:
         services.close()
+
+
+def test_two_writers_of_one_runs_admission_env_never_collide(tmp_path: Path) -> None:
+    """The dispatcher and a repair after a killed dispatcher (rewrite_admission) may write the
+    same run's admission.env at once; sharing one temp name, one of them failed."""
+    import threading
+
+    from mcp_server.core.execution.jobfiles import JobFiles
+    from mcp_server.core.scheduling.gpuwrap import write_admission_env
+
+    files = JobFiles(tmp_path)
+    errors: list[OSError] = []
+
+    def write() -> None:
+        try:
+            for _ in range(300):
+                write_admission_env(files, [1])
+        except OSError as err:
+            errors.append(err)
+
+    writers = [threading.Thread(target=write) for _ in range(2)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    assert errors == []
+    assert files.admission_env.read_text().endswith("export CUDA_VISIBLE_DEVICES=1\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["admission.env"]

@@ -15,6 +15,7 @@ import os
 import re
 import shlex
 import sys
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,7 +160,10 @@ def write_admission_env(files: JobFiles, gpu_indices: tuple[int, ...] | list[int
             "export CUDA_DEVICE_ORDER=PCI_BUS_ID",
             f"export CUDA_VISIBLE_DEVICES={','.join(str(i) for i in gpu_indices)}",
         ]
-    tmp = files.admission_env.with_name(files.admission_env.name + ".tmp")
+    # A temp name of this writer's own: the dispatcher and a repair after a killed dispatcher
+    # (rewrite_admission) may write the same run's file at once (same content).
+    own = f"{files.admission_env.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+    tmp = files.admission_env.with_name(own)
     write_private(tmp, "\n".join(lines) + "\n")
     tmp.replace(files.admission_env)
 
