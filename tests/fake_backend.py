@@ -36,6 +36,10 @@ class FakeBackend(Backend):
     idempotent_submit = False
     # (state dir, run id) → the job's process; shared by every Services of the test process.
     jobs: ClassVar[dict[tuple[str, str], subprocess.Popen[bytes]]] = {}
+    # Jobs whose exit code is not written yet. A job is present until then, even once its
+    # process has ended: a launch script writes the exit code before its window closes, and a
+    # gap here reads as a run that vanished ("lost"), which polling fast enough will hit.
+    unsettled: ClassVar[set[tuple[str, str]]] = set()
     _lock = threading.Lock()
 
     @classmethod
@@ -63,26 +67,29 @@ class FakeBackend(Backend):
                 start_new_session=True,
             )
         write_private(files.pgid, f"{proc.pid}\n")  # the "command started" marker
+        key = self._key(run.id)
         with self._lock:
-            self.jobs[self._key(run.id)] = proc
-        threading.Thread(target=self._reap, args=(proc, files), daemon=True).start()
+            self.jobs[key] = proc
+            self.unsettled.add(key)
+        threading.Thread(target=self._reap, args=(key, proc, files), daemon=True).start()
         return f"fake:{proc.pid}"
 
-    @staticmethod
-    def _reap(proc: subprocess.Popen[bytes], files: JobFiles) -> None:
+    @classmethod
+    def _reap(cls, key: tuple[str, str], proc: subprocess.Popen[bytes], files: JobFiles) -> None:
         code = proc.wait()
         code = 128 - code if code < 0 else code  # killed by a signal: as bash reports it
         tmp = files.run_dir / "exit_code.tmp"
         with contextlib.suppress(OSError):
             write_private(tmp, f"{code}\n")
             tmp.replace(files.exit_code)
+        with cls._lock:
+            cls.unsettled.discard(key)
 
     def observe(self, runs: Sequence[Any], files: Mapping[str, JobFiles]) -> dict[str, Observation]:
         out = {}
         for run in runs:
-            proc = self.jobs.get(self._key(run.id))
-            alive = proc is not None and proc.poll() is None
-            out[run.id] = observe_files(files[run.id], present=alive or files[run.id].exit_code.exists())
+            running = self._key(run.id) in self.unsettled
+            out[run.id] = observe_files(files[run.id], present=running or files[run.id].exit_code.exists())
         return out
 
     def stop(self, run: Any, files: JobFiles, grace_s: float) -> None:
@@ -108,6 +115,7 @@ class FakeBackend(Backend):
             mine = [(k, p) for k, p in cls.jobs.items() if k[0] == state_root]
             for key, _proc in mine:
                 del cls.jobs[key]
+                cls.unsettled.discard(key)
         for _key, proc in mine:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
