@@ -10,6 +10,8 @@ transaction, so concurrent lookers cannot record an ending twice.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -29,6 +31,10 @@ from mcp_server.core.storage.sqlwrites import transition_sql
 from mcp_server.core.storage.store import Store, now
 
 log = logging.getLogger(__name__)
+
+# How often a listing observes every watched run in full (reconcile_for_listing); the
+# server's settler does the same on its own clock (core.execution.settler).
+LOOK_EVERY_S = 15.0
 
 __all__ = ["CAN_CHANGE", "WATCHED", "Reconciler", "transition"]
 
@@ -71,9 +77,16 @@ class Reconciler:
         # Called after every reconcile with the runs it looked at, as they are now (the sidecar
         # supervisor restarts missing sidecars from here).
         self.after_reconcile: list[Callable[[list[Any]], object]] = []
+        # The run dirs of the runs being watched, checked (StateDir.run_dir) once each rather
+        # than on every look: every list_runs looks at every live run.
+        self._files: dict[str, JobFiles] = {}
+        self._looked_at = -math.inf  # when every watched run was last observed (reconcile_for_listing)
 
     def files(self, run_id: str) -> JobFiles:
-        return JobFiles(self.state.run_dir(run_id))
+        files = self._files.get(run_id)
+        if files is None:
+            files = self._files[run_id] = JobFiles(self.state.run_dir(run_id))
+        return files
 
     def watched_runs(self, run_ids: Iterable[str] | None = None) -> list[LiveRun]:
         """The runs a reconcile would look at (all that can still change, or ``run_ids``)."""
@@ -85,8 +98,12 @@ class Reconciler:
         imply; returns the runs whose status changed (as read, with the new values set)."""
         with self.store.sql.snapshot() as conn:
             if run_ids is None and not anything_to_watch(conn):
+                self._looked_at = time.monotonic()
                 return []
             runs = watched(conn, run_ids)
+        if run_ids is None:  # every watched run: forget the others' dirs
+            self._looked_at = time.monotonic()
+            self._files = {r.id: self._files[r.id] for r in runs if r.id in self._files}
         changed = self._settle(runs) if runs else []
         for hook in self.after_reconcile:
             try:
@@ -94,6 +111,24 @@ class Reconciler:
             except Exception:  # watching must never break settling
                 log.exception("after_reconcile hook failed")
         return changed
+
+    def reconcile_for_listing(self) -> list[Any]:
+        """What a listing (list_runs, the context, the dashboard) settles before it answers.
+
+        Every watched run whose exit code is written: its end is certain, and seeing it costs
+        one stat. Every watched run in full (the backend asked, sidecars restarted) only once
+        per ``LOOK_EVERY_S`` in this process: a job that vanished without an exit code, or a
+        command that just started, is recorded meanwhile by its sidecar (every 0.25 s) and
+        the server's settler, and asking the backend about every live run on every listing
+        was most of what a list cost."""
+        if time.monotonic() - self._looked_at >= LOOK_EVERY_S:
+            return self.reconcile()
+        ended = self.ended(self.watched_runs())
+        return self.reconcile(ended) if ended else []
+
+    def ended(self, runs: Iterable[Any]) -> list[str]:
+        """The launched runs among ``runs`` whose exit code is written (one stat each)."""
+        return [r.id for r in runs if r.launched_at is not None and self.files(r.id).exit_code.is_file()]
 
     def _settle(self, runs: list[LiveRun]) -> list[Any]:
         by_backend: dict[str, list[Any]] = defaultdict(list)

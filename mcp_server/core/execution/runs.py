@@ -132,9 +132,12 @@ class RunService(LaunchMixin, QueryMixin):
         return run
 
     def _settle_first(self, run_ids: list[str] | None = None) -> bool:
-        """Settle before answering a query; a store that cannot take writes now (full disk,
+        """Settle before answering a query (a listing when ``run_ids`` is None: see
+        Reconciler.reconcile_for_listing); a store that cannot take writes now (full disk,
         long lock) must not stop the answer, which is then what the store holds."""
         try:
+            if run_ids is None:
+                return bool(self.reconciler.reconcile_for_listing())
             return bool(self.reconciler.reconcile(run_ids))
         except StoreError as err:
             log.warning("answering from the store as it is: %s", err)

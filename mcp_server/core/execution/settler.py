@@ -58,9 +58,5 @@ class ExitSettler:
                 except Exception:  # a hook must not stop settling
                     log.exception("periodic settle hook failed")
             return len(changed)
-        ended = [
-            r.id
-            for r in runs
-            if r.launched_at is not None and self.reconciler.files(r.id).exit_code.is_file()
-        ]
+        ended = self.reconciler.ended(runs)
         return len(self.reconciler.reconcile(ended)) if ended else 0
