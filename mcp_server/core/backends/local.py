@@ -288,16 +288,30 @@ class LocalTmuxBackend(Backend):
         if files.read_exit_code() is not None:
             return
         pgid = files.read_pgid()
-        if pgid is not None:
-            escalate(pgid, grace_s)
-            # The launch script records the exit code right after the group ends.
-            deadline = time.monotonic() + 5
-            while files.read_exit_code() is None and time.monotonic() < deadline:
-                time.sleep(0.02)
-            if files.read_exit_code() is not None:
-                return
-        # The command never started (or the launch script died): close the window itself.
+        if pgid is not None and self._end_group(pgid, files, grace_s):
+            return
+        # The command never started (or the launch script died): close the window itself. The
+        # hang-up ends a launch script still waiting (for a GPU); one already past its wait
+        # ignores it and starts the command, which is then stopped as it appears. Either way
+        # the stop returns once the run is no longer live, so its answer says stopped.
         self._tmux("kill-window", "-t", f"={SESSION}:={run.id}")
+        deadline = time.monotonic() + 5
+        while job_lives(files) and time.monotonic() < deadline:
+            pgid = files.read_pgid()
+            if pgid is not None:
+                self._end_group(pgid, files, grace_s)
+                return
+            time.sleep(0.02)
+
+    @staticmethod
+    def _end_group(pgid: int, files: JobFiles, grace_s: float) -> bool:
+        """Signal the job's group (escalating) and wait for the exit code the launch script
+        records right after the group ends; False when none came (the script is gone)."""
+        escalate(pgid, grace_s)
+        deadline = time.monotonic() + 5
+        while files.read_exit_code() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return files.read_exit_code() is not None
         # It may have started between the pgid read and the kill: the job is in its own
         # session, so closing the window would not end it.
         pgid = files.read_pgid()
