@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from mcp_server.core.backends import registry
 from mcp_server.core.backends.registry import Backends
 from mcp_server.core.errors import ResearchError
 from mcp_server.core.execution import ending
@@ -117,14 +118,16 @@ class Reconciler:
 
         Every watched run whose exit code is written: its end is certain, and seeing it costs
         one stat. Every watched run in full (the backend asked, sidecars restarted) only once
-        per ``LOOK_EVERY_S`` in this process: a job that vanished without an exit code, or a
-        command that just started, is recorded meanwhile by its sidecar (every 0.25 s) and
-        the server's settler, and asking the backend about every live run on every listing
-        was most of what a list cost."""
+        per ``LOOK_EVERY_S`` in this process: meanwhile each run's sidecar records a command
+        that started or a job that vanished (it looks every 0.25 s, and asks a remote engine
+        every ``backend_check_s``), and so does the server's settler. Asking the backend about
+        every live run on every listing was most of what a list cost."""
         if time.monotonic() - self._looked_at >= LOOK_EVERY_S:
             return self.reconcile()
-        ended = self.ended(self.watched_runs())
-        return self.reconcile(ended) if ended else []
+        runs = self.watched_runs()
+        # A run no sidecar watches (its backend runs jobs in this process) is looked at each time.
+        look = [*self.ended(runs), *(r.id for r in runs if not registry.monitored(r.backend))]
+        return self.reconcile(look) if look else []
 
     def ended(self, runs: Iterable[Any]) -> list[str]:
         """The launched runs among ``runs`` whose exit code is written (one stat each)."""
