@@ -62,9 +62,11 @@ def test_a_gpu_hour_budget_on_logical_gpus_stops_launching_when_spent(
 
 
 def test_a_wall_clock_budget_stops_launching_after_its_hours(services: Services, workdir: Path) -> None:
+    # 0.001 h = 3.6 s: ample for the first launch on a loaded machine (a 1.1 s budget ran out
+    # before it under the parallel suite), spent before the first run's 4.5 s end.
     sweep = services.sweeps.create(
-        name="clock", goal="g", base_command="sleep 1.3; echo {i}", parameters={"i": [1, 2, 3]},
-        parallel=1, budget={"hours": 0.0003}, workdir=str(workdir),
+        name="clock", goal="g", base_command="sleep 4.5; echo {i}", parameters={"i": [1, 2, 3]},
+        parallel=1, budget={"hours": 0.001}, workdir=str(workdir),
     )  # fmt: skip
     paused = wait_for(
         lambda: (
