@@ -23,6 +23,16 @@ def test_store_is_wal_with_a_busy_timeout_and_private(tmp_path: Path) -> None:
     assert s.schema_version() == SCHEMA_VERSION
 
 
+def test_a_write_inside_a_read_snapshot_is_refused_and_writes_still_work(tmp_path: Path) -> None:
+    s = Store(tmp_path / "r.db")
+    with pytest.raises(RuntimeError, match="a write inside a read snapshot"), s.read() as session:
+        session.connection().exec_driver_sql("INSERT INTO meta (key, value) VALUES ('a', 'b')")
+    with s.write() as session:  # the same pooled connection, writable again
+        session.connection().exec_driver_sql("INSERT INTO meta (key, value) VALUES ('a', 'b')")
+    with s.read() as session:
+        assert session.connection().exec_driver_sql("SELECT value FROM meta WHERE key = 'a'").scalar() == "b"
+
+
 def test_migrations_bring_an_old_store_up_to_date(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = tmp_path / "r.db"
     Store(db).close()

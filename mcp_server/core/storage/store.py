@@ -105,6 +105,10 @@ class Store:
     @staticmethod
     def _on_begin(conn: Connection) -> None:
         write = conn.get_execution_options().get("research_write", False)
+        # A read snapshot refuses writes: one would upgrade a deferred transaction to a write,
+        # which fails at once with "database is locked" (no busy wait) whenever another
+        # process committed since the snapshot began. Refused, it fails every time, in tests.
+        conn.exec_driver_sql("PRAGMA query_only=OFF" if write else "PRAGMA query_only=ON")
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     def migrate(self) -> None:
@@ -155,9 +159,15 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """A read snapshot; writing inside it is a bug (it would not take the write lock)."""
+        """A read snapshot; a write inside it is refused (``query_only``): it would not take the
+        write lock."""
         with self._translated(), Session(self.engine, expire_on_commit=False) as session, session.begin():
-            yield session
+            try:
+                yield session
+            except DBAPIError as err:
+                if "readonly" in str(err.orig) and os.access(self.db_path, os.W_OK):
+                    raise RuntimeError(f"a write inside a read snapshot (a bug): {err.orig}") from err
+                raise
 
     @contextmanager
     def write(self, patience_s: float | None = None) -> Iterator[Session]:
