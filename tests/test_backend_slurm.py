@@ -152,6 +152,9 @@ def test_gpus_come_from_slurm_and_two_jobs_get_different_ones(
     slurm_services: Services, workdir: Path
 ) -> None:
     cmd = 'echo "cvd=$CUDA_VISIBLE_DEVICES"; touch "started-$RESEARCH_RUN_ID"; sleep 3'
+    # Both GPUs free first: an earlier test's cancelled job may still be completing on one
+    # (both runs then got the other, one after the other, in a clean-clone CI run).
+    wait_for(lambda: not subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout.strip(), 60)
     a = slurm_services.runs.create(name="g1", command=cmd, workdir=str(workdir), backend="slurm", gpus=1)
     b = slurm_services.runs.create(name="g2", command=cmd, workdir=str(workdir), backend="slurm", gpus=1)
     # both run at the same time (the node has 2 GPUs)
