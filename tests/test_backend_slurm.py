@@ -292,9 +292,13 @@ def test_auto_backend_follows_a_detected_slurm_cluster(
 ) -> None:
     monkeypatch.delenv("RESEARCH_MCP_CLUSTER_TYPE", raising=False)
     monkeypatch.setenv("RESEARCH_MCP_SLURM_POLL_S", "0.3")
+    # The controller up first: an earlier test restarts it (in a clean-clone CI run it had not
+    # answered yet, so detection found no Slurm and the run went local).
+    ping = ["scontrol", "ping"]
+    wait_for(lambda: " is UP" in subprocess.run(ping, capture_output=True, text=True).stdout, 60)
     sv = Services(state_dir)
     run = sv.runs.create(name="auto", command="echo picked", workdir=str(workdir), gpus=1)
-    assert run.backend == "slurm"
+    assert run.backend == "slurm", sv.cluster.get().signals
     assert "gpuwrap is for local runs" in (run.options.get("gpuwrap") or {}).get("note", "")
     done = wait_status(sv, run.id, {"finished", "failed", "lost"})
     assert done.status == "finished"
