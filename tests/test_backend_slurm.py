@@ -248,13 +248,14 @@ def test_many_observers_share_one_scheduler_query_per_interval(
     observers = [slurm_services, Services(slurm_services.state.root), Services(slurm_services.state.root)]
     t0 = time.monotonic()
     looks = 0
-    while time.monotonic() - t0 < 1.5:
+    while time.monotonic() - t0 < 1.5 or looks <= 30:  # on a loaded machine a look takes longer
         for sv in observers:
             sv.reconciler.reconcile(runs)
             looks += 1
+    elapsed = time.monotonic() - t0
     calls = log.read_text().splitlines() if log.exists() else []
-    # a 0.3 s interval over 1.5 s allows ~6 queries, however many observers looked how often
-    assert looks > 30 and 1 <= len(calls) <= 7, (looks, calls)
+    # one query per 0.3 s interval (~6 over 1.5 s), however many observers looked how often
+    assert 1 <= len(calls) <= elapsed / 0.3 + 2, (looks, elapsed, calls)
     assert set(calls) == {"squeue"}
 
 

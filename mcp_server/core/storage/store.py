@@ -108,7 +108,10 @@ class Store:
         # A read snapshot refuses writes: one would upgrade a deferred transaction to a write,
         # which fails at once with "database is locked" (no busy wait) whenever another
         # process committed since the snapshot began. Refused, it fails every time, in tests.
-        conn.exec_driver_sql("PRAGMA query_only=OFF" if write else "PRAGMA query_only=ON")
+        read_only, info = not write, conn.connection.info  # info: kept with the pooled connection
+        if info.get("query_only") is not read_only:  # set when the connection changes role
+            conn.exec_driver_sql(f"PRAGMA query_only={'ON' if read_only else 'OFF'}")
+            info["query_only"] = read_only
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     def migrate(self) -> None:
