@@ -292,8 +292,9 @@ class LocalTmuxBackend(Backend):
             return
         # The command never started (or the launch script died): close the window itself. The
         # hang-up ends a launch script still waiting (for a GPU); one already past its wait
-        # ignores it and starts the command, which is then stopped as it appears. Either way
-        # the stop returns once the run is no longer live, so its answer says stopped.
+        # ignores it and starts the command (the job is its own session: closing the window
+        # does not end it), which is then stopped as it appears. Either way the stop returns
+        # once the run is no longer live, so its answer says stopped.
         self._tmux("kill-window", "-t", f"={SESSION}:={run.id}")
         deadline = time.monotonic() + 5
         while job_lives(files) and time.monotonic() < deadline:
@@ -312,11 +313,6 @@ class LocalTmuxBackend(Backend):
         while files.read_exit_code() is None and time.monotonic() < deadline:
             time.sleep(0.02)
         return files.read_exit_code() is not None
-        # It may have started between the pgid read and the kill: the job is in its own
-        # session, so closing the window would not end it.
-        pgid = files.read_pgid()
-        if pgid is not None and group_alive(pgid):
-            escalate(pgid, grace_s)
 
     def kill_server(self) -> None:
         self._tmux("kill-server")
