@@ -73,12 +73,12 @@ def downsample(conn: sqlite3.Connection, series: SeriesLike, budget: int) -> tup
         points = _extremes(_from_points(conn, sid, lo, span, buckets))
     # The bucket points are in step order already. The first and last points go at the ends
     # when their steps are outside the buckets' points (the usual case: no search).
-    p = (lo, first if first is not None and -INF < first < INF else None)
+    p = (lo, finite(first))
     if points and lo < points[0][0]:
         points.insert(0, p)
     else:
         _place(points, p)
-    p = (hi, last if last is not None and -INF < last < INF else None)
+    p = (hi, finite(last))
     if hi > points[-1][0]:
         points.append(p)
     else:
@@ -109,7 +109,6 @@ def _place(points: list[Point], p: Point) -> None:
 
 
 Row = tuple[Any, ...]  # (bucket, min_step, min_value, max_step, max_value)
-INF = math.inf
 LEVELS = len(mb.SHIFTS)
 POINTS_SQL = "SELECT step, value FROM metric_points WHERE series_id = ? ORDER BY step, id"
 LEVEL_SQL = (
@@ -146,7 +145,7 @@ def _extremes(rows: Iterable[Row], clean: bool = False) -> list[Point]:
             else:
                 add((mns, mnv))
         return out
-    inf = INF
+    inf = math.inf
     for _, mns, mnv, mxs, mxv in rows:
         if mns is None:  # only NaN in this bucket
             continue

@@ -86,9 +86,7 @@ class EventFeed:
         self.db_path = db_path
 
     def _connect(self) -> sqlite3.Connection | None:
-        if not self.db_path.exists():
-            return None
-        return sqlite_open.connect(self.db_path, FEED_BUSY_TIMEOUT_S, writer=False)
+        return sqlite_open.connect_if_present(self.db_path, FEED_BUSY_TIMEOUT_S)
 
     def latest_id(self) -> int:
         con = self._connect()

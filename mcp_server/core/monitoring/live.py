@@ -36,9 +36,7 @@ class PointFeed:
         self.db_path = db_path
 
     def _connect(self) -> sqlite3.Connection | None:
-        if not self.db_path.exists():
-            return None
-        return sqlite_open.connect(self.db_path, FEED_BUSY_TIMEOUT_S, writer=False)
+        return sqlite_open.connect_if_present(self.db_path, FEED_BUSY_TIMEOUT_S)
 
     def latest_id(self) -> int:
         con = self._connect()
@@ -75,9 +73,10 @@ class PointFeed:
 
 def active_run_ids(db_path: Path) -> list[str]:
     """Runs not yet ended (their logs may grow): what a page watching every run follows."""
-    if not db_path.exists():
+    con = sqlite_open.connect_if_present(db_path, FEED_BUSY_TIMEOUT_S)
+    if con is None:
         return []
-    with closing(sqlite_open.connect(db_path, FEED_BUSY_TIMEOUT_S, writer=False)) as con:
+    with closing(con):
         try:
             rows = con.execute(
                 "SELECT id FROM runs WHERE status IN ('queued', 'launching', 'running')"

@@ -15,7 +15,7 @@ the keys that do exist and the ones that look like it ("loss" → "train/loss").
 
 from __future__ import annotations
 
-import math
+import functools
 import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -103,13 +103,6 @@ RUNS_SQL = (
     f"SELECT r.id, r.name, r.status, {', '.join('s.' + f for f in SIDECAR_FIELDS)} "
     "FROM runs r LEFT JOIN sidecars s ON s.run_id = r.id WHERE r.id IN "
 )
-# The statements for 1 to MAX_RUNS run ids, built once (they run on every call).
-_RUNS_FOR = [""] + [f"{RUNS_SQL}({', '.join('?' * n)})" for n in range(1, MAX_RUNS + 1)]
-_SERIES_FOR = [""] + [
-    f"{SERIES_SQL} WHERE run_id IN ({', '.join('?' * n)}) ORDER BY key, run_id"
-    for n in range(1, MAX_RUNS + 1)
-]
-INF = math.inf
 VALIDATE_ANSWER = MetricsAnswer.__pydantic_validator__.validate_python
 
 
@@ -132,10 +125,10 @@ def summary_fields(s: Any) -> dict[str, Any]:
         "count": s.count,
         "first_step": s.first_step,
         "last_step": s.last_step,
-        "last": s.last_value if s.last_value is not None and -INF < s.last_value < INF else None,
-        "min": s.min_value if s.min_value is not None and -INF < s.min_value < INF else None,
-        "max": s.max_value if s.max_value is not None and -INF < s.max_value < INF else None,
-        "best": best if best is not None and -INF < best < INF else None,
+        "last": finite(s.last_value),
+        "min": finite(s.min_value),
+        "max": finite(s.max_value),
+        "best": finite(best),
         "best_step": best_step,
         "nonfinite": s.nonfinite,
         "first_nonfinite_step": s.first_nonfinite_step,
@@ -159,14 +152,25 @@ def _marks(n: int) -> str:
     return ", ".join("?" * n)
 
 
+@functools.lru_cache(maxsize=MAX_RUNS)
+def _runs_sql(runs: int) -> str:
+    """RUNS_SQL for ``runs`` run ids, built once per count (on every metrics read)."""
+    return f"{RUNS_SQL}({_marks(runs)})"
+
+
+@functools.lru_cache(maxsize=64)
+def _series_sql(runs: int, by_key: bool) -> str:
+    """The series of ``runs`` run ids (and one key), built once per shape: on every metrics read."""
+    key = " AND key = ?" if by_key else ""
+    return f"{SERIES_SQL} WHERE run_id IN ({_marks(runs)}){key} ORDER BY key, run_id"
+
+
 def series_of(conn: sqlite3.Connection, run_ids: list[str], key: str | None = None) -> list[SeriesRow]:
     """The runs' series (only ``key``'s when given), by key."""
     if not run_ids:
         return []
-    where = f"run_id IN ({_marks(len(run_ids))})" + (" AND key = ?" if key is not None else "")
     params = [*run_ids, key] if key is not None else run_ids
-    rows = conn.execute(f"{SERIES_SQL} WHERE {where} ORDER BY key, run_id", params)
-    return [SeriesRow(*r) for r in rows]
+    return [SeriesRow(*r) for r in conn.execute(_series_sql(len(run_ids), key is not None), params)]
 
 
 def recent_points(conn: sqlite3.Connection, run_id: str, n: int) -> list[dict[str, Any]]:
@@ -252,7 +256,7 @@ class MetricsService:
         On every call an agent or a dashboard makes, so kept to one pass over plain rows,
         building plain dicts that are validated in one pydantic call (points excepted: see
         MetricSeriesOut)."""
-        found = {r[0]: r for r in conn.execute(_RUNS_FOR[len(ids)], ids)}
+        found = {r[0]: r for r in conn.execute(_runs_sql(len(ids)), ids)}
         if len(found) < len(ids):
             absent = next(run_id for run_id in ids if run_id not in found)
             raise NotFound(f"no run with id {absent!r}; use list_runs to see existing runs.")
@@ -262,8 +266,8 @@ class MetricsService:
                 if r[2] in TERMINAL_STATUSES and r[3] is not None and r[4] is None:
                     return None
         by_run: dict[str, list[SeriesRow]] = {run_id: [] for run_id in ids}
-        for r in conn.execute(_SERIES_FOR[len(ids)], ids):
-            by_run[r[1]].append(SeriesRow(*r))
+        for series in series_of(conn, ids):
+            by_run[series.run_id].append(series)
         if keys is not None:
             chosen = {run_id: [x for x in existing if x.key in keys] for run_id, existing in by_run.items()}
         elif max_keys:
@@ -346,13 +350,6 @@ class MetricsService:
     @staticmethod
     def _note(series: list[SeriesRow], ingest: dict[str, Any] | None, reading: bool = False) -> str:
         """What the reader should know about a run's metrics; ``ingest``: its IngestStats fields."""
-        if (
-            not reading
-            and series
-            and ingest is not None
-            and not (ingest["bad_lines"] or ingest["non_numeric"] or ingest["huge_lines"])
-        ):
-            return ""  # the usual answer: nothing to say (checked first: this is on every read's path)
         notes = []
         if reading:
             notes.append("the run ended but its sidecar is still storing its last lines; ask again shortly")

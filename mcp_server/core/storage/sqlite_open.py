@@ -47,6 +47,12 @@ def connect(
     return conn
 
 
+def connect_if_present(db_path: Path, busy_timeout_s: float) -> sqlite3.Connection | None:
+    """A reading connection (``writer=False``), or None while the store does not exist yet: the
+    feeds (events, live points) poll before any server has created it."""
+    return connect(db_path, busy_timeout_s, writer=False) if db_path.exists() else None
+
+
 def connect_readonly(
     db_path: Path | str, busy_timeout_s: float = 10.0, *, check_same_thread: bool = True
 ) -> sqlite3.Connection:
