@@ -73,12 +73,12 @@ def downsample(conn: sqlite3.Connection, series: SeriesLike, budget: int) -> tup
         points = _extremes(_from_points(conn, sid, lo, span, buckets))
     # The bucket points are in step order already. The first and last points go at the ends
     # when their steps are outside the buckets' points (the usual case: no search).
-    p = (lo, finite(first))
+    p = (lo, first if first is not None and -math.inf < first < math.inf else None)  # finite(), inlined
     if points and lo < points[0][0]:
         points.insert(0, p)
     else:
         _place(points, p)
-    p = (hi, finite(last))
+    p = (hi, last if last is not None and -math.inf < last < math.inf else None)
     if hi > points[-1][0]:
         points.append(p)
     else:

@@ -16,6 +16,7 @@ the keys that do exist and the ones that look like it ("loss" → "train/loss").
 from __future__ import annotations
 
 import functools
+import math
 import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -71,6 +72,7 @@ class SeriesRow:
     max_step: int | None
 
 
+INF = math.inf
 SERIES_SQL = f"SELECT {', '.join(SeriesRow.__dataclass_fields__)} FROM metric_series"
 
 
@@ -125,10 +127,11 @@ def summary_fields(s: Any) -> dict[str, Any]:
         "count": s.count,
         "first_step": s.first_step,
         "last_step": s.last_step,
-        "last": finite(s.last_value),
-        "min": finite(s.min_value),
-        "max": finite(s.max_value),
-        "best": finite(best),
+        # finite(), inlined: this runs for every series of every metrics read
+        "last": s.last_value if s.last_value is not None and -INF < s.last_value < INF else None,
+        "min": s.min_value if s.min_value is not None and -INF < s.min_value < INF else None,
+        "max": s.max_value if s.max_value is not None and -INF < s.max_value < INF else None,
+        "best": best if best is not None and -INF < best < INF else None,
         "best_step": best_step,
         "nonfinite": s.nonfinite,
         "first_nonfinite_step": s.first_nonfinite_step,
@@ -266,8 +269,8 @@ class MetricsService:
                 if r[2] in TERMINAL_STATUSES and r[3] is not None and r[4] is None:
                     return None
         by_run: dict[str, list[SeriesRow]] = {run_id: [] for run_id in ids}
-        for series in series_of(conn, ids):
-            by_run[series.run_id].append(series)
+        for r in conn.execute(_series_sql(len(ids), False), ids):
+            by_run[r[1]].append(SeriesRow(*r))
         if keys is not None:
             chosen = {run_id: [x for x in existing if x.key in keys] for run_id, existing in by_run.items()}
         elif max_keys:
@@ -350,6 +353,9 @@ class MetricsService:
     @staticmethod
     def _note(series: list[SeriesRow], ingest: dict[str, Any] | None, reading: bool = False) -> str:
         """What the reader should know about a run's metrics; ``ingest``: its IngestStats fields."""
+        skipped = ingest is None or ingest["bad_lines"] or ingest["non_numeric"] or ingest["huge_lines"]
+        if not (skipped or reading or not series):
+            return ""  # the usual answer, decided first: this is on every metrics read's path
         notes = []
         if reading:
             notes.append("the run ended but its sidecar is still storing its last lines; ask again shortly")
